@@ -1,0 +1,14 @@
+# The two commands a newcomer types: `make run` and `make test`.
+.PHONY: setup run test lint
+
+setup:
+	@bash ops/setup.sh
+
+run: setup
+	@bash ops/run_local.sh
+
+test: setup
+	@.venv/bin/python -m pytest
+
+lint:
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy settings.py ingest retrieval llm ui ops

@@ -1,0 +1,1 @@
+"""File shares to chunks: crawl, parse and OCR, chunk, embed, write to the index."""

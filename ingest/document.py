@@ -1,0 +1,29 @@
+"""A parsed document: the blocks of text a parser found, in reading order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+BlockKind = Literal["heading", "text", "table"]
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: BlockKind
+    text: str
+    page: int | None = None
+
+
+@dataclass
+class ParsedDocument:
+    blocks: list[Block]
+    pages: int = 0
+    parser: str = ""
+    ocr_pages: list[int] = field(default_factory=list)
+
+    def title(self, fallback: str) -> str:
+        for block in self.blocks[:5]:
+            if block.kind == "heading":
+                return block.text
+        return fallback

@@ -1,0 +1,1 @@
+"""The language model side: the OpenAI-compatible client, prompts, answers, the local server."""

@@ -1,0 +1,24 @@
+"""Composition of the language-model side from the settings."""
+
+from __future__ import annotations
+
+from settings import Settings
+
+from llm.answer import Answerer
+from llm.client import ChatModel, http_client
+from retrieval.retriever import Retriever
+
+
+def build_chat_model(settings: Settings) -> ChatModel:
+    api_key = settings.llm.api_key.get_secret_value() if settings.llm.api_key else None
+    http = http_client(settings.llm.resolved_base_url(), settings.llm.timeout_seconds, api_key)
+    return ChatModel(http, settings.llm.model, settings.llm.max_tokens, settings.llm.temperature)
+
+
+def build_answerer(settings: Settings, retriever: Retriever) -> Answerer:
+    return Answerer(
+        retriever,
+        build_chat_model(settings),
+        context_passages=settings.retrieval.context_passages,
+        min_score=settings.retrieval.min_score,
+    )

@@ -1,0 +1,1 @@
+"""Operating the appliance: the `rag` command, the local stack, setup and packaging."""

@@ -1,0 +1,328 @@
+"""The `rag` command: the appliance's operator interface (see CONTRACT.md).
+
+Exit status: 0 done; 1 the command ran but failed; 2 bad arguments or an unusable input.
+With --json a command prints exactly one JSON object on stdout; logs and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+from settings import Settings, enforce_offline
+
+enforce_offline()  # before any library that could reach a hub or send telemetry is imported
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments or an unusable input: exit status 2."""
+
+
+class CommandFailed(Exception):
+    """The command ran but could not do its job: exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+class _JsonLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {"level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        )
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonLogFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    for noisy in ("pdfminer", "unstructured", "httpx", "sentence_transformers", "pypdf"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from ingest.build import build_ingestor
+    from ingest.errors import BadIngestRoot
+    from ingest.pipeline import check_roots
+    from ops.progress import TerminalProgress
+
+    try:
+        check_roots(args.paths)
+    except BadIngestRoot as exc:
+        raise UsageError(f"{exc}; give a folder or file that exists") from exc
+    ingestor = build_ingestor(settings)
+    progress = TerminalProgress() if not args.json and sys.stderr.isatty() else None
+    if args.watch is None:
+        return ingestor.run(args.paths, progress).as_json()
+    from ops.watch import watch
+
+    watch(ingestor, args.paths, args.watch)
+    return {}
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from retrieval.build import build_retriever
+
+    scope = _scope(args, settings)
+    hits = build_retriever(settings).search(args.query, scope, args.k or settings.retrieval.top_k)
+    return {
+        "hits": [
+            {
+                "path": hit.chunk.path,
+                "page": hit.chunk.page,
+                "score": round(hit.score, 4),
+                "text": hit.chunk.text,
+                "doc_id": hit.chunk.doc_id,
+                "chunk_id": hit.chunk.id,
+            }
+            for hit in hits
+        ]
+    }
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from llm.build import build_answerer
+    from retrieval.build import build_retriever
+
+    scope = _scope(args, settings)
+    answer = build_answerer(settings, build_retriever(settings)).answer(args.question, scope)
+    return answer.as_json()
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from ingest.ledger import Ledger
+    from ops.health import llm_status
+    from retrieval.build import build_store
+
+    ledger = Ledger(settings.ledger_path)
+    totals = ledger.totals()
+    ledger.close()
+    store = build_store(settings)
+    store_info = {**store.describe(), "chunks": store.count()}
+    store.close()
+    return {**totals, "store": store_info, "llm": llm_status(settings)}
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from ops.stack import up
+
+    return up(settings, with_ui=not args.no_ui)
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from ops.stack import down
+
+    return down(settings)
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from ops.health import run_checks
+
+    checks = run_checks(settings)
+    return {"ok": all(check["ok"] for check in checks), "checks": checks}
+
+
+def cmd_users_add(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from retrieval.users import UserDirectory
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"Password for {args.name}: ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    groups = [g.strip() for g in (args.groups or "").split(",") if g.strip()]
+    directory = UserDirectory(settings.users_path)
+    try:
+        return directory.add(args.name, password, groups, admin=args.admin).as_json()
+    finally:
+        directory.close()
+
+
+def cmd_users_list(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from retrieval.users import UserDirectory
+
+    directory = UserDirectory(settings.users_path)
+    try:
+        return {"users": [user.as_json() for user in directory.list()]}
+    finally:
+        directory.close()
+
+
+def _scope(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
+    from retrieval.access import Scope
+    from retrieval.users import UserDirectory
+
+    if args.user is None:
+        return Scope.operator()
+    directory = UserDirectory(settings.users_path)
+    try:
+        return directory.get(args.user).scope
+    finally:
+        directory.close()
+
+
+# -- human-readable output -------------------------------------------------------------------
+
+
+def _print_human(command: str, result: dict[str, Any]) -> None:
+    if command == "ingest" and result:
+        failed = result["failed"]
+        print(
+            f"{result['files_seen']} files: {result['indexed']} new, {result['updated']} updated, "
+            f"{result['unchanged']} unchanged, {result['deleted']} deleted, "
+            f"{result['skipped']} skipped, {len(failed)} failed; "
+            f"{result['pages']} pages, {result['chunks']} chunks in {result['seconds']:.1f}s"
+        )
+        for failure in failed:
+            print(f"  failed: {failure['path']}: {failure['error']}")
+    elif command == "search":
+        for rank, hit in enumerate(result["hits"], start=1):
+            page = f" p.{hit['page']}" if hit["page"] else ""
+            snippet = " ".join(hit["text"].split())[:160]
+            print(f"{rank}. {hit['score']:.3f} {hit['path']}{page}\n   {snippet}")
+        if not result["hits"]:
+            print("no results")
+    elif command == "ask":
+        print(result["answer"])
+        for number, citation in enumerate(result["citations"], start=1):
+            page = f", page {citation['page']}" if citation["page"] else ""
+            print(f"  [{number}] {citation['path']}{page}")
+    elif command == "doctor":
+        for check in result["checks"]:
+            mark = "ok  " if check["ok"] else "FAIL"
+            print(f"{mark} {check['name']}: {check['detail']}")
+    elif command == "up":
+        print(f"LLM server: {result['llm_url']}")
+        if result.get("ui_url"):
+            print(f"UI: {result['ui_url']}")
+    elif result:
+        print(json.dumps(result, indent=2))
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser = _Parser(prog="rag", description="Operate the on-premises document Q&A appliance.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("ingest", parents=[common], help="index files and folders (a share)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--workers", type=int, default=None, help="parallel parser processes")
+    p.add_argument("--watch", type=float, default=None, metavar="SECONDS",
+                   help="re-scan on this interval until interrupted")  # fmt: skip
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("search", parents=[common], help="find passages")
+    p.add_argument("query")
+    p.add_argument("--k", type=int, default=None, help="number of hits")
+    p.add_argument("--user", default=None, help="act as this user")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("ask", parents=[common], help="answer a question from the documents")
+    p.add_argument("question")
+    p.add_argument("--user", default=None, help="act as this user")
+    p.set_defaults(func=cmd_ask)
+
+    for name, func, text in (
+        ("status", cmd_status, "what is indexed, store and LLM state"),
+        ("down", cmd_down, "stop the local stack"),
+        ("doctor", cmd_doctor, "check the installation"),
+    ):
+        sub.add_parser(name, parents=[common], help=text).set_defaults(func=func)
+
+    p = sub.add_parser("up", parents=[common], help="start the local LLM server and UI")
+    p.add_argument("--no-ui", action="store_true", help="start only the LLM server")
+    p.set_defaults(func=cmd_up)
+
+    users = sub.add_parser("users", help="manage the appliance's users")
+    users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
+    p = users_sub.add_parser("add", parents=[common], help="add or update a user (password on stdin)")
+    p.add_argument("name")
+    p.add_argument("--groups", default="", help="comma-separated groups")
+    p.add_argument("--admin", action="store_true")
+    p.set_defaults(func=cmd_users_add)
+    p = users_sub.add_parser("list", parents=[common], help="list users")
+    p.set_defaults(func=cmd_users_list)
+    return parser
+
+
+def _error_exit(args: argparse.Namespace, code: int, message: str) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}))
+    print(f"rag: {message}", file=sys.stderr)
+    return code
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """Keep stray library prints off stdout, which carries exactly one JSON object."""
+    if not active:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging()
+    func: Callable[[argparse.Namespace, Settings], dict[str, Any]] = args.func
+    command = args.command if args.command != "users" else f"users {args.users_command}"
+    try:
+        settings = Settings()
+        with _stdout_to_stderr(args.json):
+            result = func(args, settings)
+    except KeyboardInterrupt:
+        return _error_exit(args, 130, "interrupted")
+    except Exception as exc:  # every failure becomes one line, never a traceback
+        code, message = _classify(exc)
+        logging.getLogger("rag").debug("command failed", exc_info=True)
+        return _error_exit(args, code, message)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        _print_human(command, result)
+    if command == "doctor" and not result["ok"]:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _classify(exc: Exception) -> tuple[int, str]:
+    from pydantic import ValidationError
+
+    from ingest.errors import IngestError
+    from llm.errors import LLMError
+    from ops.processes import ServiceError
+    from retrieval.errors import RetrievalError, UnknownUser
+    from retrieval.users import InvalidUser
+
+    if isinstance(exc, UsageError | UnknownUser | InvalidUser):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return EXIT_USAGE, f"invalid setting RAG_{where.upper()}: {first['msg']}"
+    if isinstance(exc, LLMError):
+        return EXIT_FAILED, f"{exc}; start it with `rag up` or check RAG_LLM__BASE_URL"
+    if isinstance(exc, IngestError | RetrievalError | ServiceError | CommandFailed):
+        return EXIT_FAILED, str(exc)
+    return EXIT_FAILED, f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

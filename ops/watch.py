@@ -1,0 +1,19 @@
+"""`rag ingest --watch`: re-scan on an interval (polling; inotify misses network shares)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from ingest.pipeline import Ingestor
+
+
+def watch(ingestor: Ingestor, roots: Sequence[str], interval: float) -> None:
+    while True:
+        report = ingestor.run(roots).as_json()
+        summary = {key: value for key, value in report.items() if key != "failed"}
+        summary["failed"] = len(report["failed"])  # type: ignore[arg-type]
+        print(json.dumps({"event": "ingest_pass", **summary}), file=sys.stderr, flush=True)
+        time.sleep(max(interval, 1.0))

@@ -1,0 +1,1 @@
+"""The index contract: chunks, embeddings, the vector store and the retriever."""

@@ -1,0 +1,70 @@
+"""Turning text into vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from retrieval.errors import EmbedderUnavailable
+
+
+class Embedder(Protocol):
+    """Maps texts to unit-length vectors of a fixed dimension.
+
+    `embed_documents` and `embed_query` return lists of floats; similar texts give vectors
+    with a high cosine similarity. `model_id` names the model, so an index built with one
+    model is never searched with another.
+    """
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    def embed_query(self, text: str) -> list[float]: ...
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local folder, on the CPU."""
+
+    def __init__(self, model_dir: Path, batch_size: int = 64) -> None:
+        if not (model_dir / "config.json").is_file():
+            raise EmbedderUnavailable(
+                f"embedding model folder {model_dir} is missing or incomplete; run `make setup`"
+            )
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+        self._batch_size = batch_size
+        self._model_id = model_dir.resolve().name
+        dimension = self._model.get_embedding_dimension()
+        if dimension is None:
+            raise EmbedderUnavailable(f"model in {model_dir} does not report its dimension")
+        self._dimension = int(dimension)
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return [row.tolist() for row in vectors]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]

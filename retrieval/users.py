@@ -1,0 +1,119 @@
+"""The appliance's user directory: names, groups, password hashes, roles.
+
+Passwords are hashed with scrypt (RFC 7914) and a per-user salt. A user's principals are
+`user:NAME`, `group:G` for each group and `everyone`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrieval.access import EVERYONE, Scope
+from retrieval.errors import RetrievalError, UnknownUser
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name          TEXT PRIMARY KEY,
+    groups        TEXT NOT NULL,
+    admin         INTEGER NOT NULL,
+    password_hash TEXT NOT NULL
+);
+"""
+
+
+class InvalidUser(RetrievalError):
+    pass
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    groups: tuple[str, ...]
+    admin: bool
+
+    @property
+    def principals(self) -> frozenset[str]:
+        return frozenset({f"user:{self.name}", EVERYONE, *(f"group:{g}" for g in self.groups)})
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.of(self.principals)
+
+    def as_json(self) -> dict[str, object]:
+        return {"user": self.name, "groups": list(self.groups), "admin": self.admin}
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, salt_hex, digest_hex = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    digest = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt_hex), **_SCRYPT)
+    return hmac.compare_digest(digest.hex(), digest_hex)
+
+
+class UserDirectory:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._db.executescript(_SCHEMA)
+
+    def add(self, name: str, password: str, groups: list[str], admin: bool = False) -> User:
+        """Create the user, or replace its password, groups and role."""
+        if not _NAME.match(name):
+            raise InvalidUser(f"invalid user name {name!r}: use letters, digits, . _ @ -")
+        for group in groups:
+            if not _NAME.match(group):
+                raise InvalidUser(f"invalid group name {group!r}: use letters, digits, . _ @ -")
+        if len(password) < 8:
+            raise InvalidUser("password too short: use at least 8 characters")
+        user = User(name, tuple(sorted(set(groups))), admin)
+        self._db.execute(
+            "INSERT INTO users (name, groups, admin, password_hash) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET groups=excluded.groups, admin=excluded.admin, "
+            "password_hash=excluded.password_hash",
+            (name, json.dumps(user.groups), int(admin), hash_password(password)),
+        )
+        return user
+
+    def get(self, name: str) -> User:
+        row = self._db.execute(
+            "SELECT name, groups, admin FROM users WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            raise UnknownUser(f"unknown user {name!r}; add it with `rag users add {name}`")
+        return User(row[0], tuple(json.loads(row[1])), bool(row[2]))
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        row = self._db.execute(
+            "SELECT password_hash FROM users WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            verify_password(password, hash_password("timing-equaliser"))
+            return None
+        return self.get(name) if verify_password(password, row[0]) else None
+
+    def list(self) -> list[User]:
+        rows = self._db.execute("SELECT name, groups, admin FROM users ORDER BY name").fetchall()
+        return [User(r[0], tuple(json.loads(r[1])), bool(r[2])) for r in rows]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,181 @@
+"""The appliance's one settings object.
+
+Every value comes from an environment variable with the prefix ``RAG_`` and ``__`` for
+nesting (``RAG_QDRANT__URL``, ``RAG_LLM__BASE_URL``), or from the default shown here. Each
+field's description is the configuration reference; ``rag doctor`` and the README point here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+# Switches that keep every library off the network: model hubs, telemetry, usage statistics.
+# They are forced, not defaulted: an appliance that may not phone home must not be talked
+# out of it by a stray environment variable.
+OFFLINE_ENVIRONMENT: dict[str, str] = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "SCARF_NO_ANALYTICS": "true",
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "VLLM_DO_NOT_TRACK": "1",
+    "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    "STREAMLIT_SERVER_HEADLESS": "true",
+    # Not network, but noise: no download-style progress bars in logs and JSON output.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def enforce_offline() -> None:
+    """Set the offline switches in this process (and so in every child it starts)."""
+    os.environ.update(OFFLINE_ENVIRONMENT)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QdrantSettings(_Section):
+    url: str | None = Field(
+        default=None,
+        description="URL of a Qdrant server (the appliance's `qdrant` service). Unset: the "
+        "embedded Qdrant engine stores the index under the data directory.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="API key for the Qdrant server; ignored by the embedded engine."
+    )
+    collection: str = Field(default="documents", description="Name of the chunk collection.")
+
+
+class EmbedderSettings(_Section):
+    model_dir: Path | None = Field(
+        default=None,
+        description="Local folder of the sentence-transformers embedding model. Unset: "
+        "`<models_dir>/embedder`, which `make setup` fills from the packaged all-MiniLM-L6-v2.",
+    )
+    batch_size: int = Field(default=64, ge=1, description="Texts embedded per model call.")
+
+
+class LLMSettings(_Section):
+    base_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible server, ending in /v1 (the appliance's "
+        "`vllm` service). Unset: the local vLLM server that `rag up` starts on `port`.",
+    )
+    model: str = Field(
+        default="local-instruct", description="Model name the server serves and is asked for."
+    )
+    api_key: SecretStr | None = Field(default=None, description="Bearer token for the server.")
+    timeout_seconds: float = Field(default=120.0, gt=0, description="Per-request timeout.")
+    max_tokens: int = Field(default=256, ge=1, description="Longest answer, in tokens.")
+    temperature: float = Field(default=0.0, ge=0, description="Sampling temperature.")
+    model_dir: Path | None = Field(
+        default=None,
+        description="Local model folder the local server loads. Unset: `<models_dir>/llm`, "
+        "converted by `make setup` from the packaged SmolLM2-135M-Instruct.",
+    )
+    server_python: Path = Field(
+        default=PROJECT_ROOT / ".venv-llm" / "bin" / "python",
+        description="Python of the separate environment that holds vLLM (CPU build here).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the local LLM server binds.")
+    port: int = Field(default=8010, description="Port of the local LLM server.")
+    max_model_len: int = Field(default=4096, description="Context length the server allows.")
+    kv_cache_gib: int = Field(default=2, ge=1, description="KV cache of the CPU build, in GiB.")
+    startup_timeout_seconds: float = Field(
+        default=600.0, description="How long `rag up` waits for the LLM server to be healthy."
+    )
+
+    def resolved_base_url(self) -> str:
+        return self.base_url or f"http://{self.host}:{self.port}/v1"
+
+
+class OcrSettings(_Section):
+    languages: str = Field(
+        default="eng+fra+deu",
+        description="Tesseract languages, joined with '+'; each needs its traineddata installed.",
+    )
+    dpi: int = Field(default=300, ge=72, description="Resolution PDF pages are rendered at.")
+    min_text_chars: int = Field(
+        default=20,
+        ge=0,
+        description="A PDF page whose text layer has fewer letters or digits is OCR'd instead.",
+    )
+
+
+class ChunkingSettings(_Section):
+    max_chars: int = Field(default=1200, ge=200, description="Longest chunk, in characters.")
+
+
+class RetrievalSettings(_Section):
+    top_k: int = Field(default=5, ge=1, description="Hits returned by `rag search`.")
+    context_passages: int = Field(
+        default=3, ge=1, description="Passages given to the model to answer from."
+    )
+    min_score: float = Field(
+        default=0.3,
+        description="Cosine similarity below which a passage is not relevant; when no hit "
+        "reaches it, `rag ask` refuses without calling the model.",
+    )
+
+
+class UISettings(_Section):
+    host: str = Field(default="127.0.0.1", description="Address the Streamlit UI binds.")
+    port: int = Field(default=8501, description="Port of the Streamlit UI.")
+    startup_timeout_seconds: float = Field(default=120.0, description="Wait for UI health.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Field(
+        default=Path("data"), description="Where all state lives: index, ledger, users, runs."
+    )
+    models_dir: Path = Field(
+        default=PROJECT_ROOT / "models",
+        description="Folder of the local model folders (`embedder`, `llm`).",
+    )
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    ocr: OcrSettings = Field(default_factory=OcrSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    ui: UISettings = Field(default_factory=UISettings)
+
+    @property
+    def embedder_dir(self) -> Path:
+        return self.embedder.model_dir or self.models_dir / "embedder"
+
+    @property
+    def llm_model_dir(self) -> Path:
+        return self.llm.model_dir or self.models_dir / "llm"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite3"
+
+    @property
+    def users_path(self) -> Path:
+        return self.data_dir / "users.sqlite3"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
