@@ -123,6 +123,12 @@ class RetrievalSettings(_Section):
     context_passages: int = Field(
         default=3, ge=1, description="Passages given to the model to answer from."
     )
+    score_margin: float = Field(
+        default=0.2,
+        ge=0,
+        description="Passages scoring more than this below the best one are not given to the "
+        "model: a small model answers from the wrong passage when weak ones crowd the prompt.",
+    )
     min_score: float = Field(
         default=0.3,
         description="Cosine similarity below which a passage is not relevant; when no hit "

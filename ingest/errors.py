@@ -1,9 +1,9 @@
 """Errors of the ingest package.
 
-    IngestError
-    ├── BadIngestRoot    a path given to `rag ingest` doesn't exist or isn't a folder or file
-    └── ParseError       one file could not be turned into text (the run goes on)
-        └── OcrError     Tesseract failed on an image or a page
+IngestError
+├── BadIngestRoot    a path given to `rag ingest` doesn't exist or isn't a folder or file
+└── ParseError       one file could not be turned into text (the run goes on)
+    └── OcrError     Tesseract failed on an image or a page
 """
 
 from __future__ import annotations

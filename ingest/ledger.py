@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Status = Literal["indexed", "failed", "skipped"]
 
@@ -120,7 +120,7 @@ class Ledger:
         self._db.close()
 
 
-def _record(row: tuple) -> FileRecord:  # type: ignore[type-arg]
+def _record(row: tuple[Any, ...]) -> FileRecord:
     return FileRecord(
         path=row[0],
         size=row[1],

@@ -47,7 +47,9 @@ def _ocr_blocks(text: str, page: int | None) -> list[Block]:
 def parse_markdown(path: Path, ocr: OcrSettings) -> ParsedDocument:
     from unstructured.partition.md import partition_md
 
-    return ParsedDocument(_blocks_from_elements(partition_md(filename=str(path))), parser="markdown")
+    return ParsedDocument(
+        _blocks_from_elements(partition_md(filename=str(path))), parser="markdown"
+    )
 
 
 def parse_text(path: Path, ocr: OcrSettings) -> ParsedDocument:

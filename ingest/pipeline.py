@@ -154,16 +154,27 @@ class Ingestor:
         previous = self._ledger.get(path)
         if parser_for(Path(path)) is None:
             self._ledger.put(
-                FileRecord(path, st.st_size, st.st_mtime, None, doc_id, acl, "skipped",
-                           f"unsupported file type {Path(path).suffix or '(none)'}")
+                FileRecord(
+                    path,
+                    st.st_size,
+                    st.st_mtime,
+                    None,
+                    doc_id,
+                    acl,
+                    "skipped",
+                    f"unsupported file type {Path(path).suffix or '(none)'}",
+                )
             )
             report.skipped += 1
             return 0
-        if previous and previous.status == "indexed":
-            if (previous.size, previous.mtime) == (st.st_size, st.st_mtime):
-                self._refresh_acl(previous, acl)
-                report.unchanged += 1
-                return 0
+        unchanged_stat = previous is not None and (previous.size, previous.mtime) == (
+            st.st_size,
+            st.st_mtime,
+        )
+        if previous and previous.status == "indexed" and unchanged_stat:
+            self._refresh_acl(previous, acl)
+            report.unchanged += 1
+            return 0
         try:
             sha = sha256_of(path)
         except OSError as exc:
@@ -196,8 +207,18 @@ class Ingestor:
         self._store.delete_document(doc_id, from_ordinal=len(chunks))
         self._ledger.put(
             FileRecord(
-                path, st.st_size, st.st_mtime, sha, doc_id, acl, "indexed", None,
-                document.pages, len(chunks), document.parser, tuple(document.ocr_pages),
+                path,
+                st.st_size,
+                st.st_mtime,
+                sha,
+                doc_id,
+                acl,
+                "indexed",
+                None,
+                document.pages,
+                len(chunks),
+                document.parser,
+                tuple(document.ocr_pages),
             )
         )
         if previous and previous.status == "indexed":

@@ -63,19 +63,22 @@ class Answerer:
         chat: ChatModel,
         context_passages: int,
         min_score: float,
+        score_margin: float,
     ) -> None:
         self.retriever = retriever
         self.chat = chat
         self._context_passages = context_passages
         self._min_score = min_score
+        self._score_margin = score_margin
 
     def prepare(
         self, question: str, scope: Scope, filters: Mapping[str, str] | None = None
     ) -> PreparedQuestion:
         hits = self.retriever.search(question, scope, self._context_passages, filters)
-        relevant = [hit for hit in hits if hit.score >= self._min_score]
-        if not relevant:
+        if not hits or hits[0].score < self._min_score:
             return PreparedQuestion(question, hits, None)
+        floor = max(self._min_score, hits[0].score - self._score_margin)
+        relevant = [hit for hit in hits if hit.score >= floor]
         return PreparedQuestion(question, relevant, grounded_messages(question, relevant))
 
     def finish(self, prepared: PreparedQuestion, text: str) -> Answer:
@@ -83,8 +86,13 @@ class Answerer:
             return Answer(REFUSAL, True, [], prepared.passages)
         text = text.strip()
         if not text or _is_refusal(text):
-            return Answer(text or REFUSAL, True, [], prepared.passages)
-        return Answer(text, False, cited_passages(text, prepared.passages), prepared.passages)
+            return Answer(REFUSAL, True, [], prepared.passages)
+        citations = cited_passages(text, prepared.passages)
+        if not citations:
+            # An answer that can't be tied to any passage may come from the model's own
+            # memory: it is withheld, and the closest passages are shown instead.
+            return Answer(REFUSAL, True, [], prepared.passages)
+        return Answer(text, False, citations, prepared.passages)
 
     def answer(
         self, question: str, scope: Scope, filters: Mapping[str, str] | None = None

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from settings import Settings
-
 from llm.answer import Answerer
 from llm.client import ChatModel, http_client
 from retrieval.retriever import Retriever
+from settings import Settings
 
 
 def build_chat_model(settings: Settings) -> ChatModel:
@@ -21,4 +20,5 @@ def build_answerer(settings: Settings, retriever: Retriever) -> Answerer:
         build_chat_model(settings),
         context_passages=settings.retrieval.context_passages,
         min_score=settings.retrieval.min_score,
+        score_margin=settings.retrieval.score_margin,
     )

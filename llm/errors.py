@@ -1,8 +1,8 @@
 """Errors of the llm package.
 
-    LLMError
-    ├── LLMUnavailable     the server can't be reached or timed out
-    └── LLMResponseError   the server answered with an error status or a malformed body
+LLMError
+├── LLMUnavailable     the server can't be reached or timed out
+└── LLMResponseError   the server answered with an error status or a malformed body
 """
 
 

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
+from retrieval.access import Scope
 from settings import Settings, enforce_offline
 
 enforce_offline()  # before any library that could reach a hub or send telemetry is imported
@@ -38,7 +39,11 @@ class _Parser(argparse.ArgumentParser):
 class _JsonLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps(
-            {"level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+            {
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
         )
 
 
@@ -160,8 +165,7 @@ def cmd_users_list(args: argparse.Namespace, settings: Settings) -> dict[str, An
         directory.close()
 
 
-def _scope(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
-    from retrieval.access import Scope
+def _scope(args: argparse.Namespace, settings: Settings) -> Scope:
     from retrieval.users import UserDirectory
 
     if args.user is None:
@@ -215,7 +219,7 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser = _Parser(prog="rag", description="Operate the on-premises document Q&A appliance.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -251,7 +255,9 @@ def _parser() -> argparse.ArgumentParser:
 
     users = sub.add_parser("users", help="manage the appliance's users")
     users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
-    p = users_sub.add_parser("add", parents=[common], help="add or update a user (password on stdin)")
+    p = users_sub.add_parser(
+        "add", parents=[common], help="add or update a user (password on stdin)"
+    )
     p.add_argument("name")
     p.add_argument("--groups", default="", help="comma-separated groups")
     p.add_argument("--admin", action="store_true")

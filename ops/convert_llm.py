@@ -33,7 +33,7 @@ def convert(gguf: Path, out: Path) -> None:
         gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16
     )
     # save_pretrained refuses a model that still remembers its GGUF quantization.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = out.with_name(out.name + ".partial")

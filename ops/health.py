@@ -54,7 +54,9 @@ def check_spacy_model() -> dict[str, Any]:
     import spacy.util
 
     ok = spacy.util.is_package("en_core_web_sm")
-    detail = "en_core_web_sm installed locally" if ok else "en_core_web_sm missing; run `make setup`"
+    detail = (
+        "en_core_web_sm installed locally" if ok else "en_core_web_sm missing; run `make setup`"
+    )
     return _check("spacy_model", ok, detail)
 
 
@@ -94,7 +96,9 @@ def check_ocr(settings: Settings) -> dict[str, Any]:
 
 def check_pdf_renderer() -> dict[str, Any]:
     ok = shutil.which("pdftoppm") is not None
-    return _check("pdf_renderer", ok, "pdftoppm" if ok else "poppler-utils missing; run `make setup`")
+    return _check(
+        "pdf_renderer", ok, "pdftoppm" if ok else "poppler-utils missing; run `make setup`"
+    )
 
 
 def run_checks(settings: Settings) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,10 +87,8 @@ class ManagedProcess:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _is_zombie(pid: int) -> bool:
@@ -109,7 +108,11 @@ def is_healthy(url: str, timeout: float = 2.0) -> bool:
 
 
 def wait_until_healthy(
-    url: str, timeout: float, still_running: Callable[[], bool], what: str, log_tail: Callable[[], str]
+    url: str,
+    timeout: float,
+    still_running: Callable[[], bool],
+    what: str,
+    log_tail: Callable[[], str],
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -37,7 +37,8 @@ def main() -> int:
     models_dir = Path(sys.argv[1])
     models_dir.mkdir(parents=True, exist_ok=True)
     changed = copy_if_changed(packaged_embedder(), models_dir / "embedder")
-    print(f"embedder model folder {'written' if changed else 'is up to date'}: {models_dir / 'embedder'}")
+    state = "written" if changed else "is up to date"
+    print(f"embedder model folder {state}: {models_dir / 'embedder'}")
     return 0
 
 

@@ -35,7 +35,9 @@ def start_llm(settings: Settings) -> str:
             f"port {settings.llm.port} already serves something else; set RAG_LLM__PORT"
         )
     if not settings.llm.server_python.exists():
-        raise ServiceError(f"LLM server environment missing ({settings.llm.server_python}); run `make setup`")
+        raise ServiceError(
+            f"LLM server environment missing ({settings.llm.server_python}); run `make setup`"
+        )
     if not (settings.llm_model_dir / "config.json").exists():
         raise ServiceError(f"LLM model folder missing ({settings.llm_model_dir}); run `make setup`")
     process.stop()

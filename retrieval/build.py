@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from settings import Settings
-
 from retrieval.edge_store import EdgeStore
 from retrieval.embedder import Embedder, SentenceTransformerEmbedder
 from retrieval.retriever import Retriever
 from retrieval.store import VectorStore
+from settings import Settings
 
 
 def build_store(settings: Settings) -> VectorStore:

@@ -45,9 +45,7 @@ class EdgeStore:
 
     def _load(self) -> qe.EdgeShard:
         if not (self._path / "edge_config.json").exists():
-            raise StoreUnavailable(
-                f"no index at {self._path}; run `rag ingest PATH` to create it"
-            )
+            raise StoreUnavailable(f"no index at {self._path}; run `rag ingest PATH` to create it")
         try:
             return qe.EdgeShard.load(str(self._path))
         except Exception as exc:  # the engine raises plain exceptions with a message

@@ -1,9 +1,9 @@
 """Errors of the retrieval package.
 
-    RetrievalError
-    ├── StoreUnavailable     the vector store can't be opened or reached
-    ├── EmbedderUnavailable  the embedding model folder is missing or unreadable
-    └── UnknownUser          a user name that the user directory doesn't know
+RetrievalError
+├── StoreUnavailable     the vector store can't be opened or reached
+├── EmbedderUnavailable  the embedding model folder is missing or unreadable
+└── UnknownUser          a user name that the user directory doesn't know
 """
 
 

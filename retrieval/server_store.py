@@ -58,9 +58,7 @@ class QdrantServerStore:
         if not chunks:
             return
         points = [
-            qm.PointStruct(
-                id=chunk.id, vector={DENSE: list(vector)}, payload=chunk_payload(chunk)
-            )
+            qm.PointStruct(id=chunk.id, vector={DENSE: list(vector)}, payload=chunk_payload(chunk))
             for chunk, vector in zip(chunks, vectors, strict=True)
         ]
         self._client.upsert(self._collection, points=points, wait=True)

@@ -103,9 +103,7 @@ class UserDirectory:
         return User(row[0], tuple(json.loads(row[1])), bool(row[2]))
 
     def authenticate(self, name: str, password: str) -> User | None:
-        row = self._db.execute(
-            "SELECT password_hash FROM users WHERE name = ?", (name,)
-        ).fetchone()
+        row = self._db.execute("SELECT password_hash FROM users WHERE name = ?", (name,)).fetchone()
         if row is None:
             verify_password(password, hash_password("timing-equaliser"))
             return None
