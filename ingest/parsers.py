@@ -75,7 +75,9 @@ def parse_pdf(path: Path, ocr: OcrSettings) -> ParsedDocument:
     from unstructured.partition.pdf import partition_pdf
 
     page_count = len(PdfReader(str(path)).pages)
-    text_layer = _blocks_from_elements(partition_pdf(filename=str(path), strategy="fast"))
+    text_layer = _blocks_from_elements(
+        partition_pdf(filename=str(path), strategy="fast", languages=ocr.languages.split("+"))
+    )
     by_page: dict[int, list[Block]] = {}
     for block in text_layer:
         by_page.setdefault(block.page or 1, []).append(block)

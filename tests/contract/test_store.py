@@ -1,0 +1,188 @@
+"""The VectorStore contract: every implementation passes the same tests on a real engine.
+
+EdgeStore runs the Qdrant engine in-process (qdrant-edge); QdrantServerStore speaks to a
+Qdrant server through qdrant-client, whose local mode stands in for the server here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from qdrant_client import QdrantClient
+
+from retrieval.access import EVERYONE, Scope
+from retrieval.edge_store import EdgeStore
+from retrieval.models import Chunk, chunk_id, document_id
+from retrieval.server_store import QdrantServerStore
+from retrieval.store import VectorStore
+
+DIM = 4
+
+
+def make_chunks(path: str, count: int, acl: set[str], start: int = 0) -> list[Chunk]:
+    doc = document_id(path)
+    return [
+        Chunk(
+            id=chunk_id(doc, ordinal),
+            doc_id=doc,
+            ordinal=ordinal,
+            text=f"{path} passage {ordinal}",
+            path=path,
+            page=ordinal + 1,
+            title="Title",
+            section="Section",
+            content_sha256="0" * 64,
+            acl=frozenset(acl),
+            mtime=1700000000.0,
+        )
+        for ordinal in range(start, start + count)
+    ]
+
+
+def axis(i: int) -> list[float]:
+    vector = [0.0] * DIM
+    vector[i % DIM] = 1.0
+    return vector
+
+
+class StoreContract:
+    """Mixin: subclasses provide a `store` fixture yielding an empty, ready store."""
+
+    def test_an_empty_store_counts_zero_and_finds_nothing(self, store: VectorStore) -> None:
+        assert store.count() == 0
+        assert store.search(axis(0), Scope.operator(), 5) == []
+
+    def test_upsert_then_search_returns_the_closest_chunk_first(self, store: VectorStore) -> None:
+        chunks = make_chunks("/share/a.pdf", 3, {EVERYONE})
+        store.upsert(chunks, [axis(0), axis(1), axis(2)])
+        hits = store.search(axis(1), Scope.operator(), 3)
+        assert [h.chunk.id for h in hits][0] == chunks[1].id
+        assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert hits[0].score >= hits[1].score >= hits[2].score
+
+    def test_search_returns_the_chunk_as_written(self, store: VectorStore) -> None:
+        chunk = make_chunks("/share/ü ber/å.docx", 1, {"user:alice", "group:finance"})[0]
+        store.upsert([chunk], [axis(0)])
+        assert store.search(axis(0), Scope.operator(), 1)[0].chunk == chunk
+
+    def test_upserting_the_same_id_overwrites(self, store: VectorStore) -> None:
+        chunks = make_chunks("/share/a.pdf", 2, {EVERYONE})
+        store.upsert(chunks, [axis(0), axis(1)])
+        store.upsert(chunks, [axis(0), axis(1)])
+        assert store.count() == 2
+
+    def test_a_scope_sees_only_chunks_sharing_a_principal(self, store: VectorStore) -> None:
+        store.upsert(make_chunks("/share/finance.pdf", 1, {"group:finance"}), [axis(0)])
+        store.upsert(make_chunks("/share/hr.pdf", 1, {"user:hanna"}), [axis(0)])
+        store.upsert(make_chunks("/share/public.md", 1, {EVERYONE}), [axis(0)])
+
+        def paths(scope: Scope) -> set[str]:
+            return {h.chunk.path for h in store.search(axis(0), scope, 10)}
+
+        assert paths(Scope.of({"group:finance", EVERYONE})) == {
+            "/share/finance.pdf",
+            "/share/public.md",
+        }
+        assert paths(Scope.of({"user:hanna"})) == {"/share/hr.pdf"}
+        assert paths(Scope.of({"user:nobody"})) == set()
+        assert len(paths(Scope.operator())) == 3
+
+    def test_no_principals_means_no_results(self, store: VectorStore) -> None:
+        store.upsert(make_chunks("/share/public.md", 2, {EVERYONE}), [axis(0), axis(1)])
+        assert store.search(axis(0), Scope.of(set()), 10) == []
+
+    def test_the_access_filter_applies_before_the_limit(self, store: VectorStore) -> None:
+        # Many closer chunks the user may not read must not crowd out the one they may.
+        store.upsert(make_chunks("/share/secret.pdf", 20, {"group:board"}), [axis(0)] * 20)
+        store.upsert(make_chunks("/share/open.md", 1, {EVERYONE}), [axis(1)])
+        hits = store.search(axis(0), Scope.of({EVERYONE}), 3)
+        assert [h.chunk.path for h in hits] == ["/share/open.md"]
+
+    def test_filters_match_payload_keys_exactly(self, store: VectorStore) -> None:
+        store.upsert(make_chunks("/share/a.pdf", 2, {EVERYONE}), [axis(0), axis(1)])
+        store.upsert(make_chunks("/share/b.pdf", 2, {EVERYONE}), [axis(0), axis(1)])
+        hits = store.search(axis(0), Scope.operator(), 10, {"path": "/share/b.pdf"})
+        assert {h.chunk.path for h in hits} == {"/share/b.pdf"}
+        with pytest.raises(ValueError):
+            store.search(axis(0), Scope.operator(), 10, {"text": "x"})
+
+    def test_delete_document_removes_all_its_chunks_and_only_those(
+        self, store: VectorStore
+    ) -> None:
+        store.upsert(make_chunks("/share/a.pdf", 3, {EVERYONE}), [axis(0)] * 3)
+        store.upsert(make_chunks("/share/b.pdf", 2, {EVERYONE}), [axis(0)] * 2)
+        assert store.delete_document(document_id("/share/a.pdf")) == 0
+        assert store.count(document_id("/share/a.pdf")) == 0
+        assert store.count() == 2
+
+    def test_delete_from_an_ordinal_trims_a_shrunken_document(self, store: VectorStore) -> None:
+        store.upsert(make_chunks("/share/a.pdf", 5, {EVERYONE}), [axis(0)] * 5)
+        assert store.delete_document(document_id("/share/a.pdf"), from_ordinal=2) == 0
+        remaining = store.search(axis(0), Scope.operator(), 10)
+        assert sorted(h.chunk.ordinal for h in remaining) == [0, 1]
+
+    def test_set_acl_changes_who_sees_a_document(self, store: VectorStore) -> None:
+        store.upsert(make_chunks("/share/a.pdf", 2, {"user:alice"}), [axis(0)] * 2)
+        store.set_acl(document_id("/share/a.pdf"), frozenset({"user:bob"}))
+        assert store.search(axis(0), Scope.of({"user:alice"}), 5) == []
+        hits = store.search(axis(0), Scope.of({"user:bob"}), 5)
+        assert len(hits) == 2
+        assert all(h.chunk.acl == frozenset({"user:bob"}) for h in hits)
+
+    def test_ensure_collection_is_idempotent(self, store: VectorStore) -> None:
+        store.upsert(make_chunks("/share/a.pdf", 1, {EVERYONE}), [axis(0)])
+        store.ensure_collection(DIM)
+        assert store.count() == 1
+
+
+class TestEdgeStore(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[VectorStore]:
+        store = EdgeStore(tmp_path / "index")
+        store.ensure_collection(DIM)
+        yield store
+        store.close()
+
+    def test_writes_are_durable_across_instances(self, tmp_path: Path) -> None:
+        first = EdgeStore(tmp_path / "index")
+        first.ensure_collection(DIM)
+        first.upsert(make_chunks("/share/a.pdf", 2, {EVERYONE}), [axis(0), axis(1)])
+        second = EdgeStore(tmp_path / "index")
+        assert second.count() == 2
+
+    def test_searching_before_any_ingest_finds_nothing(self, tmp_path: Path) -> None:
+        assert EdgeStore(tmp_path / "none").search(axis(0), Scope.operator(), 5) == []
+
+
+class TestQdrantServerStore(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[VectorStore]:
+        store = QdrantServerStore(QdrantClient(path=str(tmp_path / "qdrant")), "chunks", "local")
+        store.ensure_collection(DIM)
+        yield store
+        store.close()
+
+
+def test_both_engines_rank_the_same_way(tmp_path: Path) -> None:
+    """Congruence: the same writes and queries give the same ids in the same order."""
+    edge = EdgeStore(tmp_path / "edge")
+    server = QdrantServerStore(QdrantClient(path=str(tmp_path / "qdrant")), "chunks", "local")
+    vectors = [[1.0, 0.1 * i, 0.0, 0.05 * (i % 3)] for i in range(12)]
+    chunks = make_chunks("/share/a.pdf", 6, {EVERYONE}) + make_chunks(
+        "/share/b.pdf", 6, {"group:x"}
+    )
+    for store in (edge, server):
+        store.ensure_collection(DIM)
+        store.upsert(chunks, vectors)
+    for query, scope in (
+        ([1.0, 0.35, 0.0, 0.0], Scope.operator()),
+        ([1.0, 0.0, 0.0, 0.1], Scope.of({"group:x"})),
+    ):
+        edge_hits = edge.search(query, scope, 5)
+        server_hits = server.search(query, scope, 5)
+        assert [h.chunk.id for h in edge_hits] == [h.chunk.id for h in server_hits]
+        for a, b in zip(edge_hits, server_hits, strict=True):
+            assert a.score == pytest.approx(b.score, abs=1e-4)
+    server.close()

@@ -1,0 +1,84 @@
+"""Real parsers on the sample share: unstructured for documents, Tesseract for scans."""
+
+from pathlib import Path
+
+import pytest
+
+from ingest.errors import ParseError
+from ingest.parsers import parse
+from settings import OcrSettings
+from tests.conftest import SAMPLE_SHARE
+
+OCR = OcrSettings()
+
+
+def text_of(path: Path) -> str:
+    return "\n".join(block.text for block in parse(path, OCR).blocks)
+
+
+def test_markdown_keeps_headings_and_text() -> None:
+    parsed = parse(SAMPLE_SHARE / "policies" / "travel-and-expenses.md", OCR)
+    assert parsed.title("x") == "Travel and Expenses Policy"
+    assert ("heading", "Per-diem allowances") in [(b.kind, b.text) for b in parsed.blocks]
+    assert "The daily meal allowance for travel within Germany is EUR 28." in text_of(
+        SAMPLE_SHARE / "policies" / "travel-and-expenses.md"
+    )
+
+
+def test_docx_is_read_with_its_headings() -> None:
+    parsed = parse(SAMPLE_SHARE / "policies" / "remote-work.docx", OCR)
+    assert parsed.title("x") == "Remote Work Policy"
+    assert any("up to 3 days per week" in b.text for b in parsed.blocks)
+
+
+def test_a_text_pdf_uses_its_text_layer_with_page_numbers() -> None:
+    parsed = parse(SAMPLE_SHARE / "finance" / "procurement-guidelines.pdf", OCR)
+    assert parsed.pages == 2
+    assert parsed.ocr_pages == []
+    assert parsed.parser == "pdf"
+    page = {n: " ".join(b.text for b in parsed.blocks if b.page == n) for n in (1, 2)}
+    assert "Purchases above EUR 25,000 require three written quotes." in page[1]
+    assert "Contracts above EUR 250,000 must be approved by the Executive Board." in page[2]
+
+
+def test_an_image_only_pdf_is_ocrd_page_by_page() -> None:
+    parsed = parse(SAMPLE_SHARE / "finance" / "board-minutes-2026-03.pdf", OCR)
+    assert parsed.pages == 2
+    assert parsed.ocr_pages == [1, 2]
+    page_two = " ".join(b.text for b in parsed.blocks if b.page == 2)
+    assert "The approved budget of the IT Modernisation Programme is EUR 1,980,000." in page_two
+
+
+def test_a_scanned_image_is_ocrd() -> None:
+    text = text_of(SAMPLE_SHARE / "finance" / "harbour-renovation-memo.png")
+    assert (
+        "approved a total budget of EUR 4,750,000 for the Harbour Renovation Project"
+        in " ".join(text.split())
+    )
+
+
+def test_html_and_plain_text_are_parsed(tmp_path: Path) -> None:
+    html = tmp_path / "notice.html"
+    html.write_text(
+        "<html><body><h1>Parking</h1><p>Permits cost EUR 40 per month.</p></body></html>"
+    )
+    txt = tmp_path / "notes.txt"
+    txt.write_text("The canteen opens at 11:30.\n\nIt closes at 14:00.\n")
+    assert "Permits cost EUR 40 per month." in text_of(html)
+    assert "The canteen opens at 11:30." in text_of(txt)
+
+
+def test_a_corrupt_pdf_raises_a_one_line_parse_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage")
+    with pytest.raises(ParseError) as caught:
+        parse(broken, OCR)
+    assert caught.value.path == str(broken)
+    assert "\n" not in caught.value.reason and caught.value.reason
+
+
+def test_an_unsupported_type_raises(tmp_path: Path) -> None:
+    odd = tmp_path / "archive.xyz"
+    odd.write_bytes(b"\0\1")
+    with pytest.raises(ParseError, match="unsupported file type"):
+        parse(odd, OCR)
