@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make run`: the appliance on the embedded default. Ingests the sample share, starts the
+# local LLM server and the UI, prints where to sign in, and stops both on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RAG=.venv/bin/rag
+SAMPLE_SHARE=ops/sample-share
+DEMO_USER=demo
+
+# The sample share is public to everyone who signs in: make sure the checkout agrees.
+chmod -R a+rX "$SAMPLE_SHARE"
+
+echo "Ingesting the sample share ($SAMPLE_SHARE)..."
+"$RAG" ingest "$SAMPLE_SHARE"
+
+echo "Starting the LLM server and the UI (the first start compiles the model: a few minutes)..."
+trap 'echo; echo "Stopping..."; "$RAG" down >/dev/null; exit 0' INT TERM
+"$RAG" up
+
+password=$(.venv/bin/python -c "import secrets; print(secrets.token_urlsafe(12))")
+printf '%s\n' "$password" | "$RAG" users add "$DEMO_USER" --groups staff --json >/dev/null
+
+ui_url=$("$RAG" up --json | .venv/bin/python -c "import json, sys; print(json.load(sys.stdin)['ui_url'])")
+cat <<MSG
+
+  The appliance is running.
+  Open:     $ui_url
+  Sign in:  $DEMO_USER / $password
+  Try:      What is the approved budget of the Harbour Renovation Project?
+
+  Ctrl-C stops it.
+MSG
+while true; do sleep 3600; done
