@@ -11,9 +11,13 @@ from ingest.pipeline import Ingestor
 
 
 def watch(ingestor: Ingestor, roots: Sequence[str], interval: float) -> None:
-    while True:
-        report = ingestor.run(roots).as_json()
-        summary = {key: value for key, value in report.items() if key != "failed"}
-        summary["failed"] = len(report["failed"])  # type: ignore[arg-type]
-        print(json.dumps({"event": "ingest_pass", **summary}), file=sys.stderr, flush=True)
-        time.sleep(max(interval, 1.0))
+    """One JSON summary line per pass on stderr, until interrupted (Ctrl-C, SIGINT)."""
+    try:
+        while True:
+            report = ingestor.run(roots).as_json()
+            summary = {key: value for key, value in report.items() if key != "failed"}
+            summary["failed"] = len(report["failed"])  # type: ignore[arg-type]
+            print(json.dumps({"event": "ingest_pass", **summary}), file=sys.stderr, flush=True)
+            time.sleep(max(interval, 1.0))
+    except KeyboardInterrupt:
+        return

@@ -29,7 +29,7 @@ class QdrantServerStore:
 
     @classmethod
     def connect(cls, url: str, api_key: str | None, collection: str) -> QdrantServerStore:
-        client = QdrantClient(url=url, api_key=api_key, timeout=30)
+        client = QdrantClient(url=url, api_key=api_key, timeout=30, check_compatibility=False)
         return cls(client, collection, url)
 
     def ensure_collection(self, dimension: int) -> None:
