@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +22,7 @@ from ingest.permissions import principals_from_stat
 from retrieval.embedder import Embedder
 from retrieval.models import Chunk, chunk_id, document_id
 from retrieval.store import VectorStore
-from settings import Settings
+from settings import OcrSettings, Settings
 
 
 @dataclass
@@ -108,6 +111,28 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class ParseJob:
+    """A file whose content is new or changed: it must be parsed."""
+
+    path: str
+    size: int
+    mtime: float
+    sha256: str
+    doc_id: str
+    acl: frozenset[str]
+    previous: FileRecord | None
+
+
+def parse_in_worker(path: str, ocr: OcrSettings) -> ParsedDocument | str:
+    """Runs in a worker process: the parsed document, or the reason it failed (a string
+    crosses the process boundary more reliably than an exception)."""
+    try:
+        return parse(Path(path), ocr)
+    except ParseError as exc:
+        return exc.reason
+
+
 class Ingestor:
     def __init__(
         self, settings: Settings, embedder: Embedder, store: VectorStore, ledger: Ledger
@@ -117,22 +142,29 @@ class Ingestor:
         self._store = store
         self._ledger = ledger
 
-    def run(self, roots: Sequence[str], progress: Progress | None = None) -> IngestReport:
+    def run(
+        self, roots: Sequence[str], progress: Progress | None = None, workers: int = 1
+    ) -> IngestReport:
+        """Sync the index with the files under the roots. With workers > 1, files are
+        parsed (and OCR'd) in that many processes side by side."""
         progress = progress or NoProgress()
         started = time.monotonic()
         report = IngestReport()
         absolute_roots = check_roots(roots)
         self._store.ensure_collection(self._embedder.dimension)
-        seen: set[str] = set()
-        files = [path for root in absolute_roots for path in crawl(root)]
+        files = list(dict.fromkeys(path for root in absolute_roots for path in crawl(root)))
+        report.files_seen = len(files)
         progress.start(len(files))
+        jobs = []
         for path in files:
-            if path in seen:
-                continue
-            seen.add(path)
-            report.files_seen += 1
-            pages = self._sync_file(path, report)
-            progress.advance(path, pages)
+            job = self._plan(path, report)
+            if job is None:
+                progress.advance(path, 0)
+            else:
+                jobs.append(job)
+        for job, result in self._parse_all(jobs, workers):
+            progress.advance(job.path, self._apply(job, result, report))
+        seen = set(files)
         for root in absolute_roots:
             for path in list(self._ledger.paths_under(root)):
                 if path not in seen:
@@ -142,116 +174,110 @@ class Ingestor:
         report.seconds = time.monotonic() - started
         return report
 
-    def _sync_file(self, path: str, report: IngestReport) -> int:
-        """Bring one file's index entries up to date; returns the pages it parsed."""
+    def _plan(self, path: str, report: IngestReport) -> ParseJob | None:
+        """Settle a file that needs no parsing (unchanged, unsupported, unreadable); or
+        return the job of parsing it."""
         try:
             st = os.stat(path)
         except OSError as exc:
             report.failed.append(Failure(path, f"cannot stat: {exc.strerror}"))
-            return 0
+            return None
         acl = principals_from_stat(st)
         doc_id = document_id(path)
         previous = self._ledger.get(path)
         if parser_for(Path(path)) is None:
+            reason = f"unsupported file type {Path(path).suffix or '(none)'}"
             self._ledger.put(
-                FileRecord(
-                    path,
-                    st.st_size,
-                    st.st_mtime,
-                    None,
-                    doc_id,
-                    acl,
-                    "skipped",
-                    f"unsupported file type {Path(path).suffix or '(none)'}",
-                )
+                FileRecord(path, st.st_size, st.st_mtime, None, doc_id, acl, "skipped", reason)
             )
             report.skipped += 1
-            return 0
-        unchanged_stat = previous is not None and (previous.size, previous.mtime) == (
-            st.st_size,
-            st.st_mtime,
-        )
-        if previous and previous.status == "indexed" and unchanged_stat:
+            return None
+        indexed = previous is not None and previous.status == "indexed"
+        if indexed and previous and (previous.size, previous.mtime) == (st.st_size, st.st_mtime):
             self._refresh_acl(previous, acl)
             report.unchanged += 1
-            return 0
+            return None
         try:
             sha = sha256_of(path)
         except OSError as exc:
             report.failed.append(Failure(path, f"cannot read: {exc.strerror}"))
-            return 0
-        if previous and previous.status == "indexed" and previous.sha256 == sha:
+            return None
+        if indexed and previous and previous.sha256 == sha:
             self._ledger.put(replace(previous, size=st.st_size, mtime=st.st_mtime))
             self._refresh_acl(previous, acl)
             report.unchanged += 1
-            return 0
-        try:
-            document = parse(Path(path), self._settings.ocr)
-        except ParseError as exc:
-            self._ledger.put(
-                FileRecord(path, st.st_size, st.st_mtime, sha, doc_id, acl, "failed", exc.reason)
-            )
-            report.failed.append(Failure(path, exc.reason))
-            return 0
-        chunks = self._chunks(path, doc_id, sha, acl, st.st_mtime, document)
+            return None
+        return ParseJob(path, st.st_size, st.st_mtime, sha, doc_id, acl, previous)
+
+    def _parse_all(
+        self, jobs: list[ParseJob], workers: int
+    ) -> Iterator[tuple[ParseJob, ParsedDocument | str]]:
+        ocr = self._settings.ocr
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                yield job, parse_in_worker(job.path, ocr)
+            return
+        # spawn, not fork: this process already runs torch's thread pools.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(parse_in_worker, job.path, ocr): job for job in jobs}
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    result = "the parser process died (out of memory or crashed)"
+                yield futures[future], result
+
+    def _apply(self, job: ParseJob, result: ParsedDocument | str, report: IngestReport) -> int:
+        """Write a parsed file's chunks, or record why it failed; returns its pages."""
+        if isinstance(result, str):
+            return self._fail(job, result, report)
+        chunks = self._chunks(job, result)
         if not chunks:
-            reason = "no text found (empty document, or a scan OCR could not read)"
-            self._ledger.put(
-                FileRecord(path, st.st_size, st.st_mtime, sha, doc_id, acl, "failed", reason)
-            )
-            self._store.delete_document(doc_id)
-            report.failed.append(Failure(path, reason))
-            return document.pages
+            self._store.delete_document(job.doc_id)
+            self._fail(job, "no text found (empty document, or a scan OCR could not read)", report)
+            return result.pages
         vectors = self._embedder.embed_documents([c.embedding_text() for c in chunks])
         self._store.upsert(chunks, vectors)
-        self._store.delete_document(doc_id, from_ordinal=len(chunks))
+        self._store.delete_document(job.doc_id, from_ordinal=len(chunks))
         self._ledger.put(
             FileRecord(
-                path,
-                st.st_size,
-                st.st_mtime,
-                sha,
-                doc_id,
-                acl,
-                "indexed",
-                None,
-                document.pages,
-                len(chunks),
-                document.parser,
-                tuple(document.ocr_pages),
+                job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl, "indexed",
+                None, result.pages, len(chunks), result.parser, tuple(result.ocr_pages),
             )
-        )
-        if previous and previous.status == "indexed":
+        )  # fmt: skip
+        if job.previous and job.previous.status == "indexed":
             report.updated += 1
         else:
             report.indexed += 1
-        report.pages += document.pages
+        report.pages += result.pages
         report.chunks += len(chunks)
-        return document.pages
+        return result.pages
 
-    def _chunks(
-        self,
-        path: str,
-        doc_id: str,
-        sha: str,
-        acl: frozenset[str],
-        mtime: float,
-        document: ParsedDocument,
-    ) -> list[Chunk]:
-        title = document.title(Path(path).stem.replace("-", " ").replace("_", " "))
+    def _fail(self, job: ParseJob, reason: str, report: IngestReport) -> int:
+        self._ledger.put(
+            FileRecord(
+                job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl, "failed", reason
+            )
+        )
+        report.failed.append(Failure(job.path, reason))
+        return 0
+
+    def _chunks(self, job: ParseJob, document: ParsedDocument) -> list[Chunk]:
+        title = document.title(Path(job.path).stem.replace("-", " ").replace("_", " "))
         return [
             Chunk(
-                id=chunk_id(doc_id, ordinal),
-                doc_id=doc_id,
+                id=chunk_id(job.doc_id, ordinal),
+                doc_id=job.doc_id,
                 ordinal=ordinal,
                 text=passage.text,
-                path=path,
+                path=job.path,
                 page=passage.page,
                 title=title,
                 section=passage.section,
-                content_sha256=sha,
-                acl=acl,
-                mtime=mtime,
+                content_sha256=job.sha256,
+                acl=job.acl,
+                mtime=job.mtime,
             )
             for ordinal, passage in enumerate(
                 passages(document, title, self._settings.chunking.max_chars)

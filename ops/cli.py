@@ -11,6 +11,7 @@ import contextlib
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
@@ -70,11 +71,14 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         raise UsageError(f"{exc}; give a folder or file that exists") from exc
     ingestor = build_ingestor(settings)
     progress = TerminalProgress() if not args.json and sys.stderr.isatty() else None
+    workers = args.workers if args.workers is not None else os.cpu_count() or 1
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
     if args.watch is None:
-        return ingestor.run(args.paths, progress).as_json()
+        return ingestor.run(args.paths, progress, workers).as_json()
     from ops.watch import watch
 
-    watch(ingestor, args.paths, args.watch)
+    watch(ingestor, args.paths, args.watch, workers)
     return {}
 
 
@@ -226,7 +230,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", parents=[common], help="index files and folders (a share)")
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--workers", type=int, default=None, help="parallel parser processes")
+    p.add_argument(
+        "--workers", type=int, default=None, help="parser processes (default: one per core)"
+    )
     p.add_argument("--watch", type=float, default=None, metavar="SECONDS",
                    help="re-scan on this interval until interrupted")  # fmt: skip
     p.set_defaults(func=cmd_ingest)

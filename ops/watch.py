@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from ingest.pipeline import Ingestor
 
 
-def watch(ingestor: Ingestor, roots: Sequence[str], interval: float) -> None:
+def watch(ingestor: Ingestor, roots: Sequence[str], interval: float, workers: int) -> None:
     """One JSON summary line per pass on stderr, until interrupted (Ctrl-C, SIGINT)."""
     try:
         while True:
-            report = ingestor.run(roots).as_json()
+            report = ingestor.run(roots, workers=workers).as_json()
             summary = {key: value for key, value in report.items() if key != "failed"}
             summary["failed"] = len(report["failed"])  # type: ignore[arg-type]
             print(json.dumps({"event": "ingest_pass", **summary}), file=sys.stderr, flush=True)

@@ -127,3 +127,20 @@ def test_a_permission_change_updates_who_sees_the_chunks(share: Path, ingestor: 
 def test_a_missing_root_is_refused_before_anything_runs(ingestor: Ingestor, tmp_path: Path) -> None:
     with pytest.raises(BadIngestRoot):
         ingestor.run([str(tmp_path / "nope")])
+
+
+def test_parsing_in_worker_processes_gives_the_same_index(
+    share: Path, tmp_path: Path, embedder: Any
+) -> None:
+    shutil.copy(SAMPLE_SHARE / "finance" / "harbour-renovation-memo.png", share)
+    (share / "broken.pdf").write_bytes(b"%PDF-1.4 truncated")
+    indexes = []
+    for workers in (1, 2):
+        settings = make_settings(tmp_path / f"data-{workers}")
+        store = build_store(settings)
+        ingestor = Ingestor(settings, embedder, store, Ledger(settings.ledger_path))
+        report = ingestor.run([str(share)], workers=workers)
+        assert (report.indexed, [Path(f.path).name for f in report.failed]) == (3, ["broken.pdf"])
+        hits = store.search(embedder.embed_query("budget"), Scope.operator(), 100)
+        indexes.append(sorted((h.chunk.id, h.chunk.text) for h in hits))
+    assert indexes[0] == indexes[1] and indexes[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -189,3 +190,37 @@ def test_up_starts_the_ui_idempotently_and_down_stops_it(
     with pytest.raises(httpx.HTTPError):
         httpx.get(ui_url + "_stcore/health", trust_env=False, timeout=2)
     assert rag_json(live, "down") == {}
+
+
+def test_watch_mode_picks_up_new_files_and_stops_on_ctrl_c(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    share = tmp_path / "watched"
+    share.mkdir()
+    (share / "a.md").write_text("# Keys\n\nKeys are issued at the front desk.\n")
+    process = subprocess.Popen(
+        [str(RAG), "ingest", str(share), "--watch", "1", "--workers", "1", "--json"],
+        env={**env, "RAG_DATA_DIR": str(tmp_path / "data")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    passes = []
+    try:
+        for line in process.stderr:
+            if '"ingest_pass"' not in line:
+                continue
+            passes.append(json.loads(line))
+            if len(passes) == 1:
+                (share / "b.md").write_text("# Parking\n\nPermits cost EUR 40.\n")
+            if len(passes) >= 2 and passes[-1]["indexed"] == 1:
+                break
+            assert len(passes) < 10, passes
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert passes[0]["indexed"] == 1 and passes[-1]["indexed"] == 1
+    assert process.returncode == 0
+    assert json.loads(stdout) == {}
