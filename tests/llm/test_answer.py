@@ -69,13 +69,18 @@ def test_a_scope_without_principals_gets_a_refusal(ingested: Settings) -> None:
     assert answer.refused and answer.passages == []
 
 
+@pytest.fixture
+def live_answerer(ingested: Settings, llm_settings: Settings) -> Answerer:
+    """The answer step on the ingested sample share with the real LLM server."""
+    settings = ingested.model_copy(update={"llm": llm_settings.llm})
+    return build_answerer(settings, build_retriever(settings))
+
+
 @pytest.mark.integration
 def test_the_budget_in_a_scanned_memo_is_answered_with_its_citation(
-    ingested: Settings, llm_settings: Settings
+    live_answerer: Answerer,
 ) -> None:
-    settings = ingested.model_copy(update={"llm": llm_settings.llm})
-    answerer = build_answerer(settings, build_retriever(settings))
-    answer = answerer.answer(
+    answer = live_answerer.answer(
         "What is the approved budget of the Harbour Renovation Project?", Scope.operator()
     )
     assert not answer.refused
@@ -85,11 +90,9 @@ def test_the_budget_in_a_scanned_memo_is_answered_with_its_citation(
 
 @pytest.mark.integration
 def test_the_budget_on_page_two_of_an_image_only_pdf_is_cited_with_its_page(
-    ingested: Settings, llm_settings: Settings
+    live_answerer: Answerer,
 ) -> None:
-    settings = ingested.model_copy(update={"llm": llm_settings.llm})
-    answerer = build_answerer(settings, build_retriever(settings))
-    answer = answerer.answer(
+    answer = live_answerer.answer(
         "What is the approved budget of the IT Modernisation Programme?", Scope.operator()
     )
     assert "1,980,000" in answer.text
