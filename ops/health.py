@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,8 +34,6 @@ def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
 
 
 def check_offline() -> dict[str, Any]:
-    import os
-
     from huggingface_hub import constants
 
     missing = [k for k, v in OFFLINE_ENVIRONMENT.items() if os.environ.get(k) != v]
@@ -42,7 +42,7 @@ def check_offline() -> dict[str, Any]:
     return _check("offline_switches", ok, detail)
 
 
-def check_model_folder(name: str, folder: Any) -> dict[str, Any]:
+def check_model_folder(name: str, folder: Path) -> dict[str, Any]:
     has_config = (folder / "config.json").is_file()
     has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("**/*.safetensors"))
     ok = has_config and has_weights
