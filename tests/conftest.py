@@ -27,6 +27,8 @@ class NetworkBlocked(RuntimeError):
 
 def _is_loopback(address: Any) -> bool:
     host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, bytes):
+        host = host.decode()
     if host in ("localhost", ""):
         return True
     try:
@@ -53,6 +55,14 @@ def block_network(monkeypatch: pytest.MonkeyPatch) -> None:
         guard(sock, address)
         return real_connect_ex(sock, address)
 
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and not _is_loopback(host):
+            raise NetworkBlocked(f"name lookup blocked in tests: {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
