@@ -1,0 +1,116 @@
+"""Parsing under a time limit and a memory cap: a hostile file fails alone, the rest go on."""
+
+from __future__ import annotations
+
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from pypdf import PdfWriter
+
+from ingest.document import ParsedDocument
+from ingest.workers import ParserPool, parse_or_reason
+from settings import OcrSettings
+from tests.conftest import SAMPLE_SHARE
+
+OCR = OcrSettings()
+SCANNED_PDF = SAMPLE_SHARE / "finance" / "board-minutes-2026-03.pdf"
+MARKDOWN = SAMPLE_SHARE / "policies" / "travel-and-expenses.md"
+DOCX = SAMPLE_SHARE / "policies" / "remote-work.docx"
+
+
+def run(pool: ParserPool, *paths: Path) -> dict[str, ParsedDocument | str]:
+    return {Path(path).name: result for path, result in pool.parse(str(p) for p in paths)}
+
+
+def text(result: ParsedDocument | str) -> str:
+    assert isinstance(result, ParsedDocument), result
+    return " ".join(block.text for block in result.blocks)
+
+
+def test_workers_parse_like_the_parsers_do() -> None:
+    pool = ParserPool(2, OCR, timeout_seconds=300, memory_mb=2048)
+    results = run(pool, MARKDOWN, DOCX, SCANNED_PDF)
+    for path in (MARKDOWN, DOCX, SCANNED_PDF):
+        assert text(results[path.name]) == text(parse_or_reason(str(path), OCR))
+
+
+def test_a_file_past_the_time_limit_fails_and_the_next_one_is_parsed(tmp_path: Path) -> None:
+    long_scan = tmp_path / "long-scan.pdf"
+    writer = PdfWriter()
+    for _ in range(6):
+        writer.append(str(SCANNED_PDF))  # 12 scanned pages: a minute of OCR or more
+    writer.write(long_scan)
+    pool = ParserPool(1, OCR, timeout_seconds=10, memory_mb=2048)
+    started = time.monotonic()
+    results = run(pool, long_scan, MARKDOWN)
+    assert results[long_scan.name] == "timed out after 10s (the parser was stopped)"
+    assert "EUR 28" in text(results[MARKDOWN.name])
+    assert time.monotonic() - started < 45
+
+
+def test_a_parser_over_the_memory_cap_is_stopped() -> None:
+    # A worker holds about 540 MB once unstructured and spaCy are loaded for Markdown; the
+    # PDF stack with OCR takes it near 800 MB: over a 650 MB cap.
+    pool = ParserPool(1, OCR, timeout_seconds=300, memory_mb=650)
+    results = run(pool, SCANNED_PDF, MARKDOWN)
+    assert (
+        results[SCANNED_PDF.name] == "used more than 650 MB while parsing (the parser was stopped)"
+    )
+    assert isinstance(results[MARKDOWN.name], ParsedDocument)
+
+
+def test_a_zip_bomb_docx_fails_within_the_limits(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(DOCX) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in source.infolist():
+            if item.filename != "word/document.xml":
+                out.writestr(item, source.read(item))
+        with out.open("word/document.xml", "w", force_zip64=True) as xml:
+            xml.write(
+                b'<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>'
+            )
+            chunk = b"A" * (1 << 20)
+            for _ in range(1500):  # 1.5 GB of text, about 1.5 MB compressed
+                xml.write(chunk)
+            xml.write(b"</w:t></w:r></w:p></w:body></w:document>")
+    assert bomb.stat().st_size < 20 * 1024 * 1024
+    pool = ParserPool(1, OCR, timeout_seconds=120, memory_mb=1024)
+    results = run(pool, bomb, MARKDOWN)
+    assert isinstance(results["bomb.docx"], str)
+    assert "the parser was stopped" in results["bomb.docx"] or "memory" in results["bomb.docx"]
+    assert isinstance(results[MARKDOWN.name], ParsedDocument)
+
+
+def test_a_worker_killed_from_outside_fails_its_file_only() -> None:
+    pool = ParserPool(1, OCR, timeout_seconds=300, memory_mb=2048)
+
+    def kill_the_busy_worker() -> None:
+        for _ in range(100):
+            busy = [w for w in pool._workers if w.path]
+            if busy:
+                time.sleep(0.5)
+                busy[0].process.kill()
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_the_busy_worker)
+    killer.start()
+    results = run(pool, SCANNED_PDF, MARKDOWN)
+    killer.join()
+    assert results[SCANNED_PDF.name] == "the parser process was killed by signal 9 (out of memory?)"
+    assert isinstance(results[MARKDOWN.name], ParsedDocument)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_pool_handles_more_files_than_workers(workers: int, tmp_path: Path) -> None:
+    paths = []
+    for i in range(7):
+        path = tmp_path / f"note-{i}.md"
+        path.write_text(f"# Note {i}\n\nRoom {i} is booked on Fridays.\n")
+        paths.append(path)
+    results = run(ParserPool(workers, OCR, 60, 2048), *paths)
+    assert sorted(results) == sorted(p.name for p in paths)
+    assert all(f"Room {i} is booked" in text(results[f"note-{i}.md"]) for i in range(7))
