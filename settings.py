@@ -114,6 +114,23 @@ class OcrSettings(_Section):
     )
 
 
+class IngestSettings(_Section):
+    workers: int | None = Field(
+        default=None, ge=1, description="Parser processes. Unset: one per core."
+    )
+    file_timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="A file whose parsing and OCR take longer fails with that reason.",
+    )
+    worker_memory_mb: int = Field(
+        default=2048,
+        ge=256,
+        description="A parser process (with its OCR children) holding more memory is stopped "
+        "and its file fails: decompression bombs end here.",
+    )
+
+
 class ChunkingSettings(_Section):
     max_chars: int = Field(default=1200, ge=200, description="Longest chunk, in characters.")
 
@@ -157,6 +174,7 @@ class Settings(BaseSettings):
     qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     ocr: OcrSettings = Field(default_factory=OcrSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)

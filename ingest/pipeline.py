@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from ingest.chunker import passages
+from ingest.crawler import crawl, storable
 from ingest.document import ParsedDocument
-from ingest.errors import BadIngestRoot, ParseError
+from ingest.errors import BadIngestRoot
 from ingest.ledger import FileRecord, Ledger
-from ingest.parsers import parse, parser_for
+from ingest.parsers import parser_for
 from ingest.permissions import principals_from_stat
+from ingest.workers import ParserPool
 from retrieval.embedder import Embedder
 from retrieval.models import Chunk, chunk_id, document_id
 from retrieval.store import VectorStore
-from settings import OcrSettings, Settings
+from settings import Settings
 
 
 @dataclass
@@ -40,6 +39,7 @@ class IngestReport:
     deleted: int = 0
     skipped: int = 0
     failed: list[Failure] = field(default_factory=list)
+    skipped_paths: list[tuple[str, str]] = field(default_factory=list)
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
@@ -91,18 +91,6 @@ def check_roots(roots: Sequence[str]) -> list[str]:
     return checked
 
 
-def crawl(root: str) -> Iterator[str]:
-    """Regular files under a root, sorted; hidden entries and symlinked folders are not entered."""
-    if os.path.isfile(root):
-        yield root
-        return
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith("."):
-                yield os.path.join(folder, name)
-
-
 def sha256_of(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -124,15 +112,6 @@ class ParseJob:
     previous: FileRecord | None
 
 
-def parse_in_worker(path: str, ocr: OcrSettings) -> ParsedDocument | str:
-    """Runs in a worker process: the parsed document, or the reason it failed (a string
-    crosses the process boundary more reliably than an exception)."""
-    try:
-        return parse(Path(path), ocr)
-    except ParseError as exc:
-        return exc.reason
-
-
 class Ingestor:
     def __init__(
         self, settings: Settings, embedder: Embedder, store: VectorStore, ledger: Ledger
@@ -143,42 +122,79 @@ class Ingestor:
         self._ledger = ledger
 
     def run(
-        self, roots: Sequence[str], progress: Progress | None = None, workers: int = 1
+        self, roots: Sequence[str], progress: Progress | None = None, workers: int | None = None
     ) -> IngestReport:
-        """Sync the index with the files under the roots. With workers > 1, files are
-        parsed (and OCR'd) in that many processes side by side."""
+        """Sync the index with the files under the roots, parsing (and OCR) in `workers`
+        processes side by side (default: the setting, or one per core)."""
         progress = progress or NoProgress()
         started = time.monotonic()
         report = IngestReport()
         absolute_roots = check_roots(roots)
         self._store.ensure_collection(self._embedder.dimension)
-        files = list(dict.fromkeys(path for root in absolute_roots for path in crawl(root)))
+        files: dict[str, None] = {}
+        protected: list[str] = []  # folders we could not list: what they held is kept
+        for root in absolute_roots:
+            crawled = crawl(root)
+            files.update(dict.fromkeys(crawled.files))
+            for path, reason in crawled.skipped:
+                self._skip(path, reason, report)
+            for folder, reason in crawled.unreadable_folders:
+                report.failed.append(Failure(folder, reason))
+                protected.append(folder.rstrip("/") + "/")
+        seen = {storable(path) for path in files} | {storable(p) for p, _ in report.skipped_paths}
         report.files_seen = len(files)
         progress.start(len(files))
         jobs = []
         for path in files:
-            job = self._plan(path, report)
+            job = self._plan(path, report, seen)
             if job is None:
                 progress.advance(path, 0)
             else:
                 jobs.append(job)
+        workers = workers or self._settings.ingest.workers or os.cpu_count() or 1
         for job, result in self._parse_all(jobs, workers):
             progress.advance(job.path, self._apply(job, result, report))
-        seen = set(files)
         for root in absolute_roots:
             for path in list(self._ledger.paths_under(root)):
-                if path not in seen:
+                if path not in seen and not path.startswith(tuple(protected)):
                     self._forget(path)
                     report.deleted += 1
         progress.finish()
         report.seconds = time.monotonic() - started
         return report
 
-    def _plan(self, path: str, report: IngestReport) -> ParseJob | None:
-        """Settle a file that needs no parsing (unchanged, unsupported, unreadable); or
-        return the job of parsing it."""
+    def _skip(self, path: str, reason: str, report: IngestReport) -> None:
+        shown = storable(path)
+        try:
+            st = os.lstat(path)
+            size, mtime = st.st_size, st.st_mtime
+        except OSError:
+            size, mtime = 0, 0.0
+        previous = self._ledger.get(shown)
+        if previous is not None and previous.status != "skipped":
+            self._store.delete_document(previous.doc_id)
+        self._ledger.put(
+            FileRecord(shown, size, mtime, None, document_id(shown), frozenset(), "skipped", reason)
+        )
+        report.skipped += 1
+        report.skipped_paths.append((shown, reason))
+
+    def _plan(self, path: str, report: IngestReport, seen: set[str]) -> ParseJob | None:
+        """Settle a file that needs no parsing (unchanged, unsupported, unreadable, gone);
+        or return the job of parsing it."""
+        shown = storable(path)
+        if shown != path:
+            reason = "file name is not valid UTF-8; rename the file to index it"
+            self._ledger.put(FileRecord(shown, 0, 0.0, None, document_id(shown), frozenset(),
+                                        "failed", reason))  # fmt: skip
+            report.failed.append(Failure(shown, reason))
+            return None
         try:
             st = os.stat(path)
+        except FileNotFoundError:
+            seen.discard(path)  # vanished during the run: it counts as deleted
+            report.files_seen -= 1
+            return None
         except OSError as exc:
             report.failed.append(Failure(path, f"cannot stat: {exc.strerror}"))
             return None
@@ -186,11 +202,7 @@ class Ingestor:
         doc_id = document_id(path)
         previous = self._ledger.get(path)
         if parser_for(Path(path)) is None:
-            reason = f"unsupported file type {Path(path).suffix or '(none)'}"
-            self._ledger.put(
-                FileRecord(path, st.st_size, st.st_mtime, None, doc_id, acl, "skipped", reason)
-            )
-            report.skipped += 1
+            self._skip(path, f"unsupported file type {Path(path).suffix or '(none)'}", report)
             return None
         indexed = previous is not None and previous.status == "indexed"
         if indexed and previous and (previous.size, previous.mtime) == (st.st_size, st.st_mtime):
@@ -199,6 +211,10 @@ class Ingestor:
             return None
         try:
             sha = sha256_of(path)
+        except FileNotFoundError:
+            seen.discard(path)
+            report.files_seen -= 1
+            return None
         except OSError as exc:
             report.failed.append(Failure(path, f"cannot read: {exc.strerror}"))
             return None
@@ -212,21 +228,17 @@ class Ingestor:
     def _parse_all(
         self, jobs: list[ParseJob], workers: int
     ) -> Iterator[tuple[ParseJob, ParsedDocument | str]]:
-        ocr = self._settings.ocr
-        if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                yield job, parse_in_worker(job.path, ocr)
+        if not jobs:
             return
-        # spawn, not fork: this process already runs torch's thread pools.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(parse_in_worker, job.path, ocr): job for job in jobs}
-            for future in as_completed(futures):
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    result = "the parser process died (out of memory or crashed)"
-                yield futures[future], result
+        by_path = {job.path: job for job in jobs}
+        pool = ParserPool(
+            min(workers, len(jobs)),
+            self._settings.ocr,
+            self._settings.ingest.file_timeout_seconds,
+            self._settings.ingest.worker_memory_mb,
+        )
+        for path, result in pool.parse(by_path):
+            yield by_path[path], result
 
     def _apply(self, job: ParseJob, result: ParsedDocument | str, report: IngestReport) -> int:
         """Write a parsed file's chunks, or record why it failed; returns its pages."""

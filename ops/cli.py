@@ -11,7 +11,6 @@ import contextlib
 import getpass
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
@@ -71,8 +70,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         raise UsageError(f"{exc}; give a folder or file that exists") from exc
     ingestor = build_ingestor(settings)
     progress = TerminalProgress() if not args.json and sys.stderr.isatty() else None
-    workers = args.workers if args.workers is not None else os.cpu_count() or 1
-    if workers < 1:
+    workers = args.workers
+    if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1")
     if args.watch is None:
         return ingestor.run(args.paths, progress, workers).as_json()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from ingest.pipeline import Ingestor
 
 
-def watch(ingestor: Ingestor, roots: Sequence[str], interval: float, workers: int) -> None:
+def watch(ingestor: Ingestor, roots: Sequence[str], interval: float, workers: int | None) -> None:
     """One JSON summary line per pass on stderr, until interrupted (Ctrl-C, SIGINT)."""
     try:
         while True:

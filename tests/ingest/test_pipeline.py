@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ingest import pipeline
+from ingest.crawler import CrawlResult
 from ingest.errors import BadIngestRoot
 from ingest.ledger import Ledger
 from ingest.pipeline import Ingestor
 from retrieval.access import EVERYONE, Scope
 from retrieval.build import build_store
 from retrieval.models import document_id
-from tests.conftest import SAMPLE_SHARE, make_settings
+from tests.conftest import RAG, SAMPLE_SHARE, make_settings
 
 
 @pytest.fixture
@@ -144,3 +148,81 @@ def test_parsing_in_worker_processes_gives_the_same_index(
         hits = store.search(embedder.embed_query("budget"), Scope.operator(), 100)
         indexes.append(sorted((h.chunk.id, h.chunk.text) for h in hits))
     assert indexes[0] == indexes[1] and indexes[0]
+
+
+def test_links_are_recorded_as_skipped_with_their_reason(
+    share: Path, ingestor: Ingestor, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere.md"
+    outside.write_text("# Elsewhere\n\nNot part of this share.\n")
+    (share / "escape.md").symlink_to(outside)
+    report = ingestor.run([str(share)])
+    assert report.skipped == 1
+    record = ingestor._ledger.get(str(share / "escape.md"))
+    assert record is not None and record.status == "skipped"
+    assert record.error is not None and "outside the ingest root" in record.error
+    assert str(outside) not in search_paths(ingestor, "Not part of this share")
+
+
+def test_a_file_that_vanishes_during_the_run_counts_as_deleted(
+    share: Path, ingestor: Ingestor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingestor.run([str(share)])
+    doomed = share / "policies" / "travel-and-expenses.md"
+    real_crawl = pipeline.crawl
+
+    def crawl_then_lose_a_file(root: str) -> CrawlResult:
+        result = real_crawl(root)
+        doomed.unlink()  # gone between the walk and the read
+        return result
+
+    monkeypatch.setattr(pipeline, "crawl", crawl_then_lose_a_file)
+    report = ingestor.run([str(share)])
+    assert (report.files_seen, report.deleted, report.failed) == (1, 1, [])
+    assert ingestor._store.count(document_id(str(doomed))) == 0
+
+
+def test_odd_names_are_indexed_and_a_name_that_is_not_utf8_fails_with_a_reason(
+    share: Path, ingestor: Ingestor
+) -> None:
+    (share / "line\nbreak.md").write_text("# Odd\n\nThe cellar key hangs by the door.\n")
+    (share / "Übersicht – naïve 日本.md").write_text(
+        "# Übersicht\n\nDie Kantine öffnet um 11:30.\n"
+    )
+    raw = os.path.join(os.fsencode(share), b"caf\xe9.md")
+    Path(os.fsdecode(raw)).write_text("# Cafe\n\nCoffee is free.\n")
+    report = ingestor.run([str(share)])
+    assert report.indexed == 4
+    (failure,) = report.failed
+    assert failure.path == str(share) + "/caf\\xe9.md"
+    assert failure.error == "file name is not valid UTF-8; rename the file to index it"
+    json.dumps(report.as_json(), ensure_ascii=False).encode("utf-8")
+    again = ingestor.run([str(share)])
+    assert (again.unchanged, again.deleted, len(again.failed)) == (4, 0, 1)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop file-permission override")
+def test_files_in_a_folder_that_becomes_unreadable_stay_indexed(
+    share: Path, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env["RAG_DATA_DIR"] = str(tmp_path / "cli-data")
+    command = [str(RAG), "ingest", str(share), "--workers", "1", "--json"]
+    first = json.loads(subprocess.run(command, env=env, capture_output=True, check=True).stdout)
+    (share / "policies").chmod(0o000)
+    try:
+        second = subprocess.run(
+            ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command],
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+    finally:
+        (share / "policies").chmod(0o755)
+    report = json.loads(second.stdout)
+    assert report["deleted"] == 0
+    assert report["failed"] == [
+        {"path": str(share / "policies"), "error": "cannot list folder: Permission denied"}
+    ]
+    status = subprocess.run([str(RAG), "status", "--json"], env=env, capture_output=True)
+    assert json.loads(status.stdout)["documents"] == first["indexed"] == 2
