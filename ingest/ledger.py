@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-Status = Literal["indexed", "failed", "skipped"]
+# "indexing": chunks are being written; a row left so by a killed run is redone next run.
+Status = Literal["indexing", "indexed", "failed", "skipped"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (

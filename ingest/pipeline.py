@@ -250,8 +250,13 @@ class Ingestor:
             self._fail(job, "no text found (empty document, or a scan OCR could not read)", report)
             return result.pages
         vectors = self._embedder.embed_documents([c.embedding_text() for c in chunks])
-        self._store.upsert(chunks, vectors)
-        self._store.delete_document(job.doc_id, from_ordinal=len(chunks))
+        # Marked before the index is touched: a run killed from here on leaves a row that the
+        # next run re-parses, or cleans up when the file is gone, never orphaned chunks.
+        self._ledger.put(
+            FileRecord(job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl,
+                       "indexing")
+        )  # fmt: skip
+        self._store.replace_document(job.doc_id, chunks, vectors)
         self._ledger.put(
             FileRecord(
                 job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl, "indexed",

@@ -81,27 +81,29 @@ class EdgeStore:
                 shard.close()
 
     def upsert(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
-        if len(chunks) != len(vectors):
-            raise ValueError("one vector per chunk")
-        if not chunks:
+        points = _points(chunks, vectors)
+        if not points:
             return
-        points = [
-            qe.Point(id=chunk.id, vector={DENSE: list(vector)}, payload=chunk_payload(chunk))
-            for chunk, vector in zip(chunks, vectors, strict=True)
-        ]
         with self._opened() as shard:
             shard.update(qe.UpdateOperation.upsert_points(points))
+            shard.flush()
+
+    def replace_document(
+        self, doc_id: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None:
+        points = _points(chunks, vectors)
+        # One lock for both steps: other processes search under the same lock, so they
+        # see the old version or the new one.
+        with self._opened() as shard:
+            if points:
+                shard.update(qe.UpdateOperation.upsert_points(points))
+            shard.update(qe.UpdateOperation.delete_points_by_filter(_tail(doc_id, len(points))))
             shard.flush()
 
     def delete_document(self, doc_id: str, from_ordinal: int = 0) -> int:
         if not self._exists():
             return 0
-        selector = qe.Filter(
-            must=[
-                qe.FieldCondition("doc_id", match=qe.MatchValue(doc_id)),
-                qe.FieldCondition("ordinal", range=qe.RangeFloat(gte=from_ordinal)),
-            ]
-        )
+        selector = _tail(doc_id, from_ordinal)
         with self._opened() as shard:
             shard.update(qe.UpdateOperation.delete_points_by_filter(selector))
             shard.flush()
@@ -156,6 +158,25 @@ class EdgeStore:
 
     def _exists(self) -> bool:
         return (self._path / "edge_config.json").exists()
+
+
+def _points(chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> list[qe.Point]:
+    if len(chunks) != len(vectors):
+        raise ValueError("one vector per chunk")
+    return [
+        qe.Point(id=chunk.id, vector={DENSE: list(vector)}, payload=chunk_payload(chunk))
+        for chunk, vector in zip(chunks, vectors, strict=True)
+    ]
+
+
+def _tail(doc_id: str, from_ordinal: int) -> qe.Filter:
+    """The document's chunks whose ordinal is at least `from_ordinal`."""
+    return qe.Filter(
+        must=[
+            qe.FieldCondition("doc_id", match=qe.MatchValue(doc_id)),
+            qe.FieldCondition("ordinal", range=qe.RangeFloat(gte=from_ordinal)),
+        ]
+    )
 
 
 def _match(key: str, value: str) -> qe.Filter:

@@ -63,6 +63,13 @@ class QdrantServerStore:
         ]
         self._client.upsert(self._collection, points=points, wait=True)
 
+    def replace_document(
+        self, doc_id: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None:
+        # Two requests: a search in between may see the old tail beside the new chunks.
+        self.upsert(chunks, vectors)
+        self.delete_document(doc_id, from_ordinal=len(chunks))
+
     def delete_document(self, doc_id: str, from_ordinal: int = 0) -> int:
         if not self._exists():
             return 0

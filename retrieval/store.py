@@ -26,6 +26,10 @@ class VectorStore(Protocol):
       chunks the scope may read; a scope with no principals returns nothing. The access
       filter runs inside the engine's query, never as post-filtering. `filters` match payload
       keys from FILTERABLE_KEYS exactly.
+    - `replace_document(doc_id, chunks, vectors)` makes these the document's only chunks:
+      upserts them and removes its chunks beyond the new last ordinal. Searches never see
+      the document missing; where the engine allows (the embedded one), they see the old
+      version or the new one, never a mix.
     - `count(doc_id=None)` counts chunks, of one document or all.
     - `set_acl(doc_id, acl)` replaces the principals of every chunk of a document.
     """
@@ -35,6 +39,10 @@ class VectorStore(Protocol):
     def upsert(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None: ...
 
     def delete_document(self, doc_id: str, from_ordinal: int = 0) -> int: ...
+
+    def replace_document(
+        self, doc_id: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None: ...
 
     def search(
         self,

@@ -123,6 +123,21 @@ class StoreContract:
         remaining = store.search(axis(0), Scope.operator(), 10)
         assert sorted(h.chunk.ordinal for h in remaining) == [0, 1]
 
+    def test_replace_document_leaves_only_the_new_version(self, store: VectorStore) -> None:
+        doc = document_id("/share/a.pdf")
+        store.upsert(make_chunks("/share/b.pdf", 1, {EVERYONE}), [axis(0)])
+        store.upsert(make_chunks("/share/a.pdf", 4, {EVERYONE}), [axis(0)] * 4)
+        new = [
+            c.model_copy(update={"text": f"new {c.ordinal}"})
+            for c in make_chunks("/share/a.pdf", 2, {EVERYONE})
+        ]
+        store.replace_document(doc, new, [axis(1)] * 2)
+        hits = store.search(axis(1), Scope.operator(), 10, {"doc_id": doc})
+        assert sorted(h.chunk.text for h in hits) == ["new 0", "new 1"]
+        assert store.count() == 3
+        store.replace_document(doc, [], [])
+        assert store.count(doc) == 0 and store.count() == 1
+
     def test_set_acl_changes_who_sees_a_document(self, store: VectorStore) -> None:
         store.upsert(make_chunks("/share/a.pdf", 2, {"user:alice"}), [axis(0)] * 2)
         store.set_acl(document_id("/share/a.pdf"), frozenset({"user:bob"}))
