@@ -146,6 +146,32 @@ class EdgeStore:
             for p in points
         ]
 
+    def document_chunks(self, doc_id: str) -> list[tuple[Chunk, list[float]]]:
+        if not self._exists():
+            return []
+        found: list[tuple[Chunk, list[float]]] = []
+        offset = None
+        with self._opened() as shard:
+            while True:
+                records, offset = shard.scroll(
+                    qe.ScrollRequest(
+                        offset=offset,
+                        limit=256,
+                        filter=_match("doc_id", doc_id),
+                        with_payload=True,
+                        with_vector=True,
+                    )
+                )
+                for record in records:
+                    vectors: dict[str, Any] = (
+                        record.vector if isinstance(record.vector, dict) else {}
+                    )
+                    chunk = chunk_from_payload(str(record.id), record.payload or {})
+                    found.append((chunk, [float(x) for x in vectors.get(DENSE, [])]))
+                if offset is None:
+                    break
+        return sorted(found, key=lambda pair: pair[0].ordinal)
+
     def count(self, doc_id: str | None = None) -> int:
         if not self._exists():
             return 0

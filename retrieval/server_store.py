@@ -122,6 +122,28 @@ class QdrantServerStore:
             for p in response.points
         ]
 
+    def document_chunks(self, doc_id: str) -> list[tuple[Chunk, list[float]]]:
+        if not self._exists():
+            return []
+        found: list[tuple[Chunk, list[float]]] = []
+        offset = None
+        while True:
+            records, offset = self._client.scroll(
+                self._collection,
+                scroll_filter=_match("doc_id", doc_id),
+                limit=256,
+                offset=offset,
+                with_payload=True,
+                with_vectors=True,
+            )
+            for record in records:
+                vector = record.vector.get(DENSE) if isinstance(record.vector, dict) else None
+                chunk = chunk_from_payload(str(record.id), record.payload or {})
+                found.append((chunk, list(vector or [])))  # type: ignore[arg-type]
+            if offset is None:
+                break
+        return sorted(found, key=lambda pair: pair[0].ordinal)
+
     def count(self, doc_id: str | None = None) -> int:
         if not self._exists():
             return 0

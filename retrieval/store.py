@@ -30,6 +30,8 @@ class VectorStore(Protocol):
       upserts them and removes its chunks beyond the new last ordinal. Searches never see
       the document missing; where the engine allows (the embedded one), they see the old
       version or the new one, never a mix.
+    - `document_chunks(doc_id)` returns the document's chunks with their vectors, by ordinal:
+      a copy or a move of a file reuses them instead of parsing it again.
     - `count(doc_id=None)` counts chunks, of one document or all.
     - `set_acl(doc_id, acl)` replaces the principals of every chunk of a document.
     """
@@ -51,6 +53,8 @@ class VectorStore(Protocol):
         k: int,
         filters: Mapping[str, str] | None = None,
     ) -> list[Hit]: ...
+
+    def document_chunks(self, doc_id: str) -> list[tuple[Chunk, list[float]]]: ...
 
     def count(self, doc_id: str | None = None) -> int: ...
 

@@ -138,6 +138,17 @@ class StoreContract:
         store.replace_document(doc, [], [])
         assert store.count(doc) == 0 and store.count() == 1
 
+    def test_document_chunks_come_back_with_their_vectors_in_order(
+        self, store: VectorStore
+    ) -> None:
+        chunks = make_chunks("/share/a.pdf", 3, {EVERYONE})
+        store.upsert(list(reversed(chunks)), [axis(2), axis(1), axis(0)])
+        store.upsert(make_chunks("/share/b.pdf", 1, {EVERYONE}), [axis(3)])
+        found = store.document_chunks(document_id("/share/a.pdf"))
+        assert [chunk for chunk, _ in found] == chunks
+        assert [vector for _, vector in found] == [axis(0), axis(1), axis(2)]
+        assert store.document_chunks(document_id("/share/none.pdf")) == []
+
     def test_set_acl_changes_who_sees_a_document(self, store: VectorStore) -> None:
         store.upsert(make_chunks("/share/a.pdf", 2, {"user:alice"}), [axis(0)] * 2)
         store.set_acl(document_id("/share/a.pdf"), frozenset({"user:bob"}))
