@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS files (
     first_seen  REAL NOT NULL,
     updated_at  REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
 """
 
 
@@ -92,6 +93,16 @@ class Ledger:
                 now,
             ),
         )
+
+    def indexed_with_content(self, sha256: str, other_than: str) -> FileRecord | None:
+        """Another indexed file with this content: a copy, or where a moved file was."""
+        row = self._db.execute(
+            "SELECT path, size, mtime, sha256, doc_id, acl, status, error, pages, chunks, "
+            "parser, ocr_pages FROM files WHERE sha256 = ? AND status = 'indexed' AND path != ? "
+            "LIMIT 1",
+            (sha256, other_than),
+        ).fetchone()
+        return _record(row) if row else None
 
     def remove(self, path: str) -> None:
         self._db.execute("DELETE FROM files WHERE path = ?", (path,))

@@ -223,7 +223,35 @@ class Ingestor:
             self._refresh_acl(previous, acl)
             report.unchanged += 1
             return None
-        return ParseJob(path, st.st_size, st.st_mtime, sha, doc_id, acl, previous)
+        job = ParseJob(path, st.st_size, st.st_mtime, sha, doc_id, acl, previous)
+        if self._reuse_identical(job, report):
+            return None
+        return job
+
+    def _reuse_identical(self, job: ParseJob, report: IngestReport) -> bool:
+        """A file whose content is already indexed elsewhere (a moved file, a copy) takes
+        that file's chunks and vectors under its own path: no parsing, OCR or embedding."""
+        donor = self._ledger.indexed_with_content(job.sha256, other_than=job.path)
+        if donor is None:
+            return False
+        found = self._store.document_chunks(donor.doc_id)
+        if len(found) != donor.chunks or not found:
+            return False  # the donor's chunks are incomplete: parse this file instead
+        chunks = [
+            chunk.model_copy(
+                update={
+                    "id": chunk_id(job.doc_id, chunk.ordinal),
+                    "doc_id": job.doc_id,
+                    "path": job.path,
+                    "acl": job.acl,
+                    "mtime": job.mtime,
+                }
+            )
+            for chunk, _ in found
+        ]
+        self._write(job, chunks, [vector for _, vector in found], donor.pages, donor.parser,
+                    donor.ocr_pages, report)  # fmt: skip
+        return True
 
     def _parse_all(
         self, jobs: list[ParseJob], workers: int
@@ -250,6 +278,20 @@ class Ingestor:
             self._fail(job, "no text found (empty document, or a scan OCR could not read)", report)
             return result.pages
         vectors = self._embedder.embed_documents([c.embedding_text() for c in chunks])
+        self._write(job, chunks, vectors, result.pages, result.parser, result.ocr_pages, report)
+        report.pages += result.pages
+        return result.pages
+
+    def _write(
+        self,
+        job: ParseJob,
+        chunks: list[Chunk],
+        vectors: Sequence[Sequence[float]],
+        pages: int,
+        parser: str | None,
+        ocr_pages: Sequence[int],
+        report: IngestReport,
+    ) -> None:
         # Marked before the index is touched: a run killed from here on leaves a row that the
         # next run re-parses, or cleans up when the file is gone, never orphaned chunks.
         self._ledger.put(
@@ -260,16 +302,14 @@ class Ingestor:
         self._ledger.put(
             FileRecord(
                 job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl, "indexed",
-                None, result.pages, len(chunks), result.parser, tuple(result.ocr_pages),
+                None, pages, len(chunks), parser, tuple(ocr_pages),
             )
         )  # fmt: skip
         if job.previous and job.previous.status == "indexed":
             report.updated += 1
         else:
             report.indexed += 1
-        report.pages += result.pages
         report.chunks += len(chunks)
-        return result.pages
 
     def _fail(self, job: ParseJob, reason: str, report: IngestReport) -> int:
         self._ledger.put(

@@ -226,3 +226,33 @@ def test_files_in_a_folder_that_becomes_unreadable_stay_indexed(
     ]
     status = subprocess.run([str(RAG), "status", "--json"], env=env, capture_output=True)
     assert json.loads(status.stdout)["documents"] == first["indexed"] == 2
+
+
+def test_a_moved_file_is_recognised_by_its_content_and_not_parsed_again(
+    share: Path, ingestor: Ingestor
+) -> None:
+    ingestor.run([str(share)])
+    old = share / "policies" / "travel-and-expenses.md"
+    new = share / "archive" / "2026" / "travel.md"
+    new.parent.mkdir(parents=True)
+    old.rename(new)
+    report = ingestor.run([str(share)])
+    assert (report.indexed, report.deleted, report.pages, report.unchanged) == (1, 1, 0, 1)
+    hits = ingestor._store.search(
+        ingestor._embedder.embed_query("meal allowance Germany"), Scope.operator(), 3
+    )
+    assert hits[0].chunk.path == str(new)
+    assert hits[0].chunk.doc_id == document_id(str(new))
+    assert ingestor._store.count(document_id(str(old))) == 0
+
+
+def test_a_copy_takes_the_chunks_of_the_original(share: Path, ingestor: Ingestor) -> None:
+    ingestor.run([str(share)])
+    original = share / "policies" / "information-security.md"
+    copy = share / "copy-of-security.md"
+    shutil.copy(original, copy)
+    report = ingestor.run([str(share)])
+    assert (report.indexed, report.pages, report.deleted) == (1, 0, 0)
+    assert ingestor._store.count(document_id(str(copy))) == ingestor._store.count(
+        document_id(str(original))
+    )
