@@ -62,7 +62,7 @@ class IngestReport:
 class Progress(Protocol):
     def start(self, total_files: int) -> None: ...
 
-    def advance(self, path: str, pages: int) -> None: ...
+    def advance(self, path: str, pages: int, chunks: int) -> None: ...
 
     def finish(self) -> None: ...
 
@@ -71,7 +71,7 @@ class NoProgress:
     def start(self, total_files: int) -> None:
         pass
 
-    def advance(self, path: str, pages: int) -> None:
+    def advance(self, path: str, pages: int, chunks: int) -> None:
         pass
 
     def finish(self) -> None:
@@ -148,12 +148,14 @@ class Ingestor:
         for path in files:
             job = self._plan(path, report, seen)
             if job is None:
-                progress.advance(path, 0)
+                progress.advance(path, 0, 0)
             else:
                 jobs.append(job)
         workers = workers or self._settings.ingest.workers or os.cpu_count() or 1
         for job, result in self._parse_all(jobs, workers):
-            progress.advance(job.path, self._apply(job, result, report))
+            chunks_before = report.chunks
+            pages = self._apply(job, result, report)
+            progress.advance(job.path, pages, report.chunks - chunks_before)
         for root in absolute_roots:
             for path in list(self._ledger.paths_under(root)):
                 if path not in seen and not path.startswith(tuple(protected)):
