@@ -30,6 +30,10 @@ from settings import OcrSettings
 _HEADING_CATEGORIES = {"Title"}
 _SKIPPED_CATEGORIES = {"PageBreak", "Header", "Footer", "PageNumber", "Image", "FigureCaption"}
 _ALNUM = re.compile(r"[^\W_]", re.UNICODE)
+# A word in a European language has a vowel among mostly letters.
+_WORDLIKE = re.compile(
+    r"^[^\W\d_]*[aeiouyàáâäãåæèéêëìíîïòóôöõøùúûüýœ][^\W\d_]*[.,;:!?)]*$", re.IGNORECASE
+)
 _MIDNIGHT = re.compile(r"^(\d{4}-\d{2}-\d{2}) 00:00:00$")
 # antiword reads a .doc in well under a second; one that takes longer is broken or hostile.
 ANTIWORD_TIMEOUT_S = 60
@@ -128,6 +132,18 @@ def parse_html(path: Path, ocr: OcrSettings) -> ParsedDocument:
     return ParsedDocument(_blocks_from_elements(partition_html(filename=str(path))), parser="html")
 
 
+def text_layer_is_usable(text: str, min_chars: int) -> bool:
+    """A page's text layer is used when it has enough letters and reads like words; a layer
+    of glyph ids (`(cid:12)`) or mojibake from a broken font is OCR'd instead."""
+    if len(_ALNUM.findall(text)) < min_chars or text.count("(cid:") > 3:
+        return False
+    tokens = [token for token in text.split() if sum(ch.isalpha() for ch in token) >= 2]
+    if not tokens:
+        return True  # figures and codes only: nothing to judge, nothing better to get
+    wordlike = sum(1 for token in tokens if _WORDLIKE.search(token))
+    return wordlike / len(tokens) >= 0.5
+
+
 def parse_pdf(path: Path, ocr: OcrSettings) -> ParsedDocument:
     from pypdf import PdfReader
     from unstructured.partition.pdf import partition_pdf
@@ -143,8 +159,7 @@ def parse_pdf(path: Path, ocr: OcrSettings) -> ParsedDocument:
     ocr_pages = []
     for page in range(1, page_count + 1):
         found = by_page.get(page, [])
-        letters = sum(len(_ALNUM.findall(block.text)) for block in found)
-        if letters >= ocr.min_text_chars:
+        if text_layer_is_usable(" ".join(block.text for block in found), ocr.min_text_chars):
             blocks.extend(found)
         else:
             ocr_pages.append(page)
