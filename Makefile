@@ -1,5 +1,5 @@
 # The two commands a newcomer types: `make run` and `make test`.
-.PHONY: setup run test lint
+.PHONY: setup run test lint bench
 
 setup:
 	@bash ops/setup.sh
@@ -12,3 +12,6 @@ test: setup
 
 lint:
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy settings.py ingest retrieval llm ui ops
+
+bench: setup
+	@.venv/bin/python -m ops.bench_ingest

@@ -1,6 +1,7 @@
 """Files to blocks of text: unstructured for documents, Tesseract for images and scans.
 
-A PDF is read page by page: the text layer where a page has one, OCR where it doesn't.
+Plain text, Markdown and HTML are read directly (ingest.plain). A PDF is read page by page:
+the text layer where a page has one, OCR where it doesn't.
 A table of a spreadsheet, a CSV file or a slide becomes one block per row, each cell named
 by its column ("Name: Anna Weber; Phone: 4411"), so that any chunk of a long table still
 says what its values are. Legacy Word (.doc) is read by antiword; an e-mail (.eml, .msg) is
@@ -25,6 +26,7 @@ from typing import Any, cast
 from ingest.document import Block, BlockKind, ParsedDocument
 from ingest.errors import ParseError
 from ingest.ocr import ocr_image_file, ocr_pdf_page
+from ingest.plain import decode, html_blocks, markdown_blocks, text_blocks
 from settings import OcrSettings
 
 _HEADING_CATEGORIES = {"Title"}
@@ -106,18 +108,17 @@ def _ocr_blocks(text: str, page: int | None) -> list[Block]:
     return [Block("text", p, page) for p in paragraphs if p]
 
 
-def parse_markdown(path: Path, ocr: OcrSettings) -> ParsedDocument:
-    from unstructured.partition.md import partition_md
+def _table_rows(rows: list[list[str]]) -> list[Block]:
+    return _row_blocks(rows, None)
 
-    return ParsedDocument(
-        _blocks_from_elements(partition_md(filename=str(path))), parser="markdown"
-    )
+
+def parse_markdown(path: Path, ocr: OcrSettings) -> ParsedDocument:
+    text = decode(path.read_bytes())
+    return ParsedDocument(markdown_blocks(text, _table_rows), parser="markdown")
 
 
 def parse_text(path: Path, ocr: OcrSettings) -> ParsedDocument:
-    from unstructured.partition.text import partition_text
-
-    return ParsedDocument(_blocks_from_elements(partition_text(filename=str(path))), parser="text")
+    return ParsedDocument(text_blocks(decode(path.read_bytes())), parser="text")
 
 
 def parse_docx(path: Path, ocr: OcrSettings) -> ParsedDocument:
@@ -127,9 +128,7 @@ def parse_docx(path: Path, ocr: OcrSettings) -> ParsedDocument:
 
 
 def parse_html(path: Path, ocr: OcrSettings) -> ParsedDocument:
-    from unstructured.partition.html import partition_html
-
-    return ParsedDocument(_blocks_from_elements(partition_html(filename=str(path))), parser="html")
+    return ParsedDocument(html_blocks(path.read_bytes(), _table_rows), parser="html")
 
 
 def text_layer_is_usable(text: str, min_chars: int) -> bool:

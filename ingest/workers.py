@@ -144,7 +144,7 @@ class ParserPool:
                 path = worker.path
                 self._replace(worker)
                 yield path, f"timed out after {self._timeout:.0f}s (the parser was stopped)"
-            elif _tree_rss(worker.process.pid) > self._memory_bytes:
+            elif tree_rss(worker.process.pid) > self._memory_bytes:
                 path = worker.path
                 self._replace(worker)
                 cap = self._memory_bytes // (1024 * 1024)
@@ -185,7 +185,7 @@ def _tree(pid: int | None) -> list[int]:
     return found
 
 
-def _tree_rss(pid: int | None) -> int:
+def tree_rss(pid: int | None) -> int:
     """Resident memory of a process and its children (OCR runs Tesseract as a child)."""
     total = 0
     for member in _tree(pid):

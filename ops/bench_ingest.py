@@ -1,0 +1,262 @@
+"""Ingestion benchmark: the pipeline against a newcomer's loop on the same generated share.
+
+Prints one JSON object per line:
+  {"bench": "ingest", "files", "pages", "seconds", "naive_seconds", "speedup",
+   "rescan_seconds", "rescan_speedup", "peak_rss_mb", "naive_peak_rss_mb"}
+  {"bench": "ocr", "pages", "seconds", "tesseract_seconds", "ratio", "pages_per_second"}
+`naive` is one process calling unstructured's `partition` on each file (OCR-only where a PDF
+has no text layer), embedding each file's elements and upserting each file. Targets:
+speedup >= 3 on 2 cores, rescan_speedup >= 50, peak_rss_mb <= 3000, OCR ratio near 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from settings import Settings, enforce_offline
+
+enforce_offline()
+
+WORDS = [
+    "budget", "contract", "supplier", "invoice", "approval", "committee", "harbour", "crane",
+    "vessel", "berth", "tariff", "maintenance", "schedule", "safety", "inspection", "permit",
+    "customs", "cargo", "container", "terminal", "lease", "procurement", "audit", "report",
+    "quarter", "staff", "training", "policy", "deadline", "payment", "reimbursement",
+]  # fmt: skip
+
+
+def sentence(rng: random.Random, n: int) -> str:
+    words = [rng.choice(WORDS) for _ in range(12)]
+    return f"Item {n}: the {' '.join(words)} is set at EUR {rng.randint(1000, 999999):,}."
+
+
+def paragraphs(rng: random.Random, count: int, seed: int) -> list[str]:
+    return [
+        " ".join(sentence(rng, seed * 100 + i * 10 + j) for j in range(4)) for i in range(count)
+    ]
+
+
+def text_pdf(lines: list[str]) -> bytes:
+    """A one-page PDF with a text layer in a standard font."""
+    content = (
+        b"BT /F1 10 Tf 40 800 Td 13 TL "
+        + b" ".join(
+            b"(%s) '" % line.encode("latin-1").replace(b"(", b"[").replace(b")", b"]")
+            for line in lines
+        )
+        + b" ET"
+    )
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842]"
+        b" /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 6\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref
+    return bytes(out)
+
+
+def scanned_pdf(path: Path, pages: list[list[str]]) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=26)
+    images = []
+    for lines in pages:
+        page = Image.new("L", (1654, 2339), 250)
+        draw = ImageDraw.Draw(page)
+        for row, line in enumerate(lines):
+            draw.text((120, 150 + row * 44), line, fill=10, font=font)
+        images.append(page)
+    images[0].save(path, save_all=True, append_images=images[1:], resolution=200)
+
+
+def build_share(root: Path, files: int, scanned_pages: int, seed: int = 7) -> None:
+    from docx import Document
+
+    rng = random.Random(seed)
+    scans = max(1, scanned_pages // 2)
+    kinds = ["md"] * 4 + ["txt"] * 2 + ["html", "csv", "docx", "docx", "pdf"]
+    for n in range(files - scans):
+        folder = root / f"dept-{n % 7}" / f"year-{2015 + n % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        kind = kinds[n % len(kinds)]
+        body = paragraphs(rng, 4, n)
+        name = folder / f"doc-{n:04d}.{kind}"
+        if kind == "md":
+            name.write_text(
+                f"# Memo {n}\n\n" + "\n\n".join(f"## Part {i}\n\n{p}" for i, p in enumerate(body))
+            )
+        elif kind == "txt":
+            name.write_text("\n\n".join(body))
+        elif kind == "html":
+            name.write_text(f"<h1>Notice {n}</h1>" + "".join(f"<p>{p}</p>" for p in body))
+        elif kind == "csv":
+            rows = "\n".join(f"{i},{rng.choice(WORDS)},{rng.randint(1, 9999)}" for i in range(40))
+            name.write_text("id,item,amount\n" + rows + "\n")
+        elif kind == "docx":
+            document = Document()
+            document.add_heading(f"Report {n}", 1)
+            for p in body:
+                document.add_paragraph(p)
+            document.save(str(name))
+        else:
+            name.write_bytes(text_pdf([f"Guideline {n}"] + [s[:95] for s in body]))
+    scan_folder = root / "scans"
+    scan_folder.mkdir(parents=True, exist_ok=True)
+    for n in range(scans):
+        pages = [[f"Minutes {n} page {p + 1}"] + [sentence(rng, n * 10 + i)[:80] for i in range(12)]
+                 for p in range(2)]  # fmt: skip
+        scanned_pdf(scan_folder / f"scan-{n:03d}.pdf", pages)
+
+
+@contextmanager
+def peak_rss() -> Iterator[Callable[[], float]]:
+    """Peak resident memory of this process and all its children, in MB, sampled."""
+    import os
+
+    from ingest.workers import tree_rss
+
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss(os.getpid()))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield lambda: peak[0] / 1024 / 1024
+    finally:
+        done.set()
+        thread.join()
+
+
+def run_pipeline(share: Path, data_dir: Path, embedder: Any) -> tuple[float, Any, float]:
+    from ingest.ledger import Ledger
+    from ingest.pipeline import Ingestor
+    from retrieval.build import build_store
+
+    settings = Settings(data_dir=data_dir)
+    ingestor = Ingestor(settings, embedder, build_store(settings), Ledger(settings.ledger_path))
+    with peak_rss() as peak:
+        started = time.monotonic()
+        report = ingestor.run([str(share)])
+        seconds = time.monotonic() - started
+    return seconds, report, peak()
+
+
+def run_naive(share: Path, data_dir: Path, embedder: Any) -> tuple[float, float]:
+    from unstructured.partition.auto import partition
+
+    from retrieval.build import build_store
+    from retrieval.models import Chunk, chunk_id, document_id
+
+    store = build_store(Settings(data_dir=data_dir))
+    store.ensure_collection(embedder.dimension)
+    with peak_rss() as peak:
+        started = time.monotonic()
+        for path in sorted(p for p in share.rglob("*") if p.is_file()):
+            elements = partition(filename=str(path), strategy="fast")
+            if path.suffix == ".pdf" and not any(e.text.strip() for e in elements):
+                elements = partition(filename=str(path), strategy="ocr_only",
+                                     languages=["eng", "fra", "deu"])  # fmt: skip
+            texts = [e.text for e in elements if e.text.strip()]
+            doc = document_id(str(path))
+            chunks = [
+                Chunk(id=chunk_id(doc, i), doc_id=doc, ordinal=i, text=t, path=str(path),
+                      content_sha256="", acl=frozenset({"everyone"}), mtime=0.0)
+                for i, t in enumerate(texts)
+            ]  # fmt: skip
+            store.upsert(chunks, embedder.embed_documents(texts))
+        seconds = time.monotonic() - started
+    return seconds, peak()
+
+
+def bench_ocr(share: Path, work: Path, languages: str) -> dict[str, Any]:
+    from ingest.ocr import ocr_pdf_page
+
+    scans = sorted((share / "scans").glob("*.pdf"))
+    images = []
+    for number, scan in enumerate(scans):
+        prefix = work / f"page-{number:03d}"
+        subprocess.run(
+            ["pdftoppm", "-r", "300", "-gray", "-png", str(scan), str(prefix)], check=True
+        )
+        images += sorted(work.glob(f"page-{number:03d}*.png"))
+    started = time.monotonic()
+    for image in images:
+        subprocess.run(
+            ["tesseract", str(image), "-", "-l", languages], capture_output=True, check=True
+        )
+    tesseract_seconds = time.monotonic() - started
+    started = time.monotonic()
+    for scan in scans:
+        for page in (1, 2):
+            ocr_pdf_page(scan, page, languages, 300)
+    seconds = time.monotonic() - started
+    return {"bench": "ocr", "pages": len(images), "seconds": round(seconds, 2),
+            "tesseract_seconds": round(tesseract_seconds, 2),
+            "ratio": round(seconds / tesseract_seconds, 2),
+            "pages_per_second": round(len(images) / seconds, 2)}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--files", type=int, default=300)
+    parser.add_argument("--scanned-pages", type=int, default=30)
+    args = parser.parse_args()
+
+    from retrieval.build import build_embedder
+
+    settings = Settings()
+    embedder = build_embedder(settings)
+    work = Path(tempfile.mkdtemp(prefix="rag-bench-"))
+    try:
+        share = work / "share"
+        build_share(share, args.files, args.scanned_pages)
+        naive_seconds, naive_peak = run_naive(share, work / "naive", embedder)
+        seconds, report, peak = run_pipeline(share, work / "pipeline", embedder)
+        rescan_seconds, rescan, _ = run_pipeline(share, work / "pipeline", embedder)
+        assert rescan.unchanged == report.files_seen, "the rescan found changes"
+        print(json.dumps({
+            "bench": "ingest", "files": report.files_seen, "pages": report.pages,
+            "failed": len(report.failed), "seconds": round(seconds, 2),
+            "naive_seconds": round(naive_seconds, 2), "speedup": round(naive_seconds / seconds, 2),
+            "rescan_seconds": round(rescan_seconds, 3),
+            "rescan_speedup": round(seconds / rescan_seconds, 1),
+            "peak_rss_mb": round(peak), "naive_peak_rss_mb": round(naive_peak),
+        }), flush=True)  # fmt: skip
+        ocr_work = work / "ocr"
+        ocr_work.mkdir()
+        print(json.dumps(bench_ocr(share, ocr_work, settings.ocr.languages)), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
