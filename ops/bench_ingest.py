@@ -16,11 +16,9 @@ import json
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,69 +127,56 @@ def build_share(root: Path, files: int, scanned_pages: int, seed: int = 7) -> No
         scanned_pdf(scan_folder / f"scan-{n:03d}.pdf", pages)
 
 
-@contextmanager
-def peak_rss() -> Iterator[Callable[[], float]]:
-    """Peak resident memory of this process and all its children, in MB, sampled."""
-    import os
-
+def measured(command: list[str]) -> tuple[dict[str, Any], float]:
+    """Run a phase in its own process; its JSON result and the peak resident memory of its
+    whole process tree (workers, OCR children), in MB, sampled every 50 ms."""
     from ingest.workers import tree_rss
 
-    peak = [0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], tree_rss(os.getpid()))
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield lambda: peak[0] / 1024 / 1024
-    finally:
-        done.set()
-        thread.join()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, tree_rss(process.pid))
+        time.sleep(0.05)
+    output = process.stdout.read() if process.stdout else ""
+    if process.returncode != 0:
+        raise SystemExit(f"benchmark phase failed: {' '.join(command)}")
+    return json.loads(output.strip().splitlines()[-1]), peak / 1024 / 1024
 
 
-def run_pipeline(share: Path, data_dir: Path, embedder: Any) -> tuple[float, Any, float]:
-    from ingest.ledger import Ledger
-    from ingest.pipeline import Ingestor
-    from retrieval.build import build_store
+def phase_pipeline(share: Path, data_dir: Path) -> dict[str, Any]:
+    from ingest.build import build_ingestor
 
-    settings = Settings(data_dir=data_dir)
-    ingestor = Ingestor(settings, embedder, build_store(settings), Ledger(settings.ledger_path))
-    with peak_rss() as peak:
-        started = time.monotonic()
-        report = ingestor.run([str(share)])
-        seconds = time.monotonic() - started
-    return seconds, report, peak()
+    ingestor = build_ingestor(Settings(data_dir=data_dir))
+    started = time.monotonic()
+    report = ingestor.run([str(share)])
+    return {"seconds": time.monotonic() - started, **report.as_json()}
 
 
-def run_naive(share: Path, data_dir: Path, embedder: Any) -> tuple[float, float]:
+def phase_naive(share: Path, data_dir: Path) -> dict[str, Any]:
     from unstructured.partition.auto import partition
 
-    from retrieval.build import build_store
+    from retrieval.build import build_embedder, build_store
     from retrieval.models import Chunk, chunk_id, document_id
 
-    store = build_store(Settings(data_dir=data_dir))
+    settings = Settings(data_dir=data_dir)
+    embedder = build_embedder(settings)
+    store = build_store(settings)
     store.ensure_collection(embedder.dimension)
-    with peak_rss() as peak:
-        started = time.monotonic()
-        for path in sorted(p for p in share.rglob("*") if p.is_file()):
-            elements = partition(filename=str(path), strategy="fast")
-            if path.suffix == ".pdf" and not any(e.text.strip() for e in elements):
-                elements = partition(filename=str(path), strategy="ocr_only",
-                                     languages=["eng", "fra", "deu"])  # fmt: skip
-            texts = [e.text for e in elements if e.text.strip()]
-            doc = document_id(str(path))
-            chunks = [
-                Chunk(id=chunk_id(doc, i), doc_id=doc, ordinal=i, text=t, path=str(path),
-                      content_sha256="", acl=frozenset({"everyone"}), mtime=0.0)
-                for i, t in enumerate(texts)
-            ]  # fmt: skip
-            store.upsert(chunks, embedder.embed_documents(texts))
-        seconds = time.monotonic() - started
-    return seconds, peak()
+    started = time.monotonic()
+    for path in sorted(p for p in share.rglob("*") if p.is_file()):
+        elements = partition(filename=str(path), strategy="fast")
+        if path.suffix == ".pdf" and not any(e.text.strip() for e in elements):
+            elements = partition(filename=str(path), strategy="ocr_only",
+                                 languages=["eng", "fra", "deu"])  # fmt: skip
+        texts = [e.text for e in elements if e.text.strip()]
+        doc = document_id(str(path))
+        chunks = [
+            Chunk(id=chunk_id(doc, i), doc_id=doc, ordinal=i, text=t, path=str(path),
+                  content_sha256="", acl=frozenset({"everyone"}), mtime=0.0)
+            for i, t in enumerate(texts)
+        ]  # fmt: skip
+        store.upsert(chunks, embedder.embed_documents(texts))
+    return {"seconds": time.monotonic() - started}
 
 
 def bench_ocr(share: Path, work: Path, languages: str) -> dict[str, Any]:
@@ -228,31 +213,41 @@ def main() -> int:
     )
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--scanned-pages", type=int, default=30)
+    parser.add_argument("--phase", choices=["naive", "pipeline"], help=argparse.SUPPRESS)
+    parser.add_argument("--share", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.phase:
+        run = phase_naive if args.phase == "naive" else phase_pipeline
+        print(json.dumps(run(args.share, args.data)))
+        return 0
 
-    from retrieval.build import build_embedder
-
-    settings = Settings()
-    embedder = build_embedder(settings)
     work = Path(tempfile.mkdtemp(prefix="rag-bench-"))
     try:
         share = work / "share"
         build_share(share, args.files, args.scanned_pages)
-        naive_seconds, naive_peak = run_naive(share, work / "naive", embedder)
-        seconds, report, peak = run_pipeline(share, work / "pipeline", embedder)
-        rescan_seconds, rescan, _ = run_pipeline(share, work / "pipeline", embedder)
-        assert rescan.unchanged == report.files_seen, "the rescan found changes"
+
+        def phase(name: str, data: str) -> tuple[dict[str, Any], float]:
+            command = [sys.executable, "-m", "ops.bench_ingest", "--phase", name,
+                       "--share", str(share), "--data", str(work / data)]  # fmt: skip
+            return measured(command)
+
+        naive, naive_peak = phase("naive", "naive")
+        first, peak = phase("pipeline", "pipeline")
+        rescan, _ = phase("pipeline", "pipeline")
+        assert rescan["unchanged"] == first["files_seen"], "the rescan found changes"
         print(json.dumps({
-            "bench": "ingest", "files": report.files_seen, "pages": report.pages,
-            "failed": len(report.failed), "seconds": round(seconds, 2),
-            "naive_seconds": round(naive_seconds, 2), "speedup": round(naive_seconds / seconds, 2),
-            "rescan_seconds": round(rescan_seconds, 3),
-            "rescan_speedup": round(seconds / rescan_seconds, 1),
+            "bench": "ingest", "files": first["files_seen"], "pages": first["pages"],
+            "failed": len(first["failed"]), "seconds": round(first["seconds"], 2),
+            "naive_seconds": round(naive["seconds"], 2),
+            "speedup": round(naive["seconds"] / first["seconds"], 2),
+            "rescan_seconds": round(rescan["seconds"], 3),
+            "rescan_speedup": round(first["seconds"] / rescan["seconds"], 1),
             "peak_rss_mb": round(peak), "naive_peak_rss_mb": round(naive_peak),
         }), flush=True)  # fmt: skip
         ocr_work = work / "ocr"
         ocr_work.mkdir()
-        print(json.dumps(bench_ocr(share, ocr_work, settings.ocr.languages)), flush=True)
+        print(json.dumps(bench_ocr(share, ocr_work, Settings().ocr.languages)), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
