@@ -125,3 +125,26 @@ def test_a_scan_under_a_garbled_text_layer_is_ocrd(tmp_path: Path) -> None:
     assert parsed.ocr_pages == [1]
     text = " ".join(b.text for b in parsed.blocks)
     assert "EUR 1,980,000" in text and "Xkcd" not in text
+
+
+def test_a_password_protected_pdf_fails_with_a_one_line_reason(tmp_path: Path) -> None:
+    writer = PdfWriter(clone_from=SAMPLE_SHARE / "finance" / "procurement-guidelines.pdf")
+    writer.encrypt(user_password="s3cret", algorithm="AES-256")
+    locked = tmp_path / "locked.pdf"
+    writer.write(locked)
+    with pytest.raises(ParseError) as caught:
+        parse(locked, OCR)
+    assert caught.value.reason and "\n" not in caught.value.reason
+
+
+def test_every_page_of_a_multi_page_tiff_is_ocrd(tmp_path: Path) -> None:
+    from PIL import Image
+
+    memo = Image.open(SAMPLE_SHARE / "finance" / "harbour-renovation-memo.png").convert("L")
+    tiff = tmp_path / "fax.tiff"
+    memo.save(tiff, save_all=True, append_images=[memo.rotate(0)], compression="tiff_lzw")
+    parsed = parse(tiff, OCR)
+    assert parsed.pages == 2 and parsed.ocr_pages == [1, 2]
+    for page in (1, 2):
+        text = " ".join(b.text for b in parsed.blocks if b.page == page)
+        assert "EUR 4,750,000" in text
