@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ops.pdf_writer import one_page_text_pdf
 from settings import Settings, enforce_offline
 
 enforce_offline()
@@ -43,35 +44,6 @@ def paragraphs(rng: random.Random, count: int, seed: int) -> list[str]:
     return [
         " ".join(sentence(rng, seed * 100 + i * 10 + j) for j in range(4)) for i in range(count)
     ]
-
-
-def text_pdf(lines: list[str]) -> bytes:
-    """A one-page PDF with a text layer in a standard font."""
-    content = (
-        b"BT /F1 10 Tf 40 800 Td 13 TL "
-        + b" ".join(
-            b"(%s) '" % line.encode("latin-1").replace(b"(", b"[").replace(b")", b"]")
-            for line in lines
-        )
-        + b" ET"
-    )
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842]"
-        b" /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 6\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref
-    return bytes(out)
 
 
 def scanned_pdf(path: Path, pages: list[list[str]]) -> None:
@@ -118,7 +90,7 @@ def build_share(root: Path, files: int, scanned_pages: int, seed: int = 7) -> No
                 document.add_paragraph(p)
             document.save(str(name))
         else:
-            name.write_bytes(text_pdf([f"Guideline {n}"] + [s[:95] for s in body]))
+            name.write_bytes(one_page_text_pdf([f"Guideline {n}"] + [s[:95] for s in body]))
     scan_folder = root / "scans"
     scan_folder.mkdir(parents=True, exist_ok=True)
     for n in range(scans):

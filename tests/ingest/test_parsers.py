@@ -7,6 +7,7 @@ from pypdf import PdfReader, PdfWriter
 
 from ingest.errors import ParseError
 from ingest.parsers import parse
+from ops.pdf_writer import one_page_text_pdf
 from settings import OcrSettings
 from tests.conftest import SAMPLE_SHARE
 
@@ -85,33 +86,12 @@ def test_an_unsupported_type_raises(tmp_path: Path) -> None:
         parse(odd, OCR)
 
 
-def one_line_text_pdf(text: str) -> bytes:
-    """A one-page PDF whose invisible text layer (render mode 3, as OCR software writes
-    under a scan) is `text`."""
-    content = b"BT 3 Tr /F1 11 Tf 40 800 Td (%s) Tj ET" % text.encode("latin-1")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842]"
-        b" /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 6\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref
-    return bytes(out)
-
-
 def test_a_scan_under_a_garbled_text_layer_is_ocrd(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pdf"
     garbage.write_bytes(
-        one_line_text_pdf("Xkcd zqwrt bnmpq vvx trkz pqlm wxcv bnmz qqrt zzkp " * 2)
+        one_page_text_pdf(
+            ["Xkcd zqwrt bnmpq vvx trkz pqlm wxcv bnmz qqrt zzkp " * 2], invisible=True
+        )
     )
     writer = PdfWriter()
     scan = writer.add_page(
