@@ -32,6 +32,11 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
 """
+# The columns of a FileRecord, in its field order.
+_SELECT = (
+    "SELECT path, size, mtime, sha256, doc_id, acl, status, error, pages, chunks, parser, "
+    "ocr_pages FROM files "
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,7 @@ class Ledger:
 
     def get(self, path: str) -> FileRecord | None:
         row = self._db.execute(
-            "SELECT path, size, mtime, sha256, doc_id, acl, status, error, pages, chunks, "
-            "parser, ocr_pages FROM files WHERE path = ?",
+            _SELECT + "WHERE path = ?",
             (path,),
         ).fetchone()
         return _record(row) if row else None
@@ -97,9 +101,7 @@ class Ledger:
     def indexed_with_content(self, sha256: str, other_than: str) -> FileRecord | None:
         """Another indexed file with this content: a copy, or where a moved file was."""
         row = self._db.execute(
-            "SELECT path, size, mtime, sha256, doc_id, acl, status, error, pages, chunks, "
-            "parser, ocr_pages FROM files WHERE sha256 = ? AND status = 'indexed' AND path != ? "
-            "LIMIT 1",
+            _SELECT + "WHERE sha256 = ? AND status = 'indexed' AND path != ? LIMIT 1",
             (sha256, other_than),
         ).fetchone()
         return _record(row) if row else None

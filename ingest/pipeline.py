@@ -39,7 +39,6 @@ class IngestReport:
     deleted: int = 0
     skipped: int = 0
     failed: list[Failure] = field(default_factory=list)
-    skipped_paths: list[tuple[str, str]] = field(default_factory=list)
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
@@ -132,16 +131,18 @@ class Ingestor:
         absolute_roots = check_roots(roots)
         self._store.ensure_collection(self._embedder.dimension)
         files: dict[str, None] = {}
+        links_and_specials: list[str] = []
         protected: list[str] = []  # folders we could not list: what they held is kept
         for root in absolute_roots:
             crawled = crawl(root)
             files.update(dict.fromkeys(crawled.files))
             for path, reason in crawled.skipped:
                 self._skip(path, reason, report)
+                links_and_specials.append(path)
             for folder, reason in crawled.unreadable_folders:
                 report.failed.append(Failure(folder, reason))
                 protected.append(folder.rstrip("/") + "/")
-        seen = {storable(path) for path in files} | {storable(p) for p, _ in report.skipped_paths}
+        seen = {storable(path) for path in [*files, *links_and_specials]}
         report.files_seen = len(files)
         progress.start(len(files))
         jobs = []
@@ -179,7 +180,6 @@ class Ingestor:
             FileRecord(shown, size, mtime, None, document_id(shown), frozenset(), "skipped", reason)
         )
         report.skipped += 1
-        report.skipped_paths.append((shown, reason))
 
     def _plan(self, path: str, report: IngestReport, seen: set[str]) -> ParseJob | None:
         """Settle a file that needs no parsing (unchanged, unsupported, unreadable, gone);

@@ -44,7 +44,7 @@ def check_offline() -> dict[str, Any]:
 
 def check_model_folder(name: str, folder: Path) -> dict[str, Any]:
     has_config = (folder / "config.json").is_file()
-    has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("**/*.safetensors"))
+    has_weights = any(folder.glob("**/*.safetensors"))
     ok = has_config and has_weights
     detail = str(folder) if ok else f"{folder} missing or incomplete; run `make setup`"
     return _check(name, ok, detail)
