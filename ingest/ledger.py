@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +36,16 @@ CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
 _SELECT = (
     "SELECT path, size, mtime, sha256, doc_id, acl, status, error, pages, chunks, parser, "
     "ocr_pages FROM files "
+)
+_UPSERT = (
+    "INSERT INTO files (path, size, mtime, sha256, doc_id, acl, status, error, pages, "
+    "chunks, parser, ocr_pages, first_seen, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime=excluded.mtime, "
+    "sha256=excluded.sha256, doc_id=excluded.doc_id, acl=excluded.acl, "
+    "status=excluded.status, error=excluded.error, pages=excluded.pages, "
+    "chunks=excluded.chunks, parser=excluded.parser, ocr_pages=excluded.ocr_pages, "
+    "updated_at=excluded.updated_at"
 )
 
 
@@ -70,33 +80,26 @@ class Ledger:
         return _record(row) if row else None
 
     def put(self, record: FileRecord) -> None:
+        self.put_many([record])
+
+    def put_many(self, records: Sequence[FileRecord]) -> None:
+        """Insert or update rows in one transaction: all of them land, or none."""
         now = time.time()
-        self._db.execute(
-            "INSERT INTO files (path, size, mtime, sha256, doc_id, acl, status, error, pages, "
-            "chunks, parser, ocr_pages, first_seen, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime=excluded.mtime, "
-            "sha256=excluded.sha256, doc_id=excluded.doc_id, acl=excluded.acl, "
-            "status=excluded.status, error=excluded.error, pages=excluded.pages, "
-            "chunks=excluded.chunks, parser=excluded.parser, ocr_pages=excluded.ocr_pages, "
-            "updated_at=excluded.updated_at",
+        rows = [
             (
-                record.path,
-                record.size,
-                record.mtime,
-                record.sha256,
-                record.doc_id,
-                json.dumps(sorted(record.acl)),
-                record.status,
-                record.error,
-                record.pages,
-                record.chunks,
-                record.parser,
-                json.dumps(list(record.ocr_pages)),
-                now,
-                now,
-            ),
-        )
+                r.path, r.size, r.mtime, r.sha256, r.doc_id, json.dumps(sorted(r.acl)),
+                r.status, r.error, r.pages, r.chunks, r.parser, json.dumps(list(r.ocr_pages)),
+                now, now,
+            )
+            for r in records
+        ]  # fmt: skip
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(_UPSERT, rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def indexed_with_content(self, sha256: str, other_than: str) -> FileRecord | None:
         """Another indexed file with this content: a copy, or where a moved file was."""

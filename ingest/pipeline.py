@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import queue
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ingest.chunker import passages
 from ingest.crawler import crawl, storable
 from ingest.document import ParsedDocument
 from ingest.errors import BadIngestRoot
-from ingest.ledger import FileRecord, Ledger
+from ingest.ledger import FileRecord, Ledger, Status
 from ingest.parsers import parser_for
 from ingest.permissions import principals_from_stat
 from ingest.workers import ParserPool
 from retrieval.embedder import Embedder
 from retrieval.models import Chunk, chunk_id, document_id
-from retrieval.store import VectorStore
+from retrieval.store import DocumentVersion, VectorStore
 from settings import Settings
 
 
@@ -111,6 +114,67 @@ class ParseJob:
     previous: FileRecord | None
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """A file's chunks, ready to write: with vectors when reused, None when still to embed."""
+
+    job: ParseJob
+    chunks: list[Chunk]
+    vectors: list[list[float]] | None
+    pages: int
+    parser: str | None
+    ocr_pages: Sequence[int]
+    parsed: bool  # False: reused from an identical file, no pages were read
+
+    def record(self, status: Status) -> FileRecord:
+        job = self.job
+        if status != "indexed":
+            return FileRecord(job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl,
+                              status)  # fmt: skip
+        return FileRecord(
+            job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl, status, None,
+            self.pages, len(self.chunks), self.parser, tuple(self.ocr_pages),
+        )  # fmt: skip
+
+
+class _WriteBatch:
+    """Files waiting to be embedded and written together: written when the batch holds
+    `max_chunks` chunks or has waited `_MAX_WAIT_SECONDS`, so progress never stalls long."""
+
+    _MAX_WAIT_SECONDS = 10.0
+
+    def __init__(self, max_chunks: int) -> None:
+        self._max_chunks = max_chunks
+        self._documents: list[_Ready] = []
+        self._chunks = 0
+        self._since = 0.0
+
+    def add(self, ready: _Ready) -> None:
+        if not self._documents:
+            self._since = time.monotonic()
+        self._documents.append(ready)
+        self._chunks += len(ready.chunks)
+
+    def due(self) -> bool:
+        if not self._documents:
+            return False
+        waited = time.monotonic() - self._since
+        return self._chunks >= self._max_chunks or waited >= self._MAX_WAIT_SECONDS
+
+    def take(self) -> list[_Ready]:
+        documents, self._documents, self._chunks = self._documents, [], 0
+        return documents
+
+
+def _put(results: queue.Queue[Any], item: object) -> bool:
+    """Queue an item, giving up after a second so the caller can check whether to stop."""
+    try:
+        results.put(item, timeout=1.0)
+    except queue.Full:
+        return False
+    return True
+
+
 class Ingestor:
     def __init__(
         self, settings: Settings, embedder: Embedder, store: VectorStore, ledger: Ledger
@@ -145,18 +209,30 @@ class Ingestor:
         seen = {storable(path) for path in [*files, *links_and_specials]}
         report.files_seen = len(files)
         progress.start(len(files))
+        batch = _WriteBatch(self._settings.ingest.batch_chunks)
         jobs = []
         for path in files:
-            job = self._plan(path, report, seen)
-            if job is None:
-                progress.advance(path, 0, 0)
+            planned = self._plan(path, report, seen)
+            if isinstance(planned, ParseJob):
+                jobs.append(planned)
+            elif isinstance(planned, _Ready):
+                batch.add(planned)
+                if batch.due():
+                    self._flush(batch, report, progress)
             else:
-                jobs.append(job)
+                progress.advance(path, 0, 0)
         workers = workers or self._settings.ingest.workers or os.cpu_count() or 1
-        for job, result in self._parse_all(jobs, workers):
-            chunks_before = report.chunks
-            pages = self._apply(job, result, report)
-            progress.advance(job.path, pages, report.chunks - chunks_before)
+        for parsed in self._parse_all(jobs, workers):
+            if parsed is not None:
+                job, result = parsed
+                ready = self._prepare(job, result, report)
+                if ready is None:
+                    progress.advance(job.path, 0, 0)
+                else:
+                    batch.add(ready)
+            if batch.due():
+                self._flush(batch, report, progress)
+        self._flush(batch, report, progress)
         for root in absolute_roots:
             for path in list(self._ledger.paths_under(root)):
                 if path not in seen and not path.startswith(tuple(protected)):
@@ -181,9 +257,9 @@ class Ingestor:
         )
         report.skipped += 1
 
-    def _plan(self, path: str, report: IngestReport, seen: set[str]) -> ParseJob | None:
+    def _plan(self, path: str, report: IngestReport, seen: set[str]) -> ParseJob | _Ready | None:
         """Settle a file that needs no parsing (unchanged, unsupported, unreadable, gone);
-        or return the job of parsing it."""
+        or return the chunks of an identical indexed file; or the job of parsing it."""
         shown = storable(path)
         if shown != path:
             reason = "file name is not valid UTF-8; rename the file to index it"
@@ -226,19 +302,17 @@ class Ingestor:
             report.unchanged += 1
             return None
         job = ParseJob(path, st.st_size, st.st_mtime, sha, doc_id, acl, previous)
-        if self._reuse_identical(job, report):
-            return None
-        return job
+        return self._identical_indexed(job) or job
 
-    def _reuse_identical(self, job: ParseJob, report: IngestReport) -> bool:
+    def _identical_indexed(self, job: ParseJob) -> _Ready | None:
         """A file whose content is already indexed elsewhere (a moved file, a copy) takes
         that file's chunks and vectors under its own path: no parsing, OCR or embedding."""
         donor = self._ledger.indexed_with_content(job.sha256, other_than=job.path)
         if donor is None:
-            return False
+            return None
         found = self._store.document_chunks(donor.doc_id)
         if len(found) != donor.chunks or not found:
-            return False  # the donor's chunks are incomplete: parse this file instead
+            return None  # the donor's chunks are incomplete: parse this file instead
         chunks = [
             chunk.model_copy(
                 update={
@@ -251,13 +325,17 @@ class Ingestor:
             )
             for chunk, _ in found
         ]
-        self._write(job, chunks, [vector for _, vector in found], donor.pages, donor.parser,
-                    donor.ocr_pages, report)  # fmt: skip
-        return True
+        vectors = [vector for _, vector in found]
+        return _Ready(job, chunks, vectors, donor.pages, donor.parser, donor.ocr_pages, False)
 
     def _parse_all(
         self, jobs: list[ParseJob], workers: int
-    ) -> Iterator[tuple[ParseJob, ParsedDocument | str]]:
+    ) -> Iterator[tuple[ParseJob, ParsedDocument | str] | None]:
+        """Parse results as files finish; None now and then while none finishes.
+
+        The pool is supervised from a thread, so workers get their next file at once while
+        this thread embeds and writes; the queue between them bounds what waits in memory.
+        """
         if not jobs:
             return
         by_path = {job.path: job for job in jobs}
@@ -267,60 +345,96 @@ class Ingestor:
             self._settings.ingest.file_timeout_seconds,
             self._settings.ingest.worker_memory_mb,
         )
-        for path, result in pool.parse(by_path):
-            yield by_path[path], result
+        results: queue.Queue[tuple[str, ParsedDocument | str] | BaseException | None]
+        results = queue.Queue(maxsize=4 * workers)
+        stop = threading.Event()
 
-    def _apply(self, job: ParseJob, result: ParsedDocument | str, report: IngestReport) -> int:
-        """Write a parsed file's chunks, or record why it failed; returns its pages."""
+        def supervise() -> None:
+            outcome: BaseException | None = None
+            try:
+                with contextlib.closing(pool.parse(by_path)) as parsed:
+                    for item in parsed:
+                        while not _put(results, item):
+                            if stop.is_set():
+                                return
+            except BaseException as exc:  # handed to the consuming thread, raised there
+                outcome = exc
+            while not _put(results, outcome) and not stop.is_set():
+                pass
+
+        supervisor = threading.Thread(target=supervise, name="parser-pool", daemon=True)
+        supervisor.start()
+        try:
+            while True:
+                try:
+                    item = results.get(timeout=1.0)
+                except queue.Empty:
+                    yield None
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                path, result = item
+                yield by_path[path], result
+        finally:
+            stop.set()
+            supervisor.join()
+
+    def _prepare(
+        self, job: ParseJob, result: ParsedDocument | str, report: IngestReport
+    ) -> _Ready | None:
+        """A parsed file's chunks, ready to embed; or None when it failed (recorded)."""
         if isinstance(result, str):
-            return self._fail(job, result, report)
+            self._fail(job, result, report)
+            return None
         chunks = self._chunks(job, result)
         if not chunks:
             self._store.delete_document(job.doc_id)
             self._fail(job, "no text found (empty document, or a scan OCR could not read)", report)
-            return result.pages
-        vectors = self._embedder.embed_documents([c.embedding_text() for c in chunks])
-        self._write(job, chunks, vectors, result.pages, result.parser, result.ocr_pages, report)
-        report.pages += result.pages
-        return result.pages
+            return None
+        return _Ready(job, chunks, None, result.pages, result.parser, result.ocr_pages, True)
 
-    def _write(
-        self,
-        job: ParseJob,
-        chunks: list[Chunk],
-        vectors: Sequence[Sequence[float]],
-        pages: int,
-        parser: str | None,
-        ocr_pages: Sequence[int],
-        report: IngestReport,
-    ) -> None:
-        # Marked before the index is touched: a run killed from here on leaves a row that the
-        # next run re-parses, or cleans up when the file is gone, never orphaned chunks.
-        self._ledger.put(
-            FileRecord(job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl,
-                       "indexing")
-        )  # fmt: skip
-        self._store.replace_document(job.doc_id, chunks, vectors)
-        self._ledger.put(
-            FileRecord(
-                job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl, "indexed",
-                None, pages, len(chunks), parser, tuple(ocr_pages),
+    def _flush(self, batch: _WriteBatch, report: IngestReport, progress: Progress) -> None:
+        """Embed the batch's new chunks in one call and write all its documents at once."""
+        documents = batch.take()
+        if not documents:
+            return
+        new_vectors = iter(self._embedder.embed_documents(
+            [chunk.embedding_text() for ready in documents if ready.vectors is None
+             for chunk in ready.chunks]
+        ))  # fmt: skip
+        versions = [
+            DocumentVersion(
+                ready.job.doc_id,
+                ready.chunks,
+                ready.vectors or [next(new_vectors) for _ in ready.chunks],
             )
-        )  # fmt: skip
-        if job.previous and job.previous.status == "indexed":
-            report.updated += 1
-        else:
-            report.indexed += 1
-        report.chunks += len(chunks)
+            for ready in documents
+        ]
+        # Marked before the index is touched: a run killed from here on leaves rows that the
+        # next run re-parses, or cleans up when the file is gone, never orphaned chunks.
+        self._ledger.put_many([ready.record("indexing") for ready in documents])
+        self._store.replace_documents(versions)
+        self._ledger.put_many([ready.record("indexed") for ready in documents])
+        for ready in documents:
+            previous = ready.job.previous
+            if previous and previous.status == "indexed":
+                report.updated += 1
+            else:
+                report.indexed += 1
+            report.chunks += len(ready.chunks)
+            pages = ready.pages if ready.parsed else 0
+            report.pages += pages
+            progress.advance(ready.job.path, pages, len(ready.chunks))
 
-    def _fail(self, job: ParseJob, reason: str, report: IngestReport) -> int:
+    def _fail(self, job: ParseJob, reason: str, report: IngestReport) -> None:
         self._ledger.put(
             FileRecord(
                 job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl, "failed", reason
             )
         )
         report.failed.append(Failure(job.path, reason))
-        return 0
 
     def _chunks(self, job: ParseJob, document: ParsedDocument) -> list[Chunk]:
         title = document.title(Path(job.path).stem.replace("-", " ").replace("_", " "))

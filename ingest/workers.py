@@ -15,7 +15,7 @@ import resource
 import signal
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -42,6 +42,9 @@ def parse_or_reason(path: str, ocr: OcrSettings) -> ParseResult:
 def _worker_main(conn: Connection, ocr: OcrSettings, address_space_bytes: int) -> None:
     # Ctrl-C reaches the whole process group; the supervisor decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One thread per worker, Tesseract's included: files and pages run side by side instead.
+    # Only here: the supervising process embeds with every core.
+    os.environ["OMP_THREAD_LIMIT"] = "1"
     # A hard ceiling behind the supervisor's RSS check, for allocations faster than its poll.
     resource.setrlimit(resource.RLIMIT_AS, (address_space_bytes, address_space_bytes))
     while True:
@@ -85,7 +88,7 @@ class ParserPool:
         self._context.set_forkserver_preload(["ingest.parsers", "ingest.workers"])
         self._workers: list[_Worker] = []
 
-    def parse(self, paths: Iterable[str]) -> Iterator[tuple[str, ParseResult]]:
+    def parse(self, paths: Iterable[str]) -> Generator[tuple[str, ParseResult], None, None]:
         queue = deque(paths)
         try:
             while queue or any(w.path for w in self._workers):

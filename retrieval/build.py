@@ -19,7 +19,9 @@ def build_store(settings: Settings) -> VectorStore:
 
 
 def build_embedder(settings: Settings) -> Embedder:
-    return SentenceTransformerEmbedder(settings.embedder_dir, settings.embedder.batch_size)
+    return SentenceTransformerEmbedder(
+        settings.embedder_dir, settings.embedder.batch_size, settings.embedder.precision
+    )
 
 
 def build_retriever(settings: Settings) -> Retriever:

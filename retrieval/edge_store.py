@@ -13,7 +13,7 @@ import qdrant_edge as qe
 from retrieval.access import Scope
 from retrieval.errors import StoreUnavailable
 from retrieval.models import Chunk, Hit
-from retrieval.store import check_filters, chunk_from_payload, chunk_payload
+from retrieval.store import DocumentVersion, check_filters, chunk_from_payload, chunk_payload
 
 DENSE = "dense"
 _KEYWORD_FIELDS = ("acl", "doc_id", "path")
@@ -88,16 +88,18 @@ class EdgeStore:
             shard.update(qe.UpdateOperation.upsert_points(points))
             shard.flush()
 
-    def replace_document(
-        self, doc_id: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
-    ) -> None:
-        points = _points(chunks, vectors)
-        # One lock for both steps: other processes search under the same lock, so they
-        # see the old version or the new one.
+    def replace_documents(self, versions: Sequence[DocumentVersion]) -> None:
+        batches = [(v.doc_id, _points(v.chunks, v.vectors)) for v in versions]
+        # One lock for the batch: other processes search under the same lock, so they see
+        # the old versions or the new ones.
         with self._opened() as shard:
+            points = [point for _, document_points in batches for point in document_points]
             if points:
                 shard.update(qe.UpdateOperation.upsert_points(points))
-            shard.update(qe.UpdateOperation.delete_points_by_filter(_tail(doc_id, len(points))))
+            for doc_id, document_points in batches:
+                shard.update(
+                    qe.UpdateOperation.delete_points_by_filter(_tail(doc_id, len(document_points)))
+                )
             shard.flush()
 
     def delete_document(self, doc_id: str, from_ordinal: int = 0) -> int:

@@ -31,7 +31,7 @@ class Embedder(Protocol):
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local folder, on the CPU."""
 
-    def __init__(self, model_dir: Path, batch_size: int = 64) -> None:
+    def __init__(self, model_dir: Path, batch_size: int = 64, precision: str = "auto") -> None:
         if not (model_dir / "config.json").is_file():
             raise EmbedderUnavailable(
                 f"embedding model folder {model_dir} is missing or incomplete; run `make setup`"
@@ -45,6 +45,7 @@ class SentenceTransformerEmbedder:
         if dimension is None:
             raise EmbedderUnavailable(f"model in {model_dir} does not report its dimension")
         self._dimension = int(dimension)
+        self._bfloat16 = precision == "bfloat16" or (precision == "auto" and _native_bfloat16())
 
     @property
     def model_id(self) -> str:
@@ -57,14 +58,25 @@ class SentenceTransformerEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self._batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return [row.tolist() for row in vectors]
+        import torch
+
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bfloat16):
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self._batch_size,
+                convert_to_tensor=True,
+                show_progress_bar=False,
+            )
+        return torch.nn.functional.normalize(vectors.float(), dim=1).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
+
+
+def _native_bfloat16() -> bool:
+    """Whether the CPU computes bfloat16 in hardware; emulated, it is slower than float32."""
+    import torch
+
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )

@@ -15,7 +15,7 @@ from qdrant_client import models as qm
 from retrieval.access import Scope
 from retrieval.errors import StoreUnavailable
 from retrieval.models import Chunk, Hit
-from retrieval.store import check_filters, chunk_from_payload, chunk_payload
+from retrieval.store import DocumentVersion, check_filters, chunk_from_payload, chunk_payload
 
 DENSE = "dense"
 _KEYWORD_FIELDS = ("acl", "doc_id", "path")
@@ -63,12 +63,15 @@ class QdrantServerStore:
         ]
         self._client.upsert(self._collection, points=points, wait=True)
 
-    def replace_document(
-        self, doc_id: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
-    ) -> None:
-        # Two requests: a search in between may see the old tail beside the new chunks.
-        self.upsert(chunks, vectors)
-        self.delete_document(doc_id, from_ordinal=len(chunks))
+    def replace_documents(self, versions: Sequence[DocumentVersion]) -> None:
+        # Upserts first, then trims: a search in between may see an old tail beside the new
+        # chunks, never a document missing.
+        self.upsert(
+            [chunk for v in versions for chunk in v.chunks],
+            [vector for v in versions for vector in v.vectors],
+        )
+        for version in versions:
+            self.delete_document(version.doc_id, from_ordinal=len(version.chunks))
 
     def delete_document(self, doc_id: str, from_ordinal: int = 0) -> int:
         if not self._exists():

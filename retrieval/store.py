@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from retrieval.access import Scope
@@ -10,6 +11,15 @@ from retrieval.models import Chunk, Hit
 
 # Payload keys that can be matched exactly by `search(filters=...)`.
 FILTERABLE_KEYS = frozenset({"doc_id", "path", "title"})
+
+
+@dataclass(frozen=True)
+class DocumentVersion:
+    """A document's complete set of chunks, with one vector per chunk."""
+
+    doc_id: str
+    chunks: Sequence[Chunk]
+    vectors: Sequence[Sequence[float]]
 
 
 class VectorStore(Protocol):
@@ -26,10 +36,11 @@ class VectorStore(Protocol):
       chunks the scope may read; a scope with no principals returns nothing. The access
       filter runs inside the engine's query, never as post-filtering. `filters` match payload
       keys from FILTERABLE_KEYS exactly.
-    - `replace_document(doc_id, chunks, vectors)` makes these the document's only chunks:
-      upserts them and removes its chunks beyond the new last ordinal. Searches never see
-      the document missing; where the engine allows (the embedded one), they see the old
-      version or the new one, never a mix.
+    - `replace_documents(versions)` makes each version's chunks its document's only chunks:
+      upserts them and removes the document's chunks beyond the new last ordinal, for a
+      whole batch of documents in one write. Searches never see a document missing; where
+      the engine allows (the embedded one), they see the old versions or the new ones,
+      never a mix.
     - `document_chunks(doc_id)` returns the document's chunks with their vectors, by ordinal:
       a copy or a move of a file reuses them instead of parsing it again.
     - `count(doc_id=None)` counts chunks, of one document or all.
@@ -42,9 +53,7 @@ class VectorStore(Protocol):
 
     def delete_document(self, doc_id: str, from_ordinal: int = 0) -> int: ...
 
-    def replace_document(
-        self, doc_id: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
-    ) -> None: ...
+    def replace_documents(self, versions: Sequence[DocumentVersion]) -> None: ...
 
     def search(
         self,

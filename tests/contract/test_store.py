@@ -16,7 +16,7 @@ from retrieval.access import EVERYONE, Scope
 from retrieval.edge_store import EdgeStore
 from retrieval.models import Chunk, chunk_id, document_id
 from retrieval.server_store import QdrantServerStore
-from retrieval.store import VectorStore
+from retrieval.store import DocumentVersion, VectorStore
 
 DIM = 4
 
@@ -131,12 +131,23 @@ class StoreContract:
             c.model_copy(update={"text": f"new {c.ordinal}"})
             for c in make_chunks("/share/a.pdf", 2, {EVERYONE})
         ]
-        store.replace_document(doc, new, [axis(1)] * 2)
+        store.replace_documents([DocumentVersion(doc, new, [axis(1)] * 2)])
         hits = store.search(axis(1), Scope.operator(), 10, {"doc_id": doc})
         assert sorted(h.chunk.text for h in hits) == ["new 0", "new 1"]
         assert store.count() == 3
-        store.replace_document(doc, [], [])
+        store.replace_documents([DocumentVersion(doc, [], [])])
         assert store.count(doc) == 0 and store.count() == 1
+
+    def test_replace_documents_writes_a_batch_of_documents(self, store: VectorStore) -> None:
+        a, b, c = (document_id(f"/share/{name}.pdf") for name in "abc")
+        store.upsert(make_chunks("/share/a.pdf", 3, {EVERYONE}), [axis(0)] * 3)
+        store.upsert(make_chunks("/share/c.pdf", 1, {EVERYONE}), [axis(0)])
+        store.replace_documents([
+            DocumentVersion(a, make_chunks("/share/a.pdf", 1, {EVERYONE}), [axis(1)]),
+            DocumentVersion(b, make_chunks("/share/b.pdf", 2, {EVERYONE}), [axis(2)] * 2),
+        ])  # fmt: skip
+        assert (store.count(a), store.count(b), store.count(c)) == (1, 2, 1)
+        assert [v for _, v in store.document_chunks(a)] == [axis(1)]
 
     def test_document_chunks_come_back_with_their_vectors_in_order(
         self, store: VectorStore

@@ -79,9 +79,10 @@ def test_a_killed_run_resumes_to_the_index_of_a_clean_run(tmp_path: Path, embedd
     ingest(share, clean)
 
     killed = tmp_path / "killed"
+    # Small write batches, so the kill lands between (or inside) the writes of one run.
     process = subprocess.Popen(
         [str(RAG), "ingest", str(share), "--workers", "1", "--json"],
-        env=env_for(killed),
+        env={**env_for(killed), "RAG_INGEST__BATCH_CHUNKS": "2"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -28,3 +28,15 @@ def test_the_packaged_model_embeds_meaning(embedder: Any) -> None:
 def test_a_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EmbedderUnavailable, match="make setup"):
         SentenceTransformerEmbedder(tmp_path / "nothing-here")
+
+
+def test_bfloat16_gives_the_float32_vectors_within_rounding(embedder: Any) -> None:
+    from settings import Settings
+
+    model_dir = Settings().embedder_dir
+    texts = ["Minutes of the harbour board, 14 March.", "Das Budget beträgt 4,75 Mio. EUR."]
+    exact = SentenceTransformerEmbedder(model_dir, precision="float32").embed_documents(texts)
+    fast = SentenceTransformerEmbedder(model_dir, precision="bfloat16").embed_documents(texts)
+    for a, b in zip(exact, fast, strict=True):
+        assert cosine(a, b) > 0.999
+        assert abs(cosine(b, b) - 1.0) < 1e-4
