@@ -210,6 +210,10 @@ class Settings(BaseSettings):
         return self.data_dir / "ledger.sqlite3"
 
     @property
+    def ingest_reports_dir(self) -> Path:
+        return self.data_dir / "ingest-reports"
+
+    @property
     def users_path(self) -> Path:
         return self.data_dir / "users.sqlite3"
 

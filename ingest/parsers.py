@@ -16,6 +16,7 @@ import email
 import io
 import re
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from email import policy
 from email.message import EmailMessage
@@ -23,7 +24,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, cast
 
-from ingest.document import Block, BlockKind, ParsedDocument
+from ingest.document import Attachment, Block, BlockKind, ParsedDocument
 from ingest.errors import ParseError
 from ingest.ocr import ocr_image_file, ocr_pdf_page
 from ingest.plain import decode, html_blocks, markdown_blocks, text_blocks
@@ -356,7 +357,9 @@ def parser_for(path: Path) -> Parser | None:
     return PARSERS.get(path.suffix.lower())
 
 
-def parse(path: Path, ocr: OcrSettings) -> ParsedDocument:
+def parse(path: Path, ocr: OcrSettings, nesting: int = 0) -> ParsedDocument:
+    """The file's text; for an e-mail, each attachment's too (`nesting`: how many messages
+    deep this one is attached)."""
     parser = parser_for(path)
     if parser is None:
         raise ParseError(str(path), f"unsupported file type {path.suffix or '(none)'}")
@@ -369,4 +372,44 @@ def parse(path: Path, ocr: OcrSettings) -> ParsedDocument:
         raise ParseError(str(path), f"{type(exc).__name__}: {reason}") from exc
     if not document.pages:
         document.pages = max((b.page or 1 for b in document.blocks), default=1)
+    if path.suffix.lower() in _EMAIL_SUFFIXES:
+        _parse_attachments(path, ocr, nesting, document)
     return document
+
+
+_EMAIL_SUFFIXES = (".eml", ".msg")
+_MAX_NESTING = 3  # a message attached to a message attached to a message: no deeper
+
+
+def _parse_attachments(path: Path, ocr: OcrSettings, nesting: int, into: ParsedDocument) -> None:
+    from ingest.email_attachments import attachments
+
+    try:
+        found = attachments(path)
+    except ParseError as exc:
+        into.notes.append(f"attachments could not be read: {exc.reason}")
+        return
+    with tempfile.TemporaryDirectory(prefix="rag-attachment-") as folder:
+        for index, (name, content) in enumerate(found, 1):
+            suffix = Path(name).suffix.lower()
+            if parser_for(Path(name)) is None:
+                into.notes.append(
+                    f"attachment {name!r} skipped: unsupported file type {suffix or '(none)'}"
+                )
+                continue
+            if suffix in _EMAIL_SUFFIXES and nesting + 1 >= _MAX_NESTING:
+                into.notes.append(
+                    f"attachment {name!r} skipped: messages nested more than {_MAX_NESTING} deep"
+                )
+                continue
+            saved = Path(folder) / f"attachment-{index}{suffix}"  # the name may not fit a path
+            saved.write_bytes(content)
+            try:
+                document = parse(saved, ocr, nesting + 1)
+            except ParseError as exc:
+                into.notes.append(f"attachment {name!r} failed: {exc.reason}")
+                continue
+            finally:
+                saved.unlink()
+            into.attachments.append(Attachment(name, document))
+            into.notes.extend(f"in attachment {name!r}: {note}" for note in document.notes)

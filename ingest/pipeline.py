@@ -20,6 +20,7 @@ from ingest.errors import BadIngestRoot
 from ingest.ledger import FileRecord, Ledger, Status
 from ingest.parsers import parser_for
 from ingest.permissions import principals_from_stat
+from ingest.run_reports import save_run_report
 from ingest.workers import ParserPool
 from retrieval.embedder import Embedder
 from retrieval.models import Chunk, chunk_id, document_id
@@ -34,6 +35,14 @@ class Failure:
 
 
 @dataclass
+class FileNote:
+    """Something inside an indexed file that could not be read (an attachment...)."""
+
+    path: str
+    note: str
+
+
+@dataclass
 class IngestReport:
     files_seen: int = 0
     indexed: int = 0
@@ -42,9 +51,11 @@ class IngestReport:
     deleted: int = 0
     skipped: int = 0
     failed: list[Failure] = field(default_factory=list)
+    warnings: list[FileNote] = field(default_factory=list)
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
+    report_file: str | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -55,9 +66,11 @@ class IngestReport:
             "deleted": self.deleted,
             "skipped": self.skipped,
             "failed": [{"path": f.path, "error": f.error} for f in self.failed],
+            "warnings": [{"path": w.path, "warning": w.note} for w in self.warnings],
             "pages": self.pages,
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
+            "report_file": self.report_file,
         }
 
 
@@ -124,6 +137,7 @@ class _Ready:
     pages: int
     parser: str | None
     ocr_pages: Sequence[int]
+    notes: Sequence[str]
     parsed: bool  # False: reused from an identical file, no pages were read
 
     def record(self, status: Status) -> FileRecord:
@@ -132,8 +146,9 @@ class _Ready:
             return FileRecord(job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl,
                               status)  # fmt: skip
         return FileRecord(
-            job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl, status, None,
-            self.pages, len(self.chunks), self.parser, tuple(self.ocr_pages),
+            job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl, status,
+            "; ".join(self.notes) or None, self.pages, len(self.chunks), self.parser,
+            tuple(self.ocr_pages),
         )  # fmt: skip
 
 
@@ -173,6 +188,21 @@ def _put(results: queue.Queue[Any], item: object) -> bool:
     except queue.Full:
         return False
     return True
+
+
+def _parts(
+    document: ParsedDocument, file_name: str, attachment: str = ""
+) -> Iterator[tuple[str, str, ParsedDocument]]:
+    """(attachment name, title, document) of a document and, depth first, its attachments;
+    an attachment of an attachment is named `outer.eml / inner.pdf`."""
+    yield (
+        attachment,
+        document.title(Path(file_name).stem.replace("-", " ").replace("_", " ")),
+        document,
+    )
+    for inner in document.attachments:
+        name = f"{attachment} / {inner.name}" if attachment else inner.name
+        yield from _parts(inner.document, inner.name, name)
 
 
 class Ingestor:
@@ -240,6 +270,9 @@ class Ingestor:
                     report.deleted += 1
         progress.finish()
         report.seconds = time.monotonic() - started
+        report.report_file = str(
+            save_run_report(self._settings.ingest_reports_dir, report.as_json(), absolute_roots)
+        )
         return report
 
     def _skip(self, path: str, reason: str, report: IngestReport) -> None:
@@ -326,7 +359,9 @@ class Ingestor:
             for chunk, _ in found
         ]
         vectors = [vector for _, vector in found]
-        return _Ready(job, chunks, vectors, donor.pages, donor.parser, donor.ocr_pages, False)
+        notes = [donor.error] if donor.error else []
+        return _Ready(job, chunks, vectors, donor.pages, donor.parser, donor.ocr_pages, notes,
+                      parsed=False)  # fmt: skip
 
     def _parse_all(
         self, jobs: list[ParseJob], workers: int
@@ -393,7 +428,8 @@ class Ingestor:
             self._store.delete_document(job.doc_id)
             self._fail(job, "no text found (empty document, or a scan OCR could not read)", report)
             return None
-        return _Ready(job, chunks, None, result.pages, result.parser, result.ocr_pages, True)
+        return _Ready(job, chunks, None, result.total_pages(), result.parser, result.ocr_pages,
+                      result.notes, parsed=True)  # fmt: skip
 
     def _flush(self, batch: _WriteBatch, report: IngestReport, progress: Progress) -> None:
         """Embed the batch's new chunks in one call and write all its documents at once."""
@@ -424,6 +460,7 @@ class Ingestor:
             else:
                 report.indexed += 1
             report.chunks += len(ready.chunks)
+            report.warnings.extend(FileNote(ready.job.path, note) for note in ready.notes)
             pages = ready.pages if ready.parsed else 0
             report.pages += pages
             progress.advance(ready.job.path, pages, len(ready.chunks))
@@ -437,25 +474,27 @@ class Ingestor:
         report.failed.append(Failure(job.path, reason))
 
     def _chunks(self, job: ParseJob, document: ParsedDocument) -> list[Chunk]:
-        title = document.title(Path(job.path).stem.replace("-", " ").replace("_", " "))
-        return [
-            Chunk(
-                id=chunk_id(job.doc_id, ordinal),
-                doc_id=job.doc_id,
-                ordinal=ordinal,
-                text=passage.text,
-                path=job.path,
-                page=passage.page,
-                title=title,
-                section=passage.section,
-                content_sha256=job.sha256,
-                acl=job.acl,
-                mtime=job.mtime,
-            )
-            for ordinal, passage in enumerate(
-                passages(document, title, self._settings.chunking.max_chars)
-            )
-        ]
+        """The file's passages, then each attachment's (an e-mail's), numbered in that order."""
+        chunks: list[Chunk] = []
+        for attachment, title, part in _parts(document, Path(job.path).name):
+            for passage in passages(part, title, self._settings.chunking.max_chars):
+                chunks.append(
+                    Chunk(
+                        id=chunk_id(job.doc_id, len(chunks)),
+                        doc_id=job.doc_id,
+                        ordinal=len(chunks),
+                        text=passage.text,
+                        path=job.path,
+                        page=passage.page,
+                        title=title,
+                        section=passage.section,
+                        attachment=attachment,
+                        content_sha256=job.sha256,
+                        acl=job.acl,
+                        mtime=job.mtime,
+                    )
+                )
+        return chunks
 
     def _refresh_acl(self, previous: FileRecord, acl: frozenset[str]) -> None:
         if previous.acl != acl:

@@ -21,6 +21,8 @@ SYSTEM_PROMPT = (
 
 def passage_label(hit: Hit) -> str:
     name = PurePath(hit.chunk.path).name
+    if hit.chunk.attachment:
+        name = f"{name}, attachment {hit.chunk.attachment}"
     return f"{name}, page {hit.chunk.page}" if hit.chunk.page else name
 
 

@@ -91,6 +91,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             {
                 "path": hit.chunk.path,
                 "page": hit.chunk.page,
+                "attachment": hit.chunk.attachment or None,
                 "score": round(hit.score, 4),
                 "text": hit.chunk.text,
                 "doc_id": hit.chunk.doc_id,
@@ -183,6 +184,9 @@ def _scope(args: argparse.Namespace, settings: Settings) -> Scope:
 # -- human-readable output -------------------------------------------------------------------
 
 
+_FAILURES_SHOWN = 20
+
+
 def _print_human(command: str, result: dict[str, Any]) -> None:
     if command == "ingest" and result:
         failed = result["failed"]
@@ -192,20 +196,28 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
             f"{result['skipped']} skipped, {len(failed)} failed; "
             f"{result['pages']} pages, {result['chunks']} chunks in {result['seconds']:.1f}s"
         )
-        for failure in failed:
+        for failure in failed[:_FAILURES_SHOWN]:
             print(f"  failed: {failure['path']}: {failure['error']}")
+        if len(failed) > _FAILURES_SHOWN:
+            print(f"  ... and {len(failed) - _FAILURES_SHOWN} more")
+        if result["warnings"]:
+            print(f"  {len(result['warnings'])} warnings (parts of files that were not read)")
+        if failed or result["warnings"]:
+            print(f"  every failure and warning, with its reason: {result['report_file']}")
     elif command == "search":
         for rank, hit in enumerate(result["hits"], start=1):
             page = f" p.{hit['page']}" if hit["page"] else ""
+            attachment = f" [attachment {hit['attachment']}]" if hit["attachment"] else ""
             snippet = " ".join(hit["text"].split())[:160]
-            print(f"{rank}. {hit['score']:.3f} {hit['path']}{page}\n   {snippet}")
+            print(f"{rank}. {hit['score']:.3f} {hit['path']}{attachment}{page}\n   {snippet}")
         if not result["hits"]:
             print("no results")
     elif command == "ask":
         print(result["answer"])
         for number, citation in enumerate(result["citations"], start=1):
             page = f", page {citation['page']}" if citation["page"] else ""
-            print(f"  [{number}] {citation['path']}{page}")
+            attachment = f", attachment {citation['attachment']}" if citation["attachment"] else ""
+            print(f"  [{number}] {citation['path']}{attachment}{page}")
     elif command == "doctor":
         for check in result["checks"]:
             mark = "ok  " if check["ok"] else "FAIL"

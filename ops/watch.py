@@ -15,8 +15,9 @@ def watch(ingestor: Ingestor, roots: Sequence[str], interval: float, workers: in
     try:
         while True:
             report = ingestor.run(roots, workers=workers).as_json()
-            summary = {key: value for key, value in report.items() if key != "failed"}
+            summary: dict[str, object] = dict(report)
             summary["failed"] = len(report["failed"])  # type: ignore[arg-type]
+            summary["warnings"] = len(report["warnings"])  # type: ignore[arg-type]
             print(json.dumps({"event": "ingest_pass", **summary}), file=sys.stderr, flush=True)
             time.sleep(max(interval, 1.0))
     except KeyboardInterrupt:

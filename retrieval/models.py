@@ -32,6 +32,11 @@ class Chunk(BaseModel):
     page: int | None = Field(default=None, description="1-based page, or None.")
     title: str = Field(default="", description="The document's title.")
     section: str = Field(default="", description="The heading the passage sits under.")
+    attachment: str = Field(
+        default="",
+        description="Name of the e-mail attachment the passage comes from (then `page` and "
+        "`title` are the attachment's); empty for the file's own text.",
+    )
     content_sha256: str
     acl: frozenset[str] = Field(description="Principals allowed to read the source file.")
     mtime: float

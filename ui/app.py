@@ -54,8 +54,9 @@ def sign_in() -> None:
 
 def source_label(hit: Hit) -> str:
     path = PurePath(hit.chunk.path)
+    attachment = f", attachment {hit.chunk.attachment}" if hit.chunk.attachment else ""
     page = f", page {hit.chunk.page}" if hit.chunk.page else ""
-    return f"{path.name}{page} — {path.parent}"
+    return f"{path.name}{attachment}{page} — {path.parent}"
 
 
 def show_sources(hits: list[Hit], heading: str) -> None:

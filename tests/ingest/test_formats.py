@@ -231,6 +231,51 @@ def test_an_eml_body_is_parsed_and_its_attachments_come_back_with_their_bytes(
         ("vote.txt", b"Vote: 7 in favour, 2 against.\n"),
         (PDF.name, PDF.read_bytes()),
     ]
+    vote, guidelines = parsed.attachments
+    assert (vote.name, texts(vote.document)) == ("vote.txt", ["Vote: 7 in favour, 2 against."])
+    assert guidelines.name == PDF.name
+    assert guidelines.document.parser == "pdf" and guidelines.document.pages == 2
+    assert parsed.total_pages() == parsed.pages + 1 + 2
+    assert parsed.notes == []
+
+
+def test_attachments_that_cannot_be_read_are_noted_and_the_message_is_kept(
+    tmp_path: Path,
+) -> None:
+    innermost = EmailMessage()
+    innermost["Subject"] = "Level three"
+    innermost.set_content("Deepest text.\n")
+    nested = innermost
+    for level in (2, 1):
+        outer = EmailMessage()
+        outer["Subject"] = f"Level {level}"
+        outer.set_content(f"Text of level {level}.\n")
+        outer.add_attachment(nested)
+        nested = outer
+    message = EmailMessage()
+    message["Subject"] = "Mixed bag"
+    message.set_content("Three files are attached.\n")
+    message.add_attachment(b"MZ\x90\x00", "application", "octet-stream", filename="setup.exe")
+    message.add_attachment(b"%PDF-1.7 truncated", "application", "pdf", filename="broken.pdf")
+    message.add_attachment(nested)
+    path = tmp_path / "bag.eml"
+    path.write_bytes(message.as_bytes())
+
+    parsed = parse(path, OCR)
+    assert "Three files are attached." in texts(parsed)
+    assert [a.name for a in parsed.attachments] == ["Level 1.eml"]
+    level_one = parsed.attachments[0].document
+    assert "Text of level 1." in texts(level_one)
+    assert [a.name for a in level_one.attachments] == ["Level 2.eml"]
+    assert level_one.attachments[0].document.attachments == []  # three deep: no further
+    skipped, broken, too_deep = parsed.notes
+    assert skipped == "attachment 'setup.exe' skipped: unsupported file type .exe"
+    assert broken.startswith("attachment 'broken.pdf' failed: ")
+    assert too_deep == (
+        "in attachment 'Level 1.eml': in attachment 'Level 2.eml': "
+        "attachment 'Level three.eml' skipped: messages nested more than 3 deep"
+    )
+    assert all("\n" not in note for note in parsed.notes)
 
 
 def test_an_html_eml_keeps_inline_images_in_the_body_and_returns_forwarded_mail(
@@ -287,6 +332,8 @@ def test_an_outlook_msg_body_is_parsed_and_its_attachments_come_back(tmp_path: P
         ("checklist.txt", b"Ledger, receipts, bank statements.\n"),
         (PDF.name, PDF.read_bytes()),
     ]
+    assert [a.name for a in parsed.attachments] == ["checklist.txt", PDF.name]
+    assert texts(parsed.attachments[0].document) == ["Ledger, receipts, bank statements."]
 
 
 def test_attachments_of_a_file_that_is_not_mail_raise(tmp_path: Path) -> None:

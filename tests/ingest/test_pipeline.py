@@ -104,6 +104,10 @@ def test_a_bad_file_fails_alone_and_the_run_goes_on(share: Path, ingestor: Inges
     assert all(error and "\n" not in error for error in failed.values())
     record = ingestor._ledger.get(str(share / "broken.pdf"))
     assert record is not None and record.status == "failed" and record.error
+    assert report.report_file is not None
+    saved = json.loads(Path(report.report_file).read_text())
+    assert {Path(f["path"]).name: f["error"] for f in saved["failed"]} == failed
+    assert saved["roots"] == [str(share)] and saved["indexed"] == 2
 
 
 def test_a_failed_file_that_gets_fixed_is_indexed_on_the_next_run(
@@ -256,3 +260,42 @@ def test_a_copy_takes_the_chunks_of_the_original(share: Path, ingestor: Ingestor
     assert ingestor._store.count(document_id(str(copy))) == ingestor._store.count(
         document_id(str(original))
     )
+
+
+def test_an_email_and_each_attachment_are_found_and_cited_apart(
+    share: Path, ingestor: Ingestor
+) -> None:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["Subject"] = "Crane contract"
+    message.set_content("The signed crane contract is attached for your files.\n")
+    message.add_attachment(
+        (SAMPLE_SHARE / "finance" / "procurement-guidelines.pdf").read_bytes(),
+        "application", "pdf", filename="guidelines.pdf",
+    )  # fmt: skip
+    message.add_attachment(b"MZ", "application", "octet-stream", filename="viewer.exe")
+    mail = share / "mail" / "crane.eml"
+    mail.parent.mkdir()
+    mail.write_bytes(message.as_bytes())
+
+    report = ingestor.run([str(share)])
+    assert (report.indexed, report.failed) == (3, [])
+    assert [(Path(w.path).name, w.note) for w in report.warnings] == [
+        ("crane.eml", "attachment 'viewer.exe' skipped: unsupported file type .exe")
+    ]
+    chunks = [chunk for chunk, _ in ingestor._store.document_chunks(document_id(str(mail)))]
+    assert {c.attachment for c in chunks} == {"", "guidelines.pdf"}
+    assert all(c.path == str(mail) for c in chunks)
+    from_pdf = [c for c in chunks if c.attachment]
+    assert from_pdf[0].title.startswith("Procurement Guidelines")
+    assert {c.page for c in from_pdf} <= {1, 2}
+    hits = ingestor._store.search(
+        ingestor._embedder.embed_query("purchases above which amount need three quotes"),
+        Scope.operator(), 1,
+    )  # fmt: skip
+    assert hits[0].chunk.attachment == "guidelines.pdf"
+    record = ingestor._ledger.get(str(mail))
+    assert record is not None and record.status == "indexed"
+    assert record.error == "attachment 'viewer.exe' skipped: unsupported file type .exe"
+    assert record.pages == 1 + 2
