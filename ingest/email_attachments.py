@@ -1,11 +1,11 @@
 """The files attached to an e-mail (.eml, .msg): each one is a document of its own.
 
 A message's parser reads its body; the files attached to it are returned here as
-(name, content), and `ingest.parsers.parse` parses each like any other file. A name is the attachment's
-own file name without any folder part (a crafted name cannot point outside a folder it is
-saved to), or `attachment-N` where the message gives none. An image that the HTML body shows
-(by its Content-ID) or that is marked `inline` belongs to the body, not to the attachments; a
-forwarded message attached whole comes back as an `.eml` file.
+(name, content), and `ingest.parsers.parse` parses each like any other file. A name is the
+attachment's own file name without any folder part (a crafted name cannot point outside a
+folder it is saved to), or `attachment-N` where the message gives none. An image that the
+HTML body shows (by its Content-ID) or that is marked `inline` belongs to the body, not to
+the attachments; a forwarded message attached whole comes back as an `.eml` file.
 """
 
 from __future__ import annotations

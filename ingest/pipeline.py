@@ -52,6 +52,7 @@ class IngestReport:
     skipped: int = 0
     failed: list[Failure] = field(default_factory=list)
     warnings: list[FileNote] = field(default_factory=list)
+    still_failed: int = 0  # unchanged files that failed in an earlier run, not tried again
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
@@ -67,6 +68,7 @@ class IngestReport:
             "skipped": self.skipped,
             "failed": [{"path": f.path, "error": f.error} for f in self.failed],
             "warnings": [{"path": w.path, "warning": w.note} for w in self.warnings],
+            "still_failed": self.still_failed,
             "pages": self.pages,
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
@@ -213,12 +215,19 @@ class Ingestor:
         self._embedder = embedder
         self._store = store
         self._ledger = ledger
+        self._retry_failed = False
 
     def run(
-        self, roots: Sequence[str], progress: Progress | None = None, workers: int | None = None
+        self,
+        roots: Sequence[str],
+        progress: Progress | None = None,
+        workers: int | None = None,
+        retry_failed: bool = False,
     ) -> IngestReport:
         """Sync the index with the files under the roots, parsing (and OCR) in `workers`
-        processes side by side (default: the setting, or one per core)."""
+        processes side by side (default: the setting, or one per core). A file that failed
+        before and has not changed since stays failed unless `retry_failed`."""
+        self._retry_failed = retry_failed
         progress = progress or NoProgress()
         started = time.monotonic()
         report = IngestReport()
@@ -316,9 +325,11 @@ class Ingestor:
             self._skip(path, f"unsupported file type {Path(path).suffix or '(none)'}", report)
             return None
         indexed = previous is not None and previous.status == "indexed"
-        if indexed and previous and (previous.size, previous.mtime) == (st.st_size, st.st_mtime):
-            self._refresh_acl(previous, acl)
-            report.unchanged += 1
+        # A file that failed is tried again when it changes, or when asked to.
+        settled = indexed or (previous is not None and previous.status == "failed"
+                              and not self._retry_failed)  # fmt: skip
+        if settled and previous and (previous.size, previous.mtime) == (st.st_size, st.st_mtime):
+            self._settle_unchanged(previous, acl, report)
             return None
         try:
             sha = sha256_of(path)
@@ -329,10 +340,9 @@ class Ingestor:
         except OSError as exc:
             report.failed.append(Failure(path, f"cannot read: {exc.strerror}"))
             return None
-        if indexed and previous and previous.sha256 == sha:
+        if settled and previous and previous.sha256 == sha:
             self._ledger.put(replace(previous, size=st.st_size, mtime=st.st_mtime))
-            self._refresh_acl(previous, acl)
-            report.unchanged += 1
+            self._settle_unchanged(previous, acl, report)
             return None
         job = ParseJob(path, st.st_size, st.st_mtime, sha, doc_id, acl, previous)
         return self._identical_indexed(job) or job
@@ -495,6 +505,14 @@ class Ingestor:
                     )
                 )
         return chunks
+
+    def _settle_unchanged(
+        self, previous: FileRecord, acl: frozenset[str], report: IngestReport
+    ) -> None:
+        self._refresh_acl(previous, acl)
+        report.unchanged += 1
+        if previous.status == "failed":
+            report.still_failed += 1
 
     def _refresh_acl(self, previous: FileRecord, acl: frozenset[str]) -> None:
         if previous.acl != acl:

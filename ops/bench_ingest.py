@@ -4,9 +4,13 @@ Prints one JSON object per line:
   {"bench": "ingest", "files", "pages", "seconds", "naive_seconds", "speedup",
    "rescan_seconds", "rescan_speedup", "peak_rss_mb", "naive_peak_rss_mb"}
   {"bench": "ocr", "pages", "seconds", "tesseract_seconds", "ratio", "pages_per_second"}
+  {"bench": "ingest_memory", "files", "peak_rss_mb", "growth"}
 `naive` is one process calling unstructured's `partition` on each file (OCR-only where a PDF
 has no text layer), embedding each file's elements and upserting each file. Targets:
 speedup >= 3 on 2 cores, rescan_speedup >= 50, peak_rss_mb <= 3000, OCR ratio near 1.
+`ingest_memory` ingests shares of small notes ten times apart in size: `files` and
+`peak_rss_mb` are pairs, `growth` their ratio of peaks; the target is a peak that does not
+grow with the number of files (growth near 1).
 """
 
 from __future__ import annotations
@@ -100,6 +104,14 @@ def build_share(root: Path, files: int, scanned_pages: int, seed: int = 7) -> No
         scanned_pdf(scan_folder / f"scan-{n:03d}.pdf", pages)
 
 
+def build_notes(root: Path, files: int, seed: int = 11) -> None:
+    rng = random.Random(seed)
+    for n in range(files):
+        folder = root / f"team-{n % 20}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"note-{n:05d}.md").write_text(f"# Note {n}\n\n{sentence(rng, n)}\n")
+
+
 def measured(command: list[str]) -> tuple[dict[str, Any], float]:
     """Run a phase in its own process; its JSON result and the peak resident memory of its
     whole process tree (workers, OCR children), in MB, sampled every 50 ms."""
@@ -114,6 +126,13 @@ def measured(command: list[str]) -> tuple[dict[str, Any], float]:
     if process.returncode != 0:
         raise SystemExit(f"benchmark phase failed: {' '.join(command)}")
     return json.loads(output.strip().splitlines()[-1]), peak / 1024 / 1024
+
+
+def phase(name: str, share: Path, data: Path) -> tuple[dict[str, Any], float]:
+    """A phase run in a process of its own: its JSON result and its peak memory in MB."""
+    command = [sys.executable, "-m", "ops.bench_ingest", "--phase", name,
+               "--share", str(share), "--data", str(data)]  # fmt: skip
+    return measured(command)
 
 
 def phase_pipeline(share: Path, data_dir: Path) -> dict[str, Any]:
@@ -187,6 +206,7 @@ def main() -> int:
     )
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--scanned-pages", type=int, default=30)
+    parser.add_argument("--notes", type=int, default=5000, help="the larger notes share")
     parser.add_argument("--phase", choices=["naive", "pipeline"], help=argparse.SUPPRESS)
     parser.add_argument("--share", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -201,14 +221,9 @@ def main() -> int:
         share = work / "share"
         build_share(share, args.files, args.scanned_pages)
 
-        def phase(name: str, data: str) -> tuple[dict[str, Any], float]:
-            command = [sys.executable, "-m", "ops.bench_ingest", "--phase", name,
-                       "--share", str(share), "--data", str(work / data)]  # fmt: skip
-            return measured(command)
-
-        naive, naive_peak = phase("naive", "naive")
-        first, peak = phase("pipeline", "pipeline")
-        rescan, _ = phase("pipeline", "pipeline")
+        naive, naive_peak = phase("naive", share, work / "naive")
+        first, peak = phase("pipeline", share, work / "pipeline")
+        rescan, _ = phase("pipeline", share, work / "pipeline")
         assert rescan["unchanged"] == first["files_seen"], "the rescan found changes"
         print(json.dumps({
             "bench": "ingest", "files": first["files_seen"], "pages": first["pages"],
@@ -222,6 +237,17 @@ def main() -> int:
         ocr_work = work / "ocr"
         ocr_work.mkdir()
         print(json.dumps(bench_ocr(share, ocr_work, Settings().ocr.languages)), flush=True)
+
+        peaks = []
+        sizes = (args.notes // 10, args.notes)
+        for size in sizes:
+            notes = work / f"notes-{size}"
+            build_notes(notes, size)
+            result, notes_peak = phase("pipeline", notes, work / f"notes-data-{size}")
+            assert result["indexed"] == size, "the notes were not all indexed"
+            peaks.append(round(notes_peak))
+        print(json.dumps({"bench": "ingest_memory", "files": list(sizes), "peak_rss_mb": peaks,
+                          "growth": round(peaks[1] / peaks[0], 2)}), flush=True)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -74,7 +74,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1")
     if args.watch is None:
-        return ingestor.run(args.paths, progress, workers).as_json()
+        return ingestor.run(args.paths, progress, workers, args.retry_failed).as_json()
     from ops.watch import watch
 
     watch(ingestor, args.paths, args.watch, workers)
@@ -204,6 +204,9 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
             print(f"  {len(result['warnings'])} warnings (parts of files that were not read)")
         if failed or result["warnings"]:
             print(f"  every failure and warning, with its reason: {result['report_file']}")
+        if result["still_failed"]:
+            print(f"  {result['still_failed']} unchanged files failed in an earlier run (see "
+                  "`rag status`); `rag ingest --retry-failed PATH` tries them again")  # fmt: skip
     elif command == "search":
         for rank, hit in enumerate(result["hits"], start=1):
             page = f" p.{hit['page']}" if hit["page"] else ""
@@ -246,6 +249,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--watch", type=float, default=None, metavar="SECONDS",
                    help="re-scan on this interval until interrupted")  # fmt: skip
+    p.add_argument("--retry-failed", action="store_true",
+                   help="parse again the files that failed before, changed or not")  # fmt: skip
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("search", parents=[common], help="find passages")

@@ -121,6 +121,21 @@ def test_a_failed_file_that_gets_fixed_is_indexed_on_the_next_run(
     assert (report.indexed, report.failed) == (1, [])
 
 
+def test_an_unchanged_failed_file_is_tried_again_only_when_asked(
+    share: Path, ingestor: Ingestor
+) -> None:
+    broken = share / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 not really")
+    assert [Path(f.path).name for f in ingestor.run([str(share)]).failed] == ["broken.pdf"]
+    again = ingestor.run([str(share)])
+    assert (again.failed, again.still_failed, again.unchanged) == ([], 1, 3)
+    record = ingestor._ledger.get(str(broken))
+    assert record is not None and record.status == "failed"
+    retried = ingestor.run([str(share)], retry_failed=True)
+    assert [Path(f.path).name for f in retried.failed] == ["broken.pdf"]
+    assert retried.still_failed == 0
+
+
 def test_a_permission_change_updates_who_sees_the_chunks(share: Path, ingestor: Ingestor) -> None:
     policy = share / "policies" / "information-security.md"
     policy.chmod(0o644)
