@@ -119,6 +119,13 @@ class OcrSettings(_Section):
         ge=0,
         description="A PDF page whose text layer has fewer letters or digits is OCR'd instead.",
     )
+    max_megapixels: int = Field(
+        default=200,
+        ge=1,
+        description="Largest image OCR'd, in millions of pixels (A0 at 300 dpi is about 140). "
+        "A larger image fails with that reason (decompression bombs end here); a larger PDF "
+        "page is rendered at a lower resolution that fits.",
+    )
 
 
 class IngestSettings(_Section):

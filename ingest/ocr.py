@@ -36,20 +36,42 @@ def ocr_image(image: Image.Image, languages: str, source: str) -> str:
     return done.stdout.decode("utf-8", "replace")
 
 
-def ocr_image_file(path: Path, languages: str) -> list[tuple[int, str]]:
-    """Text of each frame of an image file (a multi-page TIFF has several), 1-based."""
+def ocr_image_file(path: Path, languages: str, max_pixels: int) -> list[tuple[int, str]]:
+    """Text of each frame of an image file (a multi-page TIFF has several), 1-based. A frame
+    of more than `max_pixels` fails the file before its pixels are decoded."""
     pages = []
     with Image.open(path) as image:
         frame_count = getattr(image, "n_frames", 1)
         for index in range(frame_count):
             image.seek(index)
+            width, height = image.size
+            if width * height > max_pixels:
+                raise OcrError(
+                    str(path),
+                    f"image of {width}x{height} pixels is over the OCR limit of "
+                    f"{max_pixels // 1_000_000} megapixels (ocr.max_megapixels)",
+                )
             pages.append((index + 1, ocr_image(image, languages, str(path))))
     return pages
 
 
-def ocr_pdf_page(path: Path, page: int, languages: str, dpi: int) -> str:
+def ocr_pdf_page(
+    path: Path,
+    page: int,
+    languages: str,
+    dpi: int,
+    size_points: tuple[float, float] | None = None,
+    max_pixels: int | None = None,
+) -> str:
+    """OCR of one rendered page; a page of `size_points` that would render to more than
+    `max_pixels` is rendered at the highest resolution that fits instead."""
     from pdf2image import convert_from_path
 
+    if size_points and max_pixels:
+        square_inches = max(size_points[0] * size_points[1], 1.0) / 72 / 72
+        dpi = min(dpi, int((max_pixels / square_inches) ** 0.5))
+        if dpi < 10:
+            raise OcrError(str(path), f"page {page} is too large to render for OCR")
     images = convert_from_path(str(path), dpi=dpi, first_page=page, last_page=page)
     if not images:
         raise OcrError(str(path), f"page {page} could not be rendered")

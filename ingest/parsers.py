@@ -148,7 +148,10 @@ def parse_pdf(path: Path, ocr: OcrSettings) -> ParsedDocument:
     from pypdf import PdfReader
     from unstructured.partition.pdf import partition_pdf
 
-    page_count = len(PdfReader(str(path)).pages)
+    reader = PdfReader(str(path))
+    if reader.is_encrypted and not _opens_without_password(reader):
+        raise ParseError(str(path), "the PDF is password-protected; index an unprotected copy")
+    page_count = len(reader.pages)
     text_layer = _blocks_from_elements(
         partition_pdf(filename=str(path), strategy="fast", languages=ocr.languages.split("+"))
     )
@@ -163,13 +166,25 @@ def parse_pdf(path: Path, ocr: OcrSettings) -> ParsedDocument:
             blocks.extend(found)
         else:
             ocr_pages.append(page)
-            blocks.extend(_ocr_blocks(ocr_pdf_page(path, page, ocr.languages, ocr.dpi), page))
+            box = reader.pages[page - 1].mediabox
+            size = (float(box.width), float(box.height))
+            max_pixels = ocr.max_megapixels * 10**6
+            text = ocr_pdf_page(path, page, ocr.languages, ocr.dpi, size, max_pixels)
+            blocks.extend(_ocr_blocks(text, page))
     parser = "pdf+ocr" if ocr_pages else "pdf"
     return ParsedDocument(blocks, pages=page_count, parser=parser, ocr_pages=ocr_pages)
 
 
+def _opens_without_password(reader: Any) -> bool:
+    """A PDF encrypted with an empty user password (only editing restricted) still opens."""
+    try:
+        return bool(reader.decrypt(""))
+    except Exception:  # pypdf raises several kinds for unsupported encryption
+        return False
+
+
 def parse_image(path: Path, ocr: OcrSettings) -> ParsedDocument:
-    frames = ocr_image_file(path, ocr.languages)
+    frames = ocr_image_file(path, ocr.languages, ocr.max_megapixels * 10**6)
     multi = len(frames) > 1
     blocks = [b for page, text in frames for b in _ocr_blocks(text, page if multi else None)]
     pages = [page for page, _ in frames]

@@ -305,6 +305,10 @@ class Ingestor:
         shown = storable(path)
         if shown != path:
             reason = "file name is not valid UTF-8; rename the file to index it"
+            previous = self._ledger.get(shown)
+            if previous is not None and previous.error == reason and not self._retry_failed:
+                self._settle_unchanged(previous, previous.acl, report)
+                return None
             self._ledger.put(FileRecord(shown, 0, 0.0, None, document_id(shown), frozenset(),
                                         "failed", reason))  # fmt: skip
             report.failed.append(Failure(shown, reason))

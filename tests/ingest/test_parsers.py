@@ -114,7 +114,15 @@ def test_a_password_protected_pdf_fails_with_a_one_line_reason(tmp_path: Path) -
     writer.write(locked)
     with pytest.raises(ParseError) as caught:
         parse(locked, OCR)
-    assert caught.value.reason and "\n" not in caught.value.reason
+    assert caught.value.reason == "the PDF is password-protected; index an unprotected copy"
+
+
+def test_a_pdf_restricted_only_against_editing_is_read(tmp_path: Path) -> None:
+    writer = PdfWriter(clone_from=SAMPLE_SHARE / "finance" / "procurement-guidelines.pdf")
+    writer.encrypt(user_password="", owner_password="owner", algorithm="AES-256")
+    restricted = tmp_path / "restricted.pdf"
+    writer.write(restricted)
+    assert "three written quotes" in " ".join(b.text for b in parse(restricted, OCR).blocks)
 
 
 def test_every_page_of_a_multi_page_tiff_is_ocrd(tmp_path: Path) -> None:
