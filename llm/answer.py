@@ -23,11 +23,9 @@ class Citation:
     path: str
     page: int | None
     chunk_id: str
-    attachment: str = ""  # the e-mail attachment `page` belongs to, if any
 
     def as_json(self) -> dict[str, object]:
-        return {"path": self.path, "page": self.page, "chunk_id": self.chunk_id,
-                "attachment": self.attachment or None}  # fmt: skip
+        return {"path": self.path, "page": self.page, "chunk_id": self.chunk_id}
 
 
 @dataclass(frozen=True)
@@ -115,10 +113,7 @@ def cited_passages(text: str, passages: Sequence[Hit]) -> list[Citation]:
     chosen = [passages[n - 1] for n in dict.fromkeys(numbers) if 1 <= n <= len(passages)]
     if not chosen:
         chosen = _quoted_passages(text, passages)
-    return [
-        Citation(hit.chunk.path, hit.chunk.page, hit.chunk.id, hit.chunk.attachment)
-        for hit in chosen
-    ]
+    return [Citation(hit.chunk.path, hit.chunk.page, hit.chunk.id) for hit in chosen]
 
 
 def _quoted_passages(text: str, passages: Sequence[Hit]) -> list[Hit]:

@@ -91,7 +91,6 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             {
                 "path": hit.chunk.path,
                 "page": hit.chunk.page,
-                "attachment": hit.chunk.attachment or None,
                 "score": round(hit.score, 4),
                 "text": hit.chunk.text,
                 "doc_id": hit.chunk.doc_id,
@@ -210,17 +209,15 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
     elif command == "search":
         for rank, hit in enumerate(result["hits"], start=1):
             page = f" p.{hit['page']}" if hit["page"] else ""
-            attachment = f" [attachment {hit['attachment']}]" if hit["attachment"] else ""
             snippet = " ".join(hit["text"].split())[:160]
-            print(f"{rank}. {hit['score']:.3f} {hit['path']}{attachment}{page}\n   {snippet}")
+            print(f"{rank}. {hit['score']:.3f} {hit['path']}{page}\n   {snippet}")
         if not result["hits"]:
             print("no results")
     elif command == "ask":
         print(result["answer"])
         for number, citation in enumerate(result["citations"], start=1):
             page = f", page {citation['page']}" if citation["page"] else ""
-            attachment = f", attachment {citation['attachment']}" if citation["attachment"] else ""
-            print(f"  [{number}] {citation['path']}{attachment}{page}")
+            print(f"  [{number}] {citation['path']}{page}")
     elif command == "doctor":
         for check in result["checks"]:
             mark = "ok  " if check["ok"] else "FAIL"

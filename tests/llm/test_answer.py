@@ -99,3 +99,16 @@ def test_the_budget_on_page_two_of_an_image_only_pdf_is_cited_with_its_page(
     assert [(Path(c.path).name, c.page) for c in answer.citations] == [
         ("board-minutes-2026-03.pdf", 2)
     ]
+
+
+def test_a_passage_from_an_email_attachment_is_labelled_with_the_attachment() -> None:
+    from llm.prompts import passage_label
+
+    from_mail = hit("Berth 4 may be dredged.", "/share/mail/permit.eml", 1)
+    attached = Hit(chunk=from_mail.chunk.model_copy(update={"attachment": "permit.pdf"}), score=0.8)
+    assert passage_label(from_mail) == "permit.eml, page 1"
+    assert passage_label(attached) == "permit.eml, attachment permit.pdf, page 1"
+    assert (
+        "permit.eml, attachment permit.pdf, page 1"
+        in grounded_messages("q", [attached])[-1]["content"]
+    )
