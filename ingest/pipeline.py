@@ -21,7 +21,7 @@ from ingest.ledger import FileRecord, Ledger, Status
 from ingest.parsers import parser_for
 from ingest.permissions import principals_from_stat
 from ingest.run_reports import save_run_report
-from ingest.workers import ParserPool
+from ingest.workers import Feed, ParserPool
 from retrieval.embedder import Embedder
 from retrieval.models import Chunk, chunk_id, document_id
 from retrieval.store import DocumentVersion, VectorStore
@@ -183,13 +183,83 @@ class _WriteBatch:
         return documents
 
 
-def _put(results: queue.Queue[Any], item: object) -> bool:
-    """Queue an item, giving up after a second so the caller can check whether to stop."""
-    try:
-        results.put(item, timeout=1.0)
-    except queue.Full:
+class _BackgroundParsing:
+    """The parser pool, supervised from a thread: files are submitted while the run still
+    checks the rest, and workers get their next file at once while the run's own thread
+    embeds and writes. The queue of results between them bounds what waits in memory."""
+
+    def __init__(self, pool: ParserPool, workers: int) -> None:
+        self._pool = pool
+        self._feed = Feed()
+        self._jobs: dict[str, ParseJob] = {}
+        self._results: queue.Queue[Any] = queue.Queue(maxsize=4 * workers)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._submitted_all = False
+        self._pool_done = False
+
+    def submit(self, job: ParseJob) -> None:
+        self._jobs[job.path] = job
+        self._feed.put(job.path)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._supervise, name="parsers", daemon=True)
+            self._thread.start()
+
+    def done_submitting(self) -> None:
+        self._submitted_all = True
+        self._feed.close()
+
+    @property
+    def finished(self) -> bool:
+        return self._submitted_all and (self._thread is None or self._pool_done)
+
+    def ready(self, wait: float) -> list[tuple[ParseJob, ParsedDocument | str]]:
+        """The results in hand, after waiting up to `wait` seconds for a first one."""
+        found: list[tuple[ParseJob, ParsedDocument | str]] = []
+        while not self._pool_done:
+            try:
+                item = self._results.get(timeout=wait) if wait and not found else (
+                    self._results.get_nowait())  # fmt: skip
+            except queue.Empty:
+                break
+            if item is _POOL_DONE:
+                self._pool_done = True
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                path, result = item
+                found.append((self._jobs.pop(path), result))
+        return found
+
+    def close(self) -> None:
+        self._stop.set()
+        self._feed.cancel()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _supervise(self) -> None:
+        outcome: object = _POOL_DONE
+        try:
+            with contextlib.closing(self._pool.parse(self._feed)) as parsed:
+                for item in parsed:
+                    if not self._hand_over(item):
+                        return
+        except BaseException as exc:  # handed to the run's thread, raised there
+            outcome = exc
+        self._hand_over(outcome)
+
+    def _hand_over(self, item: object) -> bool:
+        """Queue an item, retrying each second; False when the run stopped listening."""
+        while not self._stop.is_set():
+            try:
+                self._results.put(item, timeout=1.0)
+                return True
+            except queue.Full:
+                continue
         return False
-    return True
+
+
+_POOL_DONE = object()
 
 
 def _parts(
@@ -249,28 +319,28 @@ class Ingestor:
         report.files_seen = len(files)
         progress.start(len(files))
         batch = _WriteBatch(self._settings.ingest.batch_chunks)
-        jobs = []
-        for path in files:
-            planned = self._plan(path, report, seen)
-            if isinstance(planned, ParseJob):
-                jobs.append(planned)
-            elif isinstance(planned, _Ready):
-                batch.add(planned)
-                if batch.due():
-                    self._flush(batch, report, progress)
-            else:
-                progress.advance(path, 0, 0)
         workers = workers or self._settings.ingest.workers or os.cpu_count() or 1
-        for parsed in self._parse_all(jobs, workers):
-            if parsed is not None:
-                job, result = parsed
-                ready = self._prepare(job, result, report)
-                if ready is None:
-                    progress.advance(job.path, 0, 0)
+        # Parsing starts with the first file that needs it, while the rest are still checked.
+        parsing = _BackgroundParsing(
+            ParserPool(workers, self._settings.ocr, self._settings.ingest.file_timeout_seconds,
+                       self._settings.ingest.worker_memory_mb),
+            workers,
+        )  # fmt: skip
+        try:
+            for path in files:
+                planned = self._plan(path, report, seen)
+                if isinstance(planned, ParseJob):
+                    parsing.submit(planned)
+                elif isinstance(planned, _Ready):
+                    batch.add(planned)
                 else:
-                    batch.add(ready)
-            if batch.due():
-                self._flush(batch, report, progress)
+                    progress.advance(path, 0, 0)
+                self._take(parsing.ready(wait=0.0), batch, report, progress)
+            parsing.done_submitting()
+            while not parsing.finished:
+                self._take(parsing.ready(wait=1.0), batch, report, progress)
+        finally:
+            parsing.close()
         self._flush(batch, report, progress)
         for root in absolute_roots:
             for path in list(self._ledger.paths_under(root)):
@@ -377,58 +447,21 @@ class Ingestor:
         return _Ready(job, chunks, vectors, donor.pages, donor.parser, donor.ocr_pages, notes,
                       parsed=False)  # fmt: skip
 
-    def _parse_all(
-        self, jobs: list[ParseJob], workers: int
-    ) -> Iterator[tuple[ParseJob, ParsedDocument | str] | None]:
-        """Parse results as files finish; None now and then while none finishes.
-
-        The pool is supervised from a thread, so workers get their next file at once while
-        this thread embeds and writes; the queue between them bounds what waits in memory.
-        """
-        if not jobs:
-            return
-        by_path = {job.path: job for job in jobs}
-        pool = ParserPool(
-            min(workers, len(jobs)),
-            self._settings.ocr,
-            self._settings.ingest.file_timeout_seconds,
-            self._settings.ingest.worker_memory_mb,
-        )
-        results: queue.Queue[tuple[str, ParsedDocument | str] | BaseException | None]
-        results = queue.Queue(maxsize=4 * workers)
-        stop = threading.Event()
-
-        def supervise() -> None:
-            outcome: BaseException | None = None
-            try:
-                with contextlib.closing(pool.parse(by_path)) as parsed:
-                    for item in parsed:
-                        while not _put(results, item):
-                            if stop.is_set():
-                                return
-            except BaseException as exc:  # handed to the consuming thread, raised there
-                outcome = exc
-            while not _put(results, outcome) and not stop.is_set():
-                pass
-
-        supervisor = threading.Thread(target=supervise, name="parser-pool", daemon=True)
-        supervisor.start()
-        try:
-            while True:
-                try:
-                    item = results.get(timeout=1.0)
-                except queue.Empty:
-                    yield None
-                    continue
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                path, result = item
-                yield by_path[path], result
-        finally:
-            stop.set()
-            supervisor.join()
+    def _take(
+        self,
+        parsed: list[tuple[ParseJob, ParsedDocument | str]],
+        batch: _WriteBatch,
+        report: IngestReport,
+        progress: Progress,
+    ) -> None:
+        for job, result in parsed:
+            ready = self._prepare(job, result, report)
+            if ready is None:
+                progress.advance(job.path, 0, 0)
+            else:
+                batch.add(ready)
+        if batch.due():
+            self._flush(batch, report, progress)
 
     def _prepare(
         self, job: ParseJob, result: ParsedDocument | str, report: IngestReport

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator
@@ -61,6 +62,38 @@ def _worker_main(conn: Connection, ocr: OcrSettings, address_space_bytes: int) -
         conn.send(result)
 
 
+class Feed:
+    """Paths for a running pool, handed over from another thread; closed when none remain."""
+
+    def __init__(self, paths: Iterable[str] = (), closed: bool = False) -> None:
+        self._paths = deque(paths)
+        self._closed = closed
+        self.cancelled = False
+        self._lock = threading.Lock()
+
+    def put(self, path: str) -> None:
+        with self._lock:
+            self._paths.append(path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def cancel(self) -> None:
+        """No more paths, and the pool stops parsing those under way."""
+        with self._lock:
+            self._closed = self.cancelled = True
+            self._paths.clear()
+
+    def take(self) -> str | None:
+        with self._lock:
+            return self._paths.popleft() if self._paths else None
+
+    def exhausted(self) -> bool:
+        with self._lock:
+            return self._closed and not self._paths
+
+
 @dataclass
 class _Worker:
     process: multiprocessing.process.BaseProcess
@@ -88,11 +121,17 @@ class ParserPool:
         self._context.set_forkserver_preload(["ingest.parsers", "ingest.workers"])
         self._workers: list[_Worker] = []
 
-    def parse(self, paths: Iterable[str]) -> Generator[tuple[str, ParseResult], None, None]:
-        queue = deque(paths)
+    def parse(self, paths: Iterable[str] | Feed) -> Generator[tuple[str, ParseResult], None, None]:
+        """Parse the paths; a Feed may still be given paths from another thread meanwhile."""
+        feed = paths if isinstance(paths, Feed) else Feed(paths, closed=True)
         try:
-            while queue or any(w.path for w in self._workers):
-                self._assign(queue)
+            while not feed.cancelled and (
+                not feed.exhausted() or any(w.path for w in self._workers)
+            ):
+                self._assign(feed)
+                if not any(w.path for w in self._workers):
+                    time.sleep(_POLL_SECONDS)  # waiting for the feed
+                    continue
                 yield from self._collect()
         finally:
             self.close()
@@ -108,14 +147,22 @@ class ParserPool:
             worker.conn.close()
         self._workers = []
 
-    def _assign(self, queue: deque[str]) -> None:
-        while len(self._workers) < self._size and queue:
-            self._workers.append(self._spawn())
-        for worker in self._workers:
-            if worker.path is None and queue:
-                worker.path = queue.popleft()
-                worker.started = time.monotonic()
-                worker.conn.send(worker.path)
+    def _assign(self, feed: Feed) -> None:
+        idle = [w for w in self._workers if w.path is None]
+        while True:
+            if not idle and len(self._workers) >= self._size:
+                return
+            path = feed.take()
+            if path is None:
+                return
+            if idle:
+                worker = idle.pop()
+            else:
+                worker = self._spawn()
+                self._workers.append(worker)
+            worker.path = path
+            worker.started = time.monotonic()
+            worker.conn.send(path)
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()

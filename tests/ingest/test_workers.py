@@ -11,7 +11,7 @@ import pytest
 from pypdf import PdfWriter
 
 from ingest.document import ParsedDocument
-from ingest.workers import ParserPool, parse_or_reason
+from ingest.workers import Feed, ParserPool, parse_or_reason
 from settings import OcrSettings
 from tests.conftest import SAMPLE_SHARE
 
@@ -114,3 +114,19 @@ def test_the_pool_handles_more_files_than_workers(workers: int, tmp_path: Path) 
     results = run(ParserPool(workers, OCR, 60, 2048), *paths)
     assert sorted(results) == sorted(p.name for p in paths)
     assert all(f"Room {i} is booked" in text(results[f"note-{i}.md"]) for i in range(7))
+
+
+def test_a_feed_gets_results_before_it_is_closed_and_a_cancel_stops_the_pool() -> None:
+    feed = Feed()
+    pool = ParserPool(1, OCR, timeout_seconds=300, memory_mb=2048)
+    parsed = pool.parse(feed)
+    feed.put(str(MARKDOWN))
+    path, result = next(parsed)  # while more paths may still come
+    assert path == str(MARKDOWN) and isinstance(result, ParsedDocument)
+    feed.put(str(SCANNED_PDF))
+    feed.put(str(DOCX))
+    threading.Timer(0.5, feed.cancel).start()
+    started = time.monotonic()
+    assert list(parsed) == []  # cancelled during the OCR of the scan: nothing more comes
+    assert time.monotonic() - started < 10
+    assert pool._workers == []
