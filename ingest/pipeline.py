@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import queue
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from ingest.background import BackgroundParsing
 from ingest.chunker import passages
 from ingest.crawler import crawl, storable
 from ingest.document import ParsedDocument
@@ -21,7 +19,7 @@ from ingest.ledger import FileRecord, Ledger, Status
 from ingest.parsers import parser_for
 from ingest.permissions import principals_from_stat
 from ingest.run_reports import save_run_report
-from ingest.workers import Feed, ParserPool
+from ingest.workers import ParserPool
 from retrieval.embedder import Embedder
 from retrieval.models import Chunk, chunk_id, document_id
 from retrieval.store import DocumentVersion, VectorStore
@@ -183,85 +181,6 @@ class _WriteBatch:
         return documents
 
 
-class _BackgroundParsing:
-    """The parser pool, supervised from a thread: files are submitted while the run still
-    checks the rest, and workers get their next file at once while the run's own thread
-    embeds and writes. The queue of results between them bounds what waits in memory."""
-
-    def __init__(self, pool: ParserPool, workers: int) -> None:
-        self._pool = pool
-        self._feed = Feed()
-        self._jobs: dict[str, ParseJob] = {}
-        self._results: queue.Queue[Any] = queue.Queue(maxsize=4 * workers)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._submitted_all = False
-        self._pool_done = False
-
-    def submit(self, job: ParseJob) -> None:
-        self._jobs[job.path] = job
-        self._feed.put(job.path)
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._supervise, name="parsers", daemon=True)
-            self._thread.start()
-
-    def done_submitting(self) -> None:
-        self._submitted_all = True
-        self._feed.close()
-
-    @property
-    def finished(self) -> bool:
-        return self._submitted_all and (self._thread is None or self._pool_done)
-
-    def ready(self, wait: float) -> list[tuple[ParseJob, ParsedDocument | str]]:
-        """The results in hand, after waiting up to `wait` seconds for a first one."""
-        found: list[tuple[ParseJob, ParsedDocument | str]] = []
-        while not self._pool_done:
-            try:
-                item = self._results.get(timeout=wait) if wait and not found else (
-                    self._results.get_nowait())  # fmt: skip
-            except queue.Empty:
-                break
-            if item is _POOL_DONE:
-                self._pool_done = True
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                path, result = item
-                found.append((self._jobs.pop(path), result))
-        return found
-
-    def close(self) -> None:
-        self._stop.set()
-        self._feed.cancel()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _supervise(self) -> None:
-        outcome: object = _POOL_DONE
-        try:
-            with contextlib.closing(self._pool.parse(self._feed)) as parsed:
-                for item in parsed:
-                    if not self._hand_over(item):
-                        return
-        except BaseException as exc:  # handed to the run's thread, raised there
-            outcome = exc
-        self._hand_over(outcome)
-
-    def _hand_over(self, item: object) -> bool:
-        """Queue an item, retrying each second; False when the run stopped listening."""
-        while not self._stop.is_set():
-            try:
-                self._results.put(item, timeout=1.0)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-
-_POOL_DONE = object()
-
-
 def _parts(
     document: ParsedDocument, file_name: str, attachment: str = ""
 ) -> Iterator[tuple[str, str, ParsedDocument]]:
@@ -321,7 +240,7 @@ class Ingestor:
         batch = _WriteBatch(self._settings.ingest.batch_chunks)
         workers = workers or self._settings.ingest.workers or os.cpu_count() or 1
         # Parsing starts with the first file that needs it, while the rest are still checked.
-        parsing = _BackgroundParsing(
+        parsing: BackgroundParsing[ParseJob] = BackgroundParsing(
             ParserPool(workers, self._settings.ocr, self._settings.ingest.file_timeout_seconds,
                        self._settings.ingest.worker_memory_mb),
             workers,
