@@ -53,8 +53,10 @@ class BackgroundParsing(Generic[J]):
         found: list[tuple[J, ParseResult]] = []
         while not self._pool_done:
             try:
-                item = self._results.get(timeout=wait) if wait and not found else (
-                    self._results.get_nowait())  # fmt: skip
+                if wait and not found:
+                    item = self._results.get(timeout=wait)
+                else:
+                    item = self._results.get_nowait()
             except queue.Empty:
                 break
             if item is _POOL_DONE:

@@ -19,7 +19,7 @@ from ingest.ledger import FileRecord, Ledger, Status
 from ingest.parsers import parser_for
 from ingest.permissions import principals_from_stat
 from ingest.run_reports import save_run_report
-from ingest.workers import ParserPool
+from ingest.workers import ParseResult, ParserPool
 from retrieval.embedder import Embedder
 from retrieval.models import Chunk, chunk_id, document_id
 from retrieval.store import DocumentVersion, VectorStore
@@ -204,7 +204,6 @@ class Ingestor:
         self._embedder = embedder
         self._store = store
         self._ledger = ledger
-        self._retry_failed = False
 
     def run(
         self,
@@ -216,7 +215,6 @@ class Ingestor:
         """Sync the index with the files under the roots, parsing (and OCR) in `workers`
         processes side by side (default: the setting, or one per core). A file that failed
         before and has not changed since stays failed unless `retry_failed`."""
-        self._retry_failed = retry_failed
         progress = progress or NoProgress()
         started = time.monotonic()
         report = IngestReport()
@@ -247,7 +245,7 @@ class Ingestor:
         )  # fmt: skip
         try:
             for path in files:
-                planned = self._plan(path, report, seen)
+                planned = self._plan(path, report, seen, retry_failed)
                 if isinstance(planned, ParseJob):
                     parsing.submit(planned)
                 elif isinstance(planned, _Ready):
@@ -288,14 +286,16 @@ class Ingestor:
         )
         report.skipped += 1
 
-    def _plan(self, path: str, report: IngestReport, seen: set[str]) -> ParseJob | _Ready | None:
+    def _plan(
+        self, path: str, report: IngestReport, seen: set[str], retry_failed: bool
+    ) -> ParseJob | _Ready | None:
         """Settle a file that needs no parsing (unchanged, unsupported, unreadable, gone);
         or return the chunks of an identical indexed file; or the job of parsing it."""
         shown = storable(path)
         if shown != path:
             reason = "file name is not valid UTF-8; rename the file to index it"
             previous = self._ledger.get(shown)
-            if previous is not None and previous.error == reason and not self._retry_failed:
+            if previous is not None and previous.error == reason and not retry_failed:
                 self._settle_unchanged(previous, previous.acl, report)
                 return None
             self._ledger.put(FileRecord(shown, 0, 0.0, None, document_id(shown), frozenset(),
@@ -320,7 +320,7 @@ class Ingestor:
         indexed = previous is not None and previous.status == "indexed"
         # A file that failed is tried again when it changes, or when asked to.
         settled = indexed or (previous is not None and previous.status == "failed"
-                              and not self._retry_failed)  # fmt: skip
+                              and not retry_failed)  # fmt: skip
         if settled and previous and (previous.size, previous.mtime) == (st.st_size, st.st_mtime):
             self._settle_unchanged(previous, acl, report)
             return None
@@ -368,7 +368,7 @@ class Ingestor:
 
     def _take(
         self,
-        parsed: list[tuple[ParseJob, ParsedDocument | str]],
+        parsed: list[tuple[ParseJob, ParseResult]],
         batch: _WriteBatch,
         report: IngestReport,
         progress: Progress,
@@ -382,9 +382,7 @@ class Ingestor:
         if batch.due():
             self._flush(batch, report, progress)
 
-    def _prepare(
-        self, job: ParseJob, result: ParsedDocument | str, report: IngestReport
-    ) -> _Ready | None:
+    def _prepare(self, job: ParseJob, result: ParseResult, report: IngestReport) -> _Ready | None:
         """A parsed file's chunks, ready to embed; or None when it failed (recorded)."""
         if isinstance(result, str):
             self._fail(job, result, report)

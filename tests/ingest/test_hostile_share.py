@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import time
@@ -18,7 +17,7 @@ import pytest
 from ingest.crawler import storable
 from tests.conftest import RAG
 from tests.ingest import hostile_share
-from tests.ingest.test_resume import indexed_rows, snapshot
+from tests.ingest.test_resume import indexed_rows, kill_mid_run, snapshot
 
 LIMITS = {"RAG_INGEST__FILE_TIMEOUT_SECONDS": "120", "RAG_INGEST__WORKER_MEMORY_MB": "1024"}
 
@@ -103,17 +102,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_index_of_the_clean_run(
 ) -> None:
     root, _ = share
     killed = tmp_path_factory.mktemp("killed-data")
-    process = subprocess.Popen(
-        [str(RAG), "ingest", str(root), "--workers", "2", "--json"],
-        env={**env_for(killed), "RAG_INGEST__BATCH_CHUNKS": "4"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while indexed_rows(killed) < 30 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be killed"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_mid_run(["--workers", "2"], root, env_for(killed), killed, after_rows=30)
     assert 0 < indexed_rows(killed) < first_run[1]["indexed"]
 
     resumed = ingest(root, killed)

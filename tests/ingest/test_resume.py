@@ -56,6 +56,27 @@ def indexed_rows(data_dir: Path) -> int:
         return 0
 
 
+def kill_mid_run(
+    options: list[str], share: Path, env: dict[str, str], data_dir: Path, after_rows: int
+) -> None:
+    """Start `rag ingest`, and SIGKILL its whole process group once `after_rows` files are
+    indexed. Small write batches make the kill land between (or inside) the run's writes."""
+    process = subprocess.Popen(
+        [str(RAG), "ingest", str(share), *options, "--json"],
+        env={**env, "RAG_INGEST__BATCH_CHUNKS": "2"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while (indexed_rows(data_dir) < after_rows and process.poll() is None
+           and time.monotonic() < deadline):  # fmt: skip
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def snapshot(data_dir: Path, embedder: Any) -> tuple[set[tuple[Any, ...]], dict[str, int]]:
     settings = make_settings(data_dir)
     store = build_store(settings)
@@ -79,20 +100,7 @@ def test_a_killed_run_resumes_to_the_index_of_a_clean_run(tmp_path: Path, embedd
     ingest(share, clean)
 
     killed = tmp_path / "killed"
-    # Small write batches, so the kill lands between (or inside) the writes of one run.
-    process = subprocess.Popen(
-        [str(RAG), "ingest", str(share), "--workers", "1", "--json"],
-        env={**env_for(killed), "RAG_INGEST__BATCH_CHUNKS": "2"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    while indexed_rows(killed) < 5 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be killed"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_mid_run(["--workers", "1"], share, env_for(killed), killed, after_rows=5)
     assert 0 < indexed_rows(killed) < 15
 
     report = ingest(share, killed)
