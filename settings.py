@@ -171,6 +171,29 @@ class RetrievalSettings(_Section):
         description="Cosine similarity below which a passage is not relevant; when no hit "
         "reaches it, `rag ask` refuses without calling the model.",
     )
+    query_languages: str = Field(
+        default="en,fr,de",
+        description="Languages (ISO 639-1, comma-separated) whose stemming and stopwords "
+        "keyword search applies to a query; a passage is indexed in its own language.",
+    )
+    reranker_dir: Path | None = Field(
+        default=None,
+        description="Local folder of a sentence-transformers cross-encoder that reorders the "
+        "fused candidates (the bundle carries a multilingual one). Unset: no reranking.",
+    )
+    rerank_candidates: int = Field(
+        default=30, ge=1, description="Fused candidates the reranker reads per query."
+    )
+
+
+class IndexSettings(_Section):
+    linger_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a process keeps the embedded index open after its last "
+        "operation, so searches in a row don't reopen it; another process that needs the "
+        "index takes it over at once. Ignored with a Qdrant server.",
+    )
 
 
 class UISettings(_Section):
@@ -198,6 +221,7 @@ class Settings(BaseSettings):
     ocr: OcrSettings = Field(default_factory=OcrSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
     ui: UISettings = Field(default_factory=UISettings)
 
     @property

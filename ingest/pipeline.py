@@ -15,6 +15,7 @@ from ingest.chunker import passages
 from ingest.crawler import crawl, storable
 from ingest.document import ParsedDocument
 from ingest.errors import BadIngestRoot
+from ingest.language import detect_language
 from ingest.ledger import FileRecord, Ledger, Status
 from ingest.parsers import parser_for
 from ingest.permissions import principals_from_stat
@@ -264,6 +265,8 @@ class Ingestor:
                 if path not in seen and not path.startswith(tuple(protected)):
                     self._forget(path)
                     report.deleted += 1
+        if report.indexed or report.updated or report.deleted:
+            self._store.optimize()
         progress.finish()
         report.seconds = time.monotonic() - started
         report.report_file = str(
@@ -441,6 +444,7 @@ class Ingestor:
         """The file's passages, then each attachment's (an e-mail's), numbered in that order."""
         chunks: list[Chunk] = []
         for attachment, title, part in _parts(document, Path(job.path).name):
+            language = detect_language("\n".join(block.text for block in part.blocks[:200]))
             for passage in passages(part, title, self._settings.chunking.max_chars):
                 chunks.append(
                     Chunk(
@@ -453,6 +457,7 @@ class Ingestor:
                         title=title,
                         section=passage.section,
                         attachment=attachment,
+                        language=language,
                         content_sha256=job.sha256,
                         acl=job.acl,
                         mtime=job.mtime,

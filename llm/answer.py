@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from llm.client import ChatModel, Message
@@ -11,6 +11,7 @@ from llm.prompts import REFUSAL, grounded_messages
 from retrieval.access import Scope
 from retrieval.models import Hit
 from retrieval.retriever import Retriever
+from retrieval.store import SearchFilters
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _WORD = re.compile(r"[^\W_]{3,}|\d+(?:[.,]\d+)*", re.UNICODE)
@@ -72,13 +73,14 @@ class Answerer:
         self._score_margin = score_margin
 
     def prepare(
-        self, question: str, scope: Scope, filters: Mapping[str, str] | None = None
+        self, question: str, scope: Scope, filters: SearchFilters | None = None
     ) -> PreparedQuestion:
         hits = self.retriever.search(question, scope, self._context_passages, filters)
-        if not hits or hits[0].score < self._min_score:
+        best = max((relevance(hit) for hit in hits), default=0.0)
+        if best < self._min_score:
             return PreparedQuestion(question, hits, None)
-        floor = max(self._min_score, hits[0].score - self._score_margin)
-        relevant = [hit for hit in hits if hit.score >= floor]
+        floor = max(self._min_score, best - self._score_margin)
+        relevant = [hit for hit in hits if relevance(hit) >= floor]
         return PreparedQuestion(question, relevant, grounded_messages(question, relevant))
 
     def finish(self, prepared: PreparedQuestion, text: str) -> Answer:
@@ -95,12 +97,19 @@ class Answerer:
         return Answer(text, False, citations, prepared.passages)
 
     def answer(
-        self, question: str, scope: Scope, filters: Mapping[str, str] | None = None
+        self, question: str, scope: Scope, filters: SearchFilters | None = None
     ) -> Answer:
         prepared = self.prepare(question, scope, filters)
         if prepared.messages is None:
             return self.finish(prepared, "")
         return self.finish(prepared, self.chat.complete(prepared.messages))
+
+
+def relevance(hit: Hit) -> float:
+    """How well a passage matches the question on an absolute scale: by meaning (cosine of
+    the vectors) or by its words (share of the question's keywords it contains), whichever
+    is stronger, so that both paraphrases and exact codes count."""
+    return max(hit.similarity, hit.coverage)
 
 
 def _is_refusal(text: str) -> bool:

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from retrieval.edge_store import EdgeStore
 from retrieval.embedder import Embedder, SentenceTransformerEmbedder
+from retrieval.reranker import CrossEncoderReranker, Reranker
 from retrieval.retriever import Retriever
+from retrieval.sparse import SparseEncoder
 from retrieval.store import VectorStore
 from settings import Settings
 
 
+def build_sparse(settings: Settings) -> SparseEncoder:
+    languages = [code.strip() for code in settings.retrieval.query_languages.split(",")]
+    return SparseEncoder(code for code in languages if code)
+
+
 def build_store(settings: Settings) -> VectorStore:
+    sparse = build_sparse(settings)
     if settings.qdrant.url:
         from retrieval.server_store import QdrantServerStore
 
         api_key = settings.qdrant.api_key.get_secret_value() if settings.qdrant.api_key else None
-        return QdrantServerStore.connect(settings.qdrant.url, api_key, settings.qdrant.collection)
-    return EdgeStore(settings.index_dir / settings.qdrant.collection)
+        return QdrantServerStore.connect(
+            settings.qdrant.url, api_key, settings.qdrant.collection, sparse
+        )
+    return EdgeStore(
+        settings.index_dir / settings.qdrant.collection, sparse, settings.index.linger_seconds
+    )
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -24,5 +36,17 @@ def build_embedder(settings: Settings) -> Embedder:
     )
 
 
+def build_reranker(settings: Settings) -> Reranker | None:
+    if settings.retrieval.reranker_dir is None:
+        return None
+    return CrossEncoderReranker(settings.retrieval.reranker_dir)
+
+
 def build_retriever(settings: Settings) -> Retriever:
-    return Retriever(build_embedder(settings), build_store(settings))
+    return Retriever(
+        build_embedder(settings),
+        build_store(settings),
+        build_sparse(settings),
+        build_reranker(settings),
+        settings.retrieval.rerank_candidates,
+    )

@@ -2,97 +2,95 @@
 
 from __future__ import annotations
 
+import atexit
 import fcntl
-from collections.abc import Iterator, Mapping, Sequence
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import qdrant_edge as qe
 
 from retrieval.access import Scope
 from retrieval.errors import StoreUnavailable
 from retrieval.models import Chunk, Hit
-from retrieval.store import DocumentVersion, check_filters, chunk_from_payload, chunk_payload
+from retrieval.sparse import SparseEncoder
+from retrieval.store import (
+    FLOAT_FIELDS,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    DocumentVersion,
+    SearchFilters,
+    SearchQuery,
+    candidates,
+    chunk_from_payload,
+    chunk_payload,
+    cosine,
+)
 
 DENSE = "dense"
-_KEYWORD_FIELDS = ("acl", "doc_id", "path")
+SPARSE = "bm25"
+RRF_K = 60
+_CONFIG_FILE = "edge_config.json"
+_WAITING_PREFIX = ".waiting-"
 
 
 class EdgeStore:
     """A Qdrant Edge shard in a local folder.
 
-    A shard may be open in one process at a time, and the UI, the CLI and ingestion are
-    separate processes; so each operation takes an exclusive lock on the folder, opens the
-    shard, works and closes it (reopening is cheap: a fraction of a second at 100,000 chunks).
+    A shard can be open in one process at a time, and the UI, the CLI and ingestion are
+    separate processes. So a process opens the shard under an exclusive lock on the folder
+    and keeps it open while it keeps working: queries in a row don't pay for reopening. It
+    hands the shard over when another process is waiting (each waiter leaves a marker file)
+    or after `linger_seconds` without an operation.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sparse: SparseEncoder, linger_seconds: float = 2.0) -> None:
         self._path = path
-
-    # -- shard lifecycle ------------------------------------------------------------------
-
-    @contextmanager
-    def _opened(self) -> Iterator[qe.EdgeShard]:
-        self._path.mkdir(parents=True, exist_ok=True)
-        with open(self._path / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            shard = self._load()
-            try:
-                yield shard
-            finally:
-                shard.close()
-
-    def _load(self) -> qe.EdgeShard:
-        if not (self._path / "edge_config.json").exists():
-            raise StoreUnavailable(f"no index at {self._path}; run `rag ingest PATH` to create it")
-        try:
-            return qe.EdgeShard.load(str(self._path))
-        except Exception as exc:  # the engine raises plain exceptions with a message
-            raise StoreUnavailable(f"cannot open the index at {self._path}: {exc}") from exc
+        self._sparse = sparse
+        self._shard = _SharedShard(path, linger_seconds)
 
     def close(self) -> None:
-        """Nothing stays open between operations."""
+        self._shard.release()
 
     # -- VectorStore ----------------------------------------------------------------------
 
     def ensure_collection(self, dimension: int) -> None:
-        if (self._path / "edge_config.json").exists():
+        if self._exists():
+            self._check_format()
             return
-        self._path.mkdir(parents=True, exist_ok=True)
-        with open(self._path / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if (self._path / "edge_config.json").exists():
+        config = qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
+        with self._shard.use(create=config) as (shard, created):
+            if not created:
                 return
-            config = qe.EdgeConfig(
-                vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)}
-            )
-            shard = qe.EdgeShard.create(str(self._path), config)
-            try:
-                for field in _KEYWORD_FIELDS:
-                    shard.update(
-                        qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
-                    )
-                shard.update(
-                    qe.UpdateOperation.create_field_index("ordinal", qe.PayloadSchemaType.Integer)
-                )
-                shard.flush()
-            finally:
-                shard.close()
+            indexes = [
+                *((field, qe.PayloadSchemaType.Keyword) for field in KEYWORD_FIELDS),
+                *((field, qe.PayloadSchemaType.Integer) for field in INTEGER_FIELDS),
+                *((field, qe.PayloadSchemaType.Float) for field in FLOAT_FIELDS),
+            ]
+            for field, schema in indexes:
+                shard.update(qe.UpdateOperation.create_field_index(field, schema))
+            shard.flush()
 
     def upsert(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
-        points = _points(chunks, vectors)
+        points = self._points(chunks, vectors)
         if not points:
             return
-        with self._opened() as shard:
+        with self._open() as shard:
             shard.update(qe.UpdateOperation.upsert_points(points))
             shard.flush()
 
     def replace_documents(self, versions: Sequence[DocumentVersion]) -> None:
-        batches = [(v.doc_id, _points(v.chunks, v.vectors)) for v in versions]
-        # One lock for the batch: other processes search under the same lock, so they see
-        # the old versions or the new ones.
-        with self._opened() as shard:
+        batches = [(v.doc_id, self._points(v.chunks, v.vectors)) for v in versions]
+        # One operation holding the shard: other processes see the old versions or the new.
+        with self._open() as shard:
             points = [point for _, document_points in batches for point in document_points]
             if points:
                 shard.update(qe.UpdateOperation.upsert_points(points))
@@ -106,13 +104,13 @@ class EdgeStore:
         if not self._exists():
             return 0
         selector = _tail(doc_id, from_ordinal)
-        with self._opened() as shard:
+        with self._open() as shard:
             shard.update(qe.UpdateOperation.delete_points_by_filter(selector))
             shard.flush()
             return shard.count(qe.CountRequest(exact=True, filter=selector))
 
     def set_acl(self, doc_id: str, acl: frozenset[str]) -> None:
-        with self._opened() as shard:
+        with self._open() as shard:
             shard.update(
                 qe.UpdateOperation.set_payload_by_filter(
                     _match("doc_id", doc_id), {"acl": sorted(acl)}
@@ -121,30 +119,47 @@ class EdgeStore:
             shard.flush()
 
     def search(
-        self,
-        vector: Sequence[float],
-        scope: Scope,
-        k: int,
-        filters: Mapping[str, str] | None = None,
+        self, query: SearchQuery, scope: Scope, k: int, filters: SearchFilters | None = None
     ) -> list[Hit]:
-        filters = check_filters(filters)
         if scope.sees_nothing or k <= 0 or not self._exists():
             return []
-        must: list[Any] = [
-            qe.FieldCondition(key, match=qe.MatchValue(value)) for key, value in filters.items()
+        selection = _selection(scope, filters or SearchFilters())
+        sparse = self._sparse.query(query.text)
+        limit = candidates(k)
+        prefetches = [
+            qe.Prefetch(
+                limit=limit,
+                query=qe.Query.Nearest(list(query.vector), using=DENSE),
+                filter=selection,
+            )
         ]
-        if not scope.unrestricted:
-            must.append(qe.FieldCondition("acl", match=qe.MatchAny(sorted(scope.principals))))
+        if sparse.indices:
+            prefetches.append(
+                qe.Prefetch(
+                    limit=limit,
+                    query=qe.Query.Nearest(
+                        qe.SparseVector(indices=sparse.indices, values=sparse.values),
+                        using=SPARSE,
+                    ),
+                    filter=selection,
+                )
+            )
         request = qe.QueryRequest(
             limit=k,
-            query=qe.Query.Nearest(list(vector), using=DENSE),
-            filter=qe.Filter(must=must) if must else None,
+            prefetches=prefetches,
+            query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stub omits Rrf
+            filter=selection,
             with_payload=True,
+            with_vector=[DENSE],
         )
-        with self._opened() as shard:
+        with self._open() as shard:
             points = shard.query(request)
         return [
-            Hit(chunk=chunk_from_payload(str(p.id), p.payload or {}), score=float(p.score))
+            Hit(
+                chunk=chunk_from_payload(str(p.id), p.payload or {}),
+                score=float(p.score),
+                similarity=cosine(query.vector, _dense(p.vector)),
+            )
             for p in points
         ]
 
@@ -153,7 +168,7 @@ class EdgeStore:
             return []
         found: list[tuple[Chunk, list[float]]] = []
         offset = None
-        with self._opened() as shard:
+        with self._open() as shard:
             while True:
                 records, offset = shard.scroll(
                     qe.ScrollRequest(
@@ -161,15 +176,12 @@ class EdgeStore:
                         limit=256,
                         filter=_match("doc_id", doc_id),
                         with_payload=True,
-                        with_vector=True,
+                        with_vector=[DENSE],
                     )
                 )
                 for record in records:
-                    vectors: dict[str, Any] = (
-                        record.vector if isinstance(record.vector, dict) else {}
-                    )
                     chunk = chunk_from_payload(str(record.id), record.payload or {})
-                    found.append((chunk, [float(x) for x in vectors.get(DENSE, [])]))
+                    found.append((chunk, _dense(record.vector)))
                 if offset is None:
                     break
         return sorted(found, key=lambda pair: pair[0].ordinal)
@@ -178,23 +190,176 @@ class EdgeStore:
         if not self._exists():
             return 0
         selector = _match("doc_id", doc_id) if doc_id else None
-        with self._opened() as shard:
+        with self._open() as shard:
             return shard.count(qe.CountRequest(exact=True, filter=selector))
+
+    def optimize(self) -> None:
+        """Builds the vector and keyword indexes of what was written (the engine leaves that
+        to its caller in-process); searches of a large index are slow until it runs."""
+        if not self._exists():
+            return
+        with self._open() as shard:
+            shard.optimize()
 
     def describe(self) -> dict[str, Any]:
         return {"engine": "qdrant-edge (embedded)", "location": str(self._path.resolve())}
 
+    # -- helpers --------------------------------------------------------------------------
+
+    @contextmanager
+    def _open(self) -> Iterator[qe.EdgeShard]:
+        with self._shard.use() as (shard, _):
+            yield shard
+
     def _exists(self) -> bool:
-        return (self._path / "edge_config.json").exists()
+        return (self._path / _CONFIG_FILE).exists()
+
+    def _check_format(self) -> None:
+        config = json.loads((self._path / _CONFIG_FILE).read_text())
+        if SPARSE not in (config.get("sparse_vectors") or {}):
+            raise StoreUnavailable(
+                f"the index at {self._path} predates keyword search; rebuild it: "
+                "`rag ingest --rebuild PATH...`"
+            )
+
+    def _points(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> list[Any]:
+        if len(chunks) != len(vectors):
+            raise ValueError("one vector per chunk")
+        points = []
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            sparse = self._sparse.document(chunk.embedding_text(), chunk.language)
+            named: dict[str, Any] = {DENSE: list(vector)}
+            if sparse.indices:
+                named[SPARSE] = qe.SparseVector(indices=sparse.indices, values=sparse.values)
+            points.append(qe.Point(id=chunk.id, vector=named, payload=chunk_payload(chunk)))
+        return points
 
 
-def _points(chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> list[qe.Point]:
-    if len(chunks) != len(vectors):
-        raise ValueError("one vector per chunk")
-    return [
-        qe.Point(id=chunk.id, vector={DENSE: list(vector)}, payload=chunk_payload(chunk))
-        for chunk, vector in zip(chunks, vectors, strict=True)
+class _SharedShard:
+    """The shard, held open by this process while it is busy and nobody else waits."""
+
+    def __init__(self, path: Path, linger_seconds: float) -> None:
+        self._path = path
+        self._linger = linger_seconds
+        self._mutex = threading.RLock()
+        self._shard: qe.EdgeShard | None = None
+        self._lock_file: IO[str] | None = None
+        self._last_used = 0.0
+        self._closer: threading.Thread | None = None
+        self._marker = f"{_WAITING_PREFIX}{os.getpid()}-{id(self)}"
+        atexit.register(self.release)
+
+    @contextmanager
+    def use(self, create: qe.EdgeConfig | None = None) -> Iterator[tuple[qe.EdgeShard, bool]]:
+        with self._mutex:
+            created = False
+            if self._shard is None:
+                created = self._acquire(create)
+            assert self._shard is not None
+            try:
+                yield self._shard, created
+            finally:
+                self._last_used = time.monotonic()
+                if self._linger <= 0 or self._others_waiting():
+                    self.release()
+                else:
+                    self._start_closer()
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._shard is not None:
+                self._shard.close()
+                self._shard = None
+            if self._lock_file is not None:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+                self._lock_file.close()
+                self._lock_file = None
+
+    def _acquire(self, create: qe.EdgeConfig | None) -> bool:
+        self._path.mkdir(parents=True, exist_ok=True)
+        marker = self._path / self._marker
+        marker.touch()
+        lock_file = open(self._path / ".lock", "w")  # noqa: SIM115 (held across calls)
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        finally:
+            marker.unlink(missing_ok=True)
+        try:
+            created = False
+            if (self._path / _CONFIG_FILE).exists():
+                self._shard = qe.EdgeShard.load(str(self._path))
+            elif create is not None:
+                self._shard = qe.EdgeShard.create(str(self._path), create)
+                created = True
+            else:
+                raise StoreUnavailable(
+                    f"no index at {self._path}; run `rag ingest PATH` to create it"
+                )
+        except StoreUnavailable:
+            lock_file.close()
+            raise
+        except Exception as exc:  # the engine raises plain exceptions with a message
+            lock_file.close()
+            raise StoreUnavailable(f"cannot open the index at {self._path}: {exc}") from exc
+        self._lock_file = lock_file
+        return created
+
+    def _others_waiting(self) -> bool:
+        for entry in os.scandir(self._path):
+            if entry.name.startswith(_WAITING_PREFIX) and entry.name != self._marker:
+                if _process_alive(entry.name):
+                    return True
+                Path(entry.path).unlink(missing_ok=True)
+        return False
+
+    def _start_closer(self) -> None:
+        if self._closer is None or not self._closer.is_alive():
+            self._closer = threading.Thread(target=self._close_when_idle, daemon=True)
+            self._closer.start()
+
+    def _close_when_idle(self) -> None:
+        while True:
+            time.sleep(min(0.1, self._linger))
+            with self._mutex:
+                if self._shard is None:
+                    return
+                idle = time.monotonic() - self._last_used
+                if idle >= self._linger or self._others_waiting():
+                    self.release()
+                    return
+
+
+def _process_alive(marker: str) -> bool:
+    pid = int(marker[len(_WAITING_PREFIX) :].split("-")[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _selection(scope: Scope, filters: SearchFilters) -> qe.Filter | None:
+    must: list[Any] = [
+        qe.FieldCondition(key, match=qe.MatchValue(value))
+        for key, value in filters.keywords().items()
     ]
+    if filters.modified_after is not None or filters.modified_before is not None:
+        must.append(
+            qe.FieldCondition(
+                "mtime",
+                range=qe.RangeFloat(gte=filters.modified_after, lt=filters.modified_before),
+            )
+        )
+    if not scope.unrestricted:
+        must.append(qe.FieldCondition("acl", match=qe.MatchAny(sorted(scope.principals))))
+    return qe.Filter(must=must) if must else None
+
+
+def _dense(vector: Any) -> list[float]:
+    named: dict[str, Any] = vector if isinstance(vector, dict) else {}
+    return [float(x) for x in named.get(DENSE, [])]
 
 
 def _tail(doc_id: str, from_ordinal: int) -> qe.Filter:

@@ -3,6 +3,7 @@
 RetrievalError
 ├── StoreUnavailable     the vector store can't be opened or reached
 ├── EmbedderUnavailable  the embedding model folder is missing or unreadable
+├── RerankerUnavailable  the configured reranker model folder is missing or unreadable
 └── UnknownUser          a user name that the user directory doesn't know
 """
 
@@ -16,6 +17,10 @@ class StoreUnavailable(RetrievalError):
 
 
 class EmbedderUnavailable(RetrievalError):
+    pass
+
+
+class RerankerUnavailable(RetrievalError):
     pass
 
 

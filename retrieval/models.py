@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import PurePath
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,20 +38,43 @@ class Chunk(BaseModel):
         description="Name of the e-mail attachment the passage comes from (then `page` and "
         "`title` are the attachment's); empty for the file's own text.",
     )
+    language: str = Field(
+        default="", description="ISO 639-1 code of the passage's language; empty if unknown."
+    )
     content_sha256: str
     acl: frozenset[str] = Field(description="Principals allowed to read the source file.")
     mtime: float
 
     def embedding_text(self) -> str:
-        """What is embedded: the passage with the title and heading it belongs to."""
-        context = " / ".join(part for part in (self.title, self.section) if part)
-        return f"{context}\n{self.text}" if context else self.text
+        """What is embedded and keyword-indexed: the passage under the document's place,
+        title and heading, so "the 2025 travel policy" finds passages that don't repeat it."""
+        context = " / ".join(part for part in (self.location(), self.title, self.section) if part)
+        return f"{context}\n{self.text}"
+
+    def location(self) -> str:
+        """The file's name and its two closest folders: `finance / 2025 / travel-policy`."""
+        path = PurePath(self.path)
+        names = [*path.parent.parts[-2:], path.stem]
+        name = " / ".join(part for part in names if part not in ("", "/"))
+        return f"{name} / {self.attachment}" if self.attachment else name
+
+    @property
+    def file_type(self) -> str:
+        """The file's extension, lowercase and without the dot: `pdf`, `docx`."""
+        return PurePath(self.path).suffix.lower().lstrip(".")
 
 
 class Hit(BaseModel):
-    """A chunk found by a search, with its similarity score (higher is closer)."""
+    """A chunk found by a search.
+
+    `score` orders the hits (fused rank, or the reranker's score). `similarity` (cosine of
+    the query and passage vectors) and `coverage` (share of the query's keywords in the
+    passage) say how well the passage matches on an absolute scale: refusals use them.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     chunk: Chunk
     score: float
+    similarity: float = 0.0
+    coverage: float = 0.0

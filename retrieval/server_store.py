@@ -6,7 +6,7 @@ API, since no Qdrant server binary runs on the build machines.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient
@@ -15,42 +15,71 @@ from qdrant_client import models as qm
 from retrieval.access import Scope
 from retrieval.errors import StoreUnavailable
 from retrieval.models import Chunk, Hit
-from retrieval.store import DocumentVersion, check_filters, chunk_from_payload, chunk_payload
+from retrieval.sparse import SparseEncoder
+from retrieval.store import (
+    FLOAT_FIELDS,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    DocumentVersion,
+    SearchFilters,
+    SearchQuery,
+    candidates,
+    chunk_from_payload,
+    chunk_payload,
+    cosine,
+)
 
 DENSE = "dense"
-_KEYWORD_FIELDS = ("acl", "doc_id", "path")
+SPARSE = "bm25"
 
 
 class QdrantServerStore:
-    def __init__(self, client: QdrantClient, collection: str, location: str) -> None:
+    def __init__(
+        self, client: QdrantClient, collection: str, location: str, sparse: SparseEncoder
+    ) -> None:
         self._client = client
         self._collection = collection
         self._location = location
+        self._sparse = sparse
 
     @classmethod
-    def connect(cls, url: str, api_key: str | None, collection: str) -> QdrantServerStore:
+    def connect(
+        cls, url: str, api_key: str | None, collection: str, sparse: SparseEncoder
+    ) -> QdrantServerStore:
         client = QdrantClient(url=url, api_key=api_key, timeout=30, check_compatibility=False)
-        return cls(client, collection, url)
+        return cls(client, collection, url, sparse)
 
     def ensure_collection(self, dimension: int) -> None:
         try:
             if self._client.collection_exists(self._collection):
+                self._check_format()
                 return
             self._client.create_collection(
                 self._collection,
                 vectors_config={
                     DENSE: qm.VectorParams(size=dimension, distance=qm.Distance.COSINE)
                 },
+                sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
             )
-            for field in _KEYWORD_FIELDS:
-                self._client.create_payload_index(
-                    self._collection, field, qm.PayloadSchemaType.KEYWORD
-                )
-            self._client.create_payload_index(
-                self._collection, "ordinal", qm.PayloadSchemaType.INTEGER
-            )
+            indexes = [
+                *((field, qm.PayloadSchemaType.KEYWORD) for field in KEYWORD_FIELDS),
+                *((field, qm.PayloadSchemaType.INTEGER) for field in INTEGER_FIELDS),
+                *((field, qm.PayloadSchemaType.FLOAT) for field in FLOAT_FIELDS),
+            ]
+            for field, schema in indexes:
+                self._client.create_payload_index(self._collection, field, schema)
+        except StoreUnavailable:
+            raise
         except Exception as exc:
             raise StoreUnavailable(f"Qdrant at {self._location}: {exc}") from exc
+
+    def _check_format(self) -> None:
+        info = self._client.get_collection(self._collection)
+        if SPARSE not in (info.config.params.sparse_vectors or {}):
+            raise StoreUnavailable(
+                f"collection {self._collection!r} at {self._location} predates keyword "
+                "search; rebuild it: `rag ingest --rebuild PATH...`"
+            )
 
     def upsert(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
         if len(chunks) != len(vectors):
@@ -58,7 +87,9 @@ class QdrantServerStore:
         if not chunks:
             return
         points = [
-            qm.PointStruct(id=chunk.id, vector={DENSE: list(vector)}, payload=chunk_payload(chunk))
+            qm.PointStruct(
+                id=chunk.id, vector=self._vectors(chunk, vector), payload=chunk_payload(chunk)
+            )
             for chunk, vector in zip(chunks, vectors, strict=True)
         ]
         self._client.upsert(self._collection, points=points, wait=True)
@@ -96,32 +127,40 @@ class QdrantServerStore:
         )
 
     def search(
-        self,
-        vector: Sequence[float],
-        scope: Scope,
-        k: int,
-        filters: Mapping[str, str] | None = None,
+        self, query: SearchQuery, scope: Scope, k: int, filters: SearchFilters | None = None
     ) -> list[Hit]:
-        filters = check_filters(filters)
         if scope.sees_nothing or k <= 0 or not self._exists():
             return []
-        must: list[Any] = [
-            qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
-            for key, value in filters.items()
+        selection = _selection(scope, filters or SearchFilters())
+        sparse = self._sparse.query(query.text)
+        limit = candidates(k)
+        prefetches = [
+            qm.Prefetch(query=list(query.vector), using=DENSE, filter=selection, limit=limit)
         ]
-        if not scope.unrestricted:
-            principals = sorted(scope.principals)
-            must.append(qm.FieldCondition(key="acl", match=qm.MatchAny(any=principals)))
+        if sparse.indices:
+            prefetches.append(
+                qm.Prefetch(
+                    query=qm.SparseVector(indices=sparse.indices, values=sparse.values),
+                    using=SPARSE,
+                    filter=selection,
+                    limit=limit,
+                )
+            )
         response = self._client.query_points(
             self._collection,
-            query=list(vector),
-            using=DENSE,
-            query_filter=qm.Filter(must=must) if must else None,
+            prefetch=prefetches,
+            query=qm.FusionQuery(fusion=qm.Fusion.RRF),
+            query_filter=selection,
             limit=k,
             with_payload=True,
+            with_vectors=[DENSE],
         )
         return [
-            Hit(chunk=chunk_from_payload(str(p.id), p.payload or {}), score=float(p.score))
+            Hit(
+                chunk=chunk_from_payload(str(p.id), p.payload or {}),
+                score=float(p.score),
+                similarity=cosine(query.vector, _dense(p.vector)),
+            )
             for p in response.points
         ]
 
@@ -137,12 +176,11 @@ class QdrantServerStore:
                 limit=256,
                 offset=offset,
                 with_payload=True,
-                with_vectors=True,
+                with_vectors=[DENSE],
             )
             for record in records:
-                vector = record.vector.get(DENSE) if isinstance(record.vector, dict) else None
                 chunk = chunk_from_payload(str(record.id), record.payload or {})
-                found.append((chunk, list(vector or [])))  # type: ignore[arg-type]
+                found.append((chunk, _dense(record.vector)))
             if offset is None:
                 break
         return sorted(found, key=lambda pair: pair[0].ordinal)
@@ -153,8 +191,18 @@ class QdrantServerStore:
         selector = _match("doc_id", doc_id) if doc_id else None
         return self._client.count(self._collection, count_filter=selector, exact=True).count
 
+    def optimize(self) -> None:
+        """The server builds its indexes in the background."""
+
     def describe(self) -> dict[str, Any]:
         return {"engine": "qdrant server", "location": self._location}
+
+    def _vectors(self, chunk: Chunk, vector: Sequence[float]) -> dict[str, Any]:
+        named: dict[str, Any] = {DENSE: list(vector)}
+        sparse = self._sparse.document(chunk.embedding_text(), chunk.language)
+        if sparse.indices:
+            named[SPARSE] = qm.SparseVector(indices=sparse.indices, values=sparse.values)
+        return named
 
     def close(self) -> None:
         self._client.close()
@@ -164,6 +212,28 @@ class QdrantServerStore:
             return bool(self._client.collection_exists(self._collection))
         except Exception as exc:
             raise StoreUnavailable(f"Qdrant at {self._location}: {exc}") from exc
+
+
+def _selection(scope: Scope, filters: SearchFilters) -> qm.Filter | None:
+    must: list[Any] = [
+        qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
+        for key, value in filters.keywords().items()
+    ]
+    if filters.modified_after is not None or filters.modified_before is not None:
+        must.append(
+            qm.FieldCondition(
+                key="mtime", range=qm.Range(gte=filters.modified_after, lt=filters.modified_before)
+            )
+        )
+    if not scope.unrestricted:
+        principals = sorted(scope.principals)
+        must.append(qm.FieldCondition(key="acl", match=qm.MatchAny(any=principals)))
+    return qm.Filter(must=must) if must else None
+
+
+def _dense(vector: Any) -> list[float]:
+    named: dict[str, Any] = vector if isinstance(vector, dict) else {}
+    return [float(x) for x in named.get(DENSE) or []]
 
 
 def _match(key: str, value: str) -> qm.Filter:

@@ -4,13 +4,96 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
 from typing import Any, Protocol
 
 from retrieval.access import Scope
 from retrieval.models import Chunk, Hit
 
-# Payload keys that can be matched exactly by `search(filters=...)`.
-FILTERABLE_KEYS = frozenset({"doc_id", "path", "title"})
+# How many candidates each half of a hybrid search contributes before fusion, per hit asked.
+CANDIDATES_PER_HIT = 4
+MIN_CANDIDATES = 40
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A query as both halves of hybrid search need it: its text and its dense vector."""
+
+    text: str
+    vector: Sequence[float]
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Narrowing a search, always on top of the access filter.
+
+    `folder` keeps files under that folder (an absolute path, matched on whole names);
+    `file_type` an extension (`pdf`); `language` an ISO 639-1 code; `modified_after` and
+    `modified_before` bound the file's modification time (seconds since the epoch);
+    `doc_id` and `path` pick one document.
+    """
+
+    folder: str | None = None
+    file_type: str | None = None
+    language: str | None = None
+    modified_after: float | None = None
+    modified_before: float | None = None
+    doc_id: str | None = None
+    path: str | None = None
+
+    def keywords(self) -> dict[str, str]:
+        """The conditions that match a payload keyword exactly."""
+        pairs = {
+            "folders": self.folder.rstrip("/") or "/" if self.folder else None,
+            "file_type": self.file_type.lower().lstrip(".") if self.file_type else None,
+            "language": self.language.lower() if self.language else None,
+            "doc_id": self.doc_id,
+            "path": self.path,
+        }
+        return {key: value for key, value in pairs.items() if value is not None}
+
+    @classmethod
+    def parse(cls, pairs: Sequence[str]) -> SearchFilters:
+        """Filters from `KEY=VALUE` strings (the CLI's `--filter`), with one clear error.
+
+        Keys: folder (absolute path), type (extension), language (ISO 639-1), and
+        modified_after / modified_before (YYYY-MM-DD or an ISO date-time; UTC unless the
+        value names its zone)."""
+        values: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            key, value = key.strip().lower(), value.strip()
+            if not sep or not value:
+                raise ValueError(f"filter {pair!r} is not KEY=VALUE")
+            if key not in _FILTER_KEYS:
+                raise ValueError(f"unknown filter {key!r}; use one of {', '.join(_FILTER_KEYS)}")
+            field = _FILTER_KEYS[key]
+            if field in values:
+                raise ValueError(f"filter {key!r} given twice")
+            if field == "folder" and not value.startswith("/"):
+                raise ValueError(f"folder filter {value!r} must be an absolute path")
+            values[field] = _epoch(key, value) if field.startswith("modified") else value
+        return cls(**values)
+
+
+_FILTER_KEYS = {
+    "folder": "folder",
+    "type": "file_type",
+    "language": "language",
+    "modified_after": "modified_after",
+    "modified_before": "modified_before",
+}
+
+
+def _epoch(key: str, value: str) -> float:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"filter {key}={value!r}: give a date as YYYY-MM-DD") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 @dataclass(frozen=True)
@@ -32,10 +115,11 @@ class VectorStore(Protocol):
       at least `from_ordinal` (all of them by default) and returns how many of those remain
       (0 when the deletion is complete). A re-ingested document that got shorter upserts its
       new chunks, then trims the old tail, so it never vanishes from search meanwhile.
-    - `search(vector, scope, k, filters)` returns at most k hits, best first, only among the
-      chunks the scope may read; a scope with no principals returns nothing. The access
-      filter runs inside the engine's query, never as post-filtering. `filters` match payload
-      keys from FILTERABLE_KEYS exactly.
+    - `search(query, scope, k, filters)` returns at most k hits, best first, only among the
+      chunks the scope may read and `filters` select; a scope with no principals returns
+      nothing. Hybrid: the nearest passages by vector and the best by BM25 keywords are
+      fused by reciprocal rank inside the engine; the access filter and `filters` run
+      inside both, never as post-filtering. Each hit carries its cosine `similarity`.
     - `replace_documents(versions)` makes each version's chunks its document's only chunks:
       upserts them and removes the document's chunks beyond the new last ordinal, for a
       whole batch of documents in one write. Searches never see a document missing; where
@@ -45,6 +129,8 @@ class VectorStore(Protocol):
       a copy or a move of a file reuses them instead of parsing it again.
     - `count(doc_id=None)` counts chunks, of one document or all.
     - `set_acl(doc_id, acl)` replaces the principals of every chunk of a document.
+    - `optimize()` builds the search indexes of what was written, where the engine leaves
+      that to its caller; ingestion calls it at the end of a run.
     """
 
     def ensure_collection(self, dimension: int) -> None: ...
@@ -56,11 +142,7 @@ class VectorStore(Protocol):
     def replace_documents(self, versions: Sequence[DocumentVersion]) -> None: ...
 
     def search(
-        self,
-        vector: Sequence[float],
-        scope: Scope,
-        k: int,
-        filters: Mapping[str, str] | None = None,
+        self, query: SearchQuery, scope: Scope, k: int, filters: SearchFilters | None = None
     ) -> list[Hit]: ...
 
     def document_chunks(self, doc_id: str) -> list[tuple[Chunk, list[float]]]: ...
@@ -68,6 +150,8 @@ class VectorStore(Protocol):
     def count(self, doc_id: str | None = None) -> int: ...
 
     def set_acl(self, doc_id: str, acl: frozenset[str]) -> None: ...
+
+    def optimize(self) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -77,18 +161,31 @@ class VectorStore(Protocol):
 def chunk_payload(chunk: Chunk) -> dict[str, Any]:
     payload = chunk.model_dump(exclude={"id"})
     payload["acl"] = sorted(chunk.acl)
+    # Derived, for filters only: the folders above the file, and its type.
+    payload["folders"] = [str(folder) for folder in PurePosixPath(chunk.path).parents]
+    payload["file_type"] = chunk.file_type
     return payload
 
 
 def chunk_from_payload(point_id: str, payload: Mapping[str, Any]) -> Chunk:
-    data = dict(payload)
+    data = {key: value for key, value in payload.items() if key not in _DERIVED}
     data["acl"] = frozenset(data.get("acl", ()))
     return Chunk(id=str(point_id), **data)
 
 
-def check_filters(filters: Mapping[str, str] | None) -> Mapping[str, str]:
-    filters = filters or {}
-    unknown = set(filters) - FILTERABLE_KEYS
-    if unknown:
-        raise ValueError(f"unknown filter keys {sorted(unknown)}; use {sorted(FILTERABLE_KEYS)}")
-    return filters
+_DERIVED = ("folders", "file_type")
+
+# Payload fields with an index: those the access filter, `SearchFilters` and the document
+# operations match on.
+KEYWORD_FIELDS = ("acl", "doc_id", "path", "folders", "file_type", "language")
+INTEGER_FIELDS = ("ordinal",)
+FLOAT_FIELDS = ("mtime",)
+
+
+def candidates(k: int) -> int:
+    return max(k * CANDIDATES_PER_HIT, MIN_CANDIDATES)
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine of two unit vectors, as the engine computes it."""
+    return float(sum(x * y for x, y in zip(a, b, strict=True)))

@@ -6,6 +6,9 @@ Qdrant server through qdrant-client, whose local mode stands in for the server h
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +19,24 @@ from retrieval.access import EVERYONE, Scope
 from retrieval.edge_store import EdgeStore
 from retrieval.models import Chunk, chunk_id, document_id
 from retrieval.server_store import QdrantServerStore
-from retrieval.store import DocumentVersion, VectorStore
+from retrieval.sparse import SparseEncoder
+from retrieval.store import DocumentVersion, SearchFilters, SearchQuery, VectorStore
+from settings import PROJECT_ROOT
 
 DIM = 4
+OTHER_PROCESS_COUNTS = """
+import sys
+from pathlib import Path
+from retrieval.edge_store import EdgeStore
+from retrieval.sparse import SparseEncoder
+store = EdgeStore(Path(sys.argv[1]), SparseEncoder(["en"]), linger_seconds=0)
+print(store.count())
+"""
+SPARSE = SparseEncoder(["en", "fr", "de"])
+
+
+def query(vector: list[float], text: str = "") -> SearchQuery:
+    return SearchQuery(text, vector)
 
 
 def make_chunks(path: str, count: int, acl: set[str], start: int = 0) -> list[Chunk]:
@@ -52,20 +70,21 @@ class StoreContract:
 
     def test_an_empty_store_counts_zero_and_finds_nothing(self, store: VectorStore) -> None:
         assert store.count() == 0
-        assert store.search(axis(0), Scope.operator(), 5) == []
+        assert store.search(query(axis(0)), Scope.operator(), 5) == []
 
     def test_upsert_then_search_returns_the_closest_chunk_first(self, store: VectorStore) -> None:
         chunks = make_chunks("/share/a.pdf", 3, {EVERYONE})
         store.upsert(chunks, [axis(0), axis(1), axis(2)])
-        hits = store.search(axis(1), Scope.operator(), 3)
+        hits = store.search(query(axis(1)), Scope.operator(), 3)
         assert [h.chunk.id for h in hits][0] == chunks[1].id
-        assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert hits[0].similarity == pytest.approx(1.0, abs=1e-5)
         assert hits[0].score >= hits[1].score >= hits[2].score
+        assert [h.similarity for h in hits[1:]] == pytest.approx([0.0, 0.0], abs=1e-5)
 
     def test_search_returns_the_chunk_as_written(self, store: VectorStore) -> None:
         chunk = make_chunks("/share/ü ber/å.docx", 1, {"user:alice", "group:finance"})[0]
         store.upsert([chunk], [axis(0)])
-        assert store.search(axis(0), Scope.operator(), 1)[0].chunk == chunk
+        assert store.search(query(axis(0)), Scope.operator(), 1)[0].chunk == chunk
 
     def test_upserting_the_same_id_overwrites(self, store: VectorStore) -> None:
         chunks = make_chunks("/share/a.pdf", 2, {EVERYONE})
@@ -79,7 +98,7 @@ class StoreContract:
         store.upsert(make_chunks("/share/public.md", 1, {EVERYONE}), [axis(0)])
 
         def paths(scope: Scope) -> set[str]:
-            return {h.chunk.path for h in store.search(axis(0), scope, 10)}
+            return {h.chunk.path for h in store.search(query(axis(0)), scope, 10)}
 
         assert paths(Scope.of({"group:finance", EVERYONE})) == {
             "/share/finance.pdf",
@@ -91,22 +110,84 @@ class StoreContract:
 
     def test_no_principals_means_no_results(self, store: VectorStore) -> None:
         store.upsert(make_chunks("/share/public.md", 2, {EVERYONE}), [axis(0), axis(1)])
-        assert store.search(axis(0), Scope.of(set()), 10) == []
+        assert store.search(query(axis(0)), Scope.of(set()), 10) == []
 
     def test_the_access_filter_applies_before_the_limit(self, store: VectorStore) -> None:
         # Many closer chunks the user may not read must not crowd out the one they may.
         store.upsert(make_chunks("/share/secret.pdf", 20, {"group:board"}), [axis(0)] * 20)
         store.upsert(make_chunks("/share/open.md", 1, {EVERYONE}), [axis(1)])
-        hits = store.search(axis(0), Scope.of({EVERYONE}), 3)
+        hits = store.search(query(axis(0)), Scope.of({EVERYONE}), 3)
         assert [h.chunk.path for h in hits] == ["/share/open.md"]
 
-    def test_filters_match_payload_keys_exactly(self, store: VectorStore) -> None:
+    def test_a_path_filter_keeps_one_document(self, store: VectorStore) -> None:
         store.upsert(make_chunks("/share/a.pdf", 2, {EVERYONE}), [axis(0), axis(1)])
         store.upsert(make_chunks("/share/b.pdf", 2, {EVERYONE}), [axis(0), axis(1)])
-        hits = store.search(axis(0), Scope.operator(), 10, {"path": "/share/b.pdf"})
+        hits = store.search(
+            query(axis(0)), Scope.operator(), 10, SearchFilters(path="/share/b.pdf")
+        )
         assert {h.chunk.path for h in hits} == {"/share/b.pdf"}
-        with pytest.raises(ValueError):
-            store.search(axis(0), Scope.operator(), 10, {"text": "x"})
+
+    def test_filters_by_folder_type_language_and_date(self, store: VectorStore) -> None:
+        files = [
+            ("/share/finance/2025/budget.pdf", "en", 1_700_000_000.0),
+            ("/share/finance/2024/budget.docx", "en", 1_650_000_000.0),
+            ("/share/finance-old/notes.pdf", "en", 1_600_000_000.0),
+            ("/share/rh/conges.pdf", "fr", 1_720_000_000.0),
+        ]
+        for path, language, mtime in files:
+            chunk = make_chunks(path, 1, {EVERYONE})[0]
+            store.upsert([chunk.model_copy(update={"language": language, "mtime": mtime})],
+                         [axis(0)])  # fmt: skip
+
+        def paths(filters: SearchFilters, scope: Scope | None = None) -> set[str]:
+            hits = store.search(query(axis(0)), scope or Scope.operator(), 10, filters)
+            return {h.chunk.path for h in hits}
+
+        finance = {"/share/finance/2025/budget.pdf", "/share/finance/2024/budget.docx"}
+        assert paths(SearchFilters(folder="/share/finance")) == finance
+        assert paths(SearchFilters(folder="/share/finance/")) == finance
+        assert paths(SearchFilters(file_type="PDF", folder="/share/finance")) == {
+            "/share/finance/2025/budget.pdf"
+        }
+        assert paths(SearchFilters(language="fr")) == {"/share/rh/conges.pdf"}
+        assert paths(SearchFilters(modified_after=1_640_000_000, modified_before=1_710_000_000)) \
+            == finance  # fmt: skip
+        assert paths(SearchFilters(folder="/share/finance"), Scope.of({"user:x"})) == set()
+
+    def test_keywords_find_an_exact_term_the_vectors_miss(self, store: VectorStore) -> None:
+        texts = [
+            "Pump housing for the cooling circuit, order code ZX-4471-B.",
+            "Valve assembly for the heating circuit, order code QP-1180-A.",
+            "Filter cartridge for the water circuit, order code MN-2209-C.",
+        ]
+        chunks = [
+            c.model_copy(update={"text": text, "language": "en"})
+            for c, text in zip(make_chunks("/share/parts.pdf", 3, {EVERYONE}), texts, strict=True)
+        ]
+        store.upsert(chunks, [axis(0), axis(1), axis(2)])
+        # The query vector points at the first chunk; the code names the third.
+        hits = store.search(query(axis(0), "MN-2209-C"), Scope.operator(), 3)
+        assert hits[0].chunk.text == texts[2] or hits[1].chunk.text == texts[2]
+        dense_only = store.search(query(axis(0)), Scope.operator(), 1)
+        assert dense_only[0].chunk.text == texts[0]
+
+    def test_keywords_are_stemmed_in_the_passage_language(self, store: VectorStore) -> None:
+        french = make_chunks("/share/rh/factures.md", 1, {EVERYONE})[0].model_copy(
+            update={"text": "Les factures sont payées sous trente jours.", "language": "fr"}
+        )
+        german = make_chunks("/share/einkauf/rechnung.md", 1, {EVERYONE})[0].model_copy(
+            update={"text": "Die Rechnungen werden schnell bezahlt.", "language": "de"}
+        )
+        filler = [
+            c.model_copy(update={"text": f"Unrelated note number {c.ordinal}.", "language": "en"})
+            for c in make_chunks("/share/misc.md", 6, {EVERYONE})
+        ]
+        store.upsert([french, german, *filler], [axis(1), axis(2)] + [axis(0)] * 6)
+        # Singular query words meet plural passage words through each language's stemmer.
+        top = store.search(query(axis(0), "facture"), Scope.operator(), 2)
+        assert french.id in [h.chunk.id for h in top]
+        top = store.search(query(axis(0), "Rechnung"), Scope.operator(), 2)
+        assert german.id in [h.chunk.id for h in top]
 
     def test_delete_document_removes_all_its_chunks_and_only_those(
         self, store: VectorStore
@@ -120,7 +201,7 @@ class StoreContract:
     def test_delete_from_an_ordinal_trims_a_shrunken_document(self, store: VectorStore) -> None:
         store.upsert(make_chunks("/share/a.pdf", 5, {EVERYONE}), [axis(0)] * 5)
         assert store.delete_document(document_id("/share/a.pdf"), from_ordinal=2) == 0
-        remaining = store.search(axis(0), Scope.operator(), 10)
+        remaining = store.search(query(axis(0)), Scope.operator(), 10)
         assert sorted(h.chunk.ordinal for h in remaining) == [0, 1]
 
     def test_replace_document_leaves_only_the_new_version(self, store: VectorStore) -> None:
@@ -132,7 +213,7 @@ class StoreContract:
             for c in make_chunks("/share/a.pdf", 2, {EVERYONE})
         ]
         store.replace_documents([DocumentVersion(doc, new, [axis(1)] * 2)])
-        hits = store.search(axis(1), Scope.operator(), 10, {"doc_id": doc})
+        hits = store.search(query(axis(1)), Scope.operator(), 10, SearchFilters(doc_id=doc))
         assert sorted(h.chunk.text for h in hits) == ["new 0", "new 1"]
         assert store.count() == 3
         store.replace_documents([DocumentVersion(doc, [], [])])
@@ -163,8 +244,8 @@ class StoreContract:
     def test_set_acl_changes_who_sees_a_document(self, store: VectorStore) -> None:
         store.upsert(make_chunks("/share/a.pdf", 2, {"user:alice"}), [axis(0)] * 2)
         store.set_acl(document_id("/share/a.pdf"), frozenset({"user:bob"}))
-        assert store.search(axis(0), Scope.of({"user:alice"}), 5) == []
-        hits = store.search(axis(0), Scope.of({"user:bob"}), 5)
+        assert store.search(query(axis(0)), Scope.of({"user:alice"}), 5) == []
+        hits = store.search(query(axis(0)), Scope.of({"user:bob"}), 5)
         assert len(hits) == 2
         assert all(h.chunk.acl == frozenset({"user:bob"}) for h in hits)
 
@@ -177,26 +258,46 @@ class StoreContract:
 class TestEdgeStore(StoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[VectorStore]:
-        store = EdgeStore(tmp_path / "index")
+        store = EdgeStore(tmp_path / "index", SPARSE)
         store.ensure_collection(DIM)
         yield store
         store.close()
 
     def test_writes_are_durable_across_instances(self, tmp_path: Path) -> None:
-        first = EdgeStore(tmp_path / "index")
+        first = EdgeStore(tmp_path / "index", SPARSE)
         first.ensure_collection(DIM)
         first.upsert(make_chunks("/share/a.pdf", 2, {EVERYONE}), [axis(0), axis(1)])
-        second = EdgeStore(tmp_path / "index")
+        second = EdgeStore(tmp_path / "index", SPARSE)
         assert second.count() == 2
 
+    def test_a_process_holding_the_index_hands_it_over(self, tmp_path: Path) -> None:
+        holder = EdgeStore(tmp_path / "index", SPARSE, linger_seconds=60)
+        holder.ensure_collection(DIM)
+        holder.upsert(make_chunks("/share/a.pdf", 2, {EVERYONE}), [axis(0), axis(1)])
+        assert holder.count() == 2  # the shard now stays open in this process
+        started = time.monotonic()
+        other = subprocess.run(
+            [sys.executable, "-c", OTHER_PROCESS_COUNTS, str(tmp_path / "index")],
+            capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+        )  # fmt: skip
+        assert other.returncode == 0, other.stderr
+        assert other.stdout.split() == ["2"]
+        assert time.monotonic() - started < 30
+        assert len(holder.search(query(axis(1)), Scope.operator(), 5)) == 2
+        holder.close()
+
     def test_searching_before_any_ingest_finds_nothing(self, tmp_path: Path) -> None:
-        assert EdgeStore(tmp_path / "none").search(axis(0), Scope.operator(), 5) == []
+        assert (
+            EdgeStore(tmp_path / "none", SPARSE).search(query(axis(0)), Scope.operator(), 5) == []
+        )
 
 
 class TestQdrantServerStore(StoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[VectorStore]:
-        store = QdrantServerStore(QdrantClient(path=str(tmp_path / "qdrant")), "chunks", "local")
+        store = QdrantServerStore(
+            QdrantClient(path=str(tmp_path / "qdrant")), "chunks", "local", SPARSE
+        )
         store.ensure_collection(DIM)
         yield store
         store.close()
@@ -204,8 +305,10 @@ class TestQdrantServerStore(StoreContract):
 
 def test_both_engines_rank_the_same_way(tmp_path: Path) -> None:
     """Congruence: the same writes and queries give the same ids in the same order."""
-    edge = EdgeStore(tmp_path / "edge")
-    server = QdrantServerStore(QdrantClient(path=str(tmp_path / "qdrant")), "chunks", "local")
+    edge = EdgeStore(tmp_path / "edge", SPARSE)
+    server = QdrantServerStore(
+        QdrantClient(path=str(tmp_path / "qdrant")), "chunks", "local", SPARSE
+    )
     vectors = [[1.0, 0.1 * i, 0.0, 0.05 * (i % 3)] for i in range(12)]
     chunks = make_chunks("/share/a.pdf", 6, {EVERYONE}) + make_chunks(
         "/share/b.pdf", 6, {"group:x"}
@@ -213,13 +316,13 @@ def test_both_engines_rank_the_same_way(tmp_path: Path) -> None:
     for store in (edge, server):
         store.ensure_collection(DIM)
         store.upsert(chunks, vectors)
-    for query, scope in (
+    for vector, scope in (
         ([1.0, 0.35, 0.0, 0.0], Scope.operator()),
         ([1.0, 0.0, 0.0, 0.1], Scope.of({"group:x"})),
     ):
-        edge_hits = edge.search(query, scope, 5)
-        server_hits = server.search(query, scope, 5)
+        edge_hits = edge.search(query(vector), scope, 5)
+        server_hits = server.search(query(vector), scope, 5)
         assert [h.chunk.id for h in edge_hits] == [h.chunk.id for h in server_hits]
         for a, b in zip(edge_hits, server_hits, strict=True):
-            assert a.score == pytest.approx(b.score, abs=1e-4)
+            assert a.similarity == pytest.approx(b.similarity, abs=1e-4)
     server.close()

@@ -18,7 +18,8 @@ from ingest.ledger import Ledger
 from ingest.pipeline import Ingestor
 from retrieval.access import EVERYONE, Scope
 from retrieval.build import build_store
-from retrieval.models import document_id
+from retrieval.models import Hit, document_id
+from retrieval.store import SearchQuery
 from tests.conftest import RAG, SAMPLE_SHARE, make_settings
 
 
@@ -37,10 +38,13 @@ def ingestor(tmp_path: Path, embedder: Any) -> Ingestor:
     return Ingestor(settings, embedder, build_store(settings), Ledger(settings.ledger_path))
 
 
-def search_paths(ingestor: Ingestor, query: str, scope: Scope | None = None) -> list[str]:
-    store = ingestor._store
+def search(ingestor: Ingestor, query: str, k: int, scope: Scope | None = None) -> list[Hit]:
     vector = ingestor._embedder.embed_query(query)
-    return [h.chunk.path for h in store.search(vector, scope or Scope.operator(), 10)]
+    return ingestor._store.search(SearchQuery(query, vector), scope or Scope.operator(), k)
+
+
+def search_paths(ingestor: Ingestor, query: str, scope: Scope | None = None) -> list[str]:
+    return [h.chunk.path for h in search(ingestor, query, 10, scope)]
 
 
 def test_a_first_run_indexes_every_supported_file(share: Path, ingestor: Ingestor) -> None:
@@ -69,9 +73,7 @@ def test_a_changed_file_is_replaced_not_duplicated(share: Path, ingestor: Ingest
     assert (report.updated, report.unchanged) == (1, 1)
     doc = document_id(str(policy))
     assert ingestor._store.count(doc) == 1
-    top = ingestor._store.search(
-        ingestor._embedder.embed_query("password length"), Scope.operator(), 1
-    )[0]
+    top = search(ingestor, "password length", 1)[0]
     assert "20 characters" in top.chunk.text
 
 
@@ -164,7 +166,8 @@ def test_parsing_in_worker_processes_gives_the_same_index(
         ingestor = Ingestor(settings, embedder, store, Ledger(settings.ledger_path))
         report = ingestor.run([str(share)], workers=workers)
         assert (report.indexed, [Path(f.path).name for f in report.failed]) == (3, ["broken.pdf"])
-        hits = store.search(embedder.embed_query("budget"), Scope.operator(), 100)
+        query = SearchQuery("budget", embedder.embed_query("budget"))
+        hits = store.search(query, Scope.operator(), 100)
         indexes.append(sorted((h.chunk.id, h.chunk.text) for h in hits))
     assert indexes[0] == indexes[1] and indexes[0]
 
@@ -257,9 +260,7 @@ def test_a_moved_file_is_recognised_by_its_content_and_not_parsed_again(
     old.rename(new)
     report = ingestor.run([str(share)])
     assert (report.indexed, report.deleted, report.pages, report.unchanged) == (1, 1, 0, 1)
-    hits = ingestor._store.search(
-        ingestor._embedder.embed_query("meal allowance Germany"), Scope.operator(), 3
-    )
+    hits = search(ingestor, "meal allowance Germany", 3)
     assert hits[0].chunk.path == str(new)
     assert hits[0].chunk.doc_id == document_id(str(new))
     assert ingestor._store.count(document_id(str(old))) == 0
@@ -305,10 +306,7 @@ def test_an_email_and_each_attachment_are_found_and_cited_apart(
     from_pdf = [c for c in chunks if c.attachment]
     assert from_pdf[0].title.startswith("Procurement Guidelines")
     assert {c.page for c in from_pdf} <= {1, 2}
-    hits = ingestor._store.search(
-        ingestor._embedder.embed_query("purchases above which amount need three quotes"),
-        Scope.operator(), 1,
-    )  # fmt: skip
+    hits = search(ingestor, "purchases above which amount need three quotes", 1)
     assert hits[0].chunk.attachment == "guidelines.pdf"
     record = ingestor._ledger.get(str(mail))
     assert record is not None and record.status == "indexed"

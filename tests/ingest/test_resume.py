@@ -15,6 +15,7 @@ from typing import Any
 from ingest.ledger import Ledger
 from retrieval.access import Scope
 from retrieval.build import build_store
+from retrieval.store import SearchQuery
 from tests.conftest import RAG, SAMPLE_SHARE, make_settings
 
 
@@ -80,7 +81,7 @@ def kill_mid_run(
 def snapshot(data_dir: Path, embedder: Any) -> tuple[set[tuple[Any, ...]], dict[str, int]]:
     settings = make_settings(data_dir)
     store = build_store(settings)
-    hits = store.search(embedder.embed_query("room"), Scope.operator(), 10_000)
+    hits = store.search(SearchQuery("room", embedder.embed_query("room")), Scope.operator(), 10_000)
     chunks = {(h.chunk.id, h.chunk.path, h.chunk.page, h.chunk.text) for h in hits}
     assert len(chunks) == store.count()
     ledger = Ledger(settings.ledger_path)
