@@ -180,7 +180,9 @@ def templated_sources(data_dir: Path) -> list[Source]:
             try:
                 filled = template.format(**values)
             except KeyError as missing:
-                raise CorpusError(f"{origin}: no value for {missing} in {template_path.name}")
+                raise CorpusError(
+                    f"{origin}: no value for {missing} in {template_path.name}"
+                ) from None
             meta, body = split_front_matter(filled, origin)
             sources.append(make_source(record["path"], meta, body, origin))
     return sources
@@ -200,7 +202,9 @@ def licence_sources(data_dir: Path) -> list[Source]:
         found = find_licence_file(entry["source"])
         if found is None:
             if entry.get("optional"):
-                print(f"make_eval_corpus: skipped, not installed: {entry['source']}", file=sys.stderr)
+                print(
+                    f"make_eval_corpus: skipped, not installed: {entry['source']}", file=sys.stderr
+                )
                 continue
             raise CorpusError(f"licence text not found: {entry['source']}")
         text = found.read_text(encoding="utf-8", errors="replace")
@@ -236,7 +240,9 @@ def licence_body(text: str) -> str:
 
 def escape_markdown(paragraph: str) -> str:
     """A plain paragraph that would parse as a list item, heading or table keeps its text."""
-    return "\\" + paragraph if paragraph[0] in "-*#|" or re.match(r"\d+\. ", paragraph) else paragraph
+    return (
+        "\\" + paragraph if paragraph[0] in "-*#|" or re.match(r"\d+\. ", paragraph) else paragraph
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,7 +336,7 @@ def write_html(source: Source) -> Rendered:
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="{source.lang}">',
-        f"<head><meta charset=\"utf-8\"><title>{html.escape(source.title)}</title></head>",
+        f'<head><meta charset="utf-8"><title>{html.escape(source.title)}</title></head>',
         "<body>",
     ]
     in_list = False
@@ -510,7 +516,9 @@ def scan_pages(source: Source) -> tuple[list[Image.Image], tuple[str, ...]]:
         try:
             images.append(render_scan(blocks, A4_SIZE, A4_MARGIN, seed=seed + number))
         except ValueError:
-            raise CorpusError(f"{source.path}: page {number} does not fit on a scanned A4 page")
+            raise CorpusError(
+                f"{source.path}: page {number} does not fit on a scanned A4 page"
+            ) from None
     return images, tuple(body_text(page) for page in pages)
 
 
@@ -561,7 +569,7 @@ def document_time(source: Source) -> datetime:
     try:
         day = datetime.fromisoformat(source.meta["date"])
     except ValueError:
-        raise CorpusError(f"{source.path}: date is not ISO 8601: {source.meta['date']!r}")
+        raise CorpusError(f"{source.path}: date is not ISO 8601: {source.meta['date']!r}") from None
     return day.replace(hour=12, minute=0, second=0, tzinfo=UTC)
 
 
