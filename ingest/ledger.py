@@ -109,6 +109,10 @@ class Ledger:
         ).fetchone()
         return _record(row) if row else None
 
+    def clear(self) -> None:
+        """Forget every file: the next run reads them all again."""
+        self._db.execute("DELETE FROM files")
+
     def remove(self, path: str) -> None:
         self._db.execute("DELETE FROM files WHERE path = ?", (path,))
 

@@ -212,14 +212,20 @@ class Ingestor:
         progress: Progress | None = None,
         workers: int | None = None,
         retry_failed: bool = False,
+        rebuild: bool = False,
     ) -> IngestReport:
         """Sync the index with the files under the roots, parsing (and OCR) in `workers`
         processes side by side (default: the setting, or one per core). A file that failed
-        before and has not changed since stays failed unless `retry_failed`."""
+        before and has not changed since stays failed unless `retry_failed`. `rebuild` first
+        drops the whole index and the ledger, so every file is read again (after an upgrade
+        that changes how passages are indexed)."""
         progress = progress or NoProgress()
         started = time.monotonic()
         report = IngestReport()
         absolute_roots = check_roots(roots)
+        if rebuild:
+            self._store.drop()
+            self._ledger.clear()
         self._store.ensure_collection(self._embedder.dimension)
         files: dict[str, None] = {}
         links_and_specials: list[str] = []

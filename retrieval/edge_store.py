@@ -6,6 +6,7 @@ import atexit
 import fcntl
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -61,8 +62,8 @@ class EdgeStore:
 
     def ensure_collection(self, dimension: int) -> None:
         if self._exists():
-            self._check_format()
-            return
+            with self._open():  # opening checks the format
+                return
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
@@ -193,6 +194,10 @@ class EdgeStore:
         with self._open() as shard:
             return shard.count(qe.CountRequest(exact=True, filter=selector))
 
+    def drop(self) -> None:
+        if self._path.exists():
+            self._shard.drop()
+
     def optimize(self) -> None:
         """Builds the vector and keyword indexes of what was written (the engine leaves that
         to its caller in-process); searches of a large index are slow until it runs."""
@@ -213,14 +218,6 @@ class EdgeStore:
 
     def _exists(self) -> bool:
         return (self._path / _CONFIG_FILE).exists()
-
-    def _check_format(self) -> None:
-        config = json.loads((self._path / _CONFIG_FILE).read_text())
-        if SPARSE not in (config.get("sparse_vectors") or {}):
-            raise StoreUnavailable(
-                f"the index at {self._path} predates keyword search; rebuild it: "
-                "`rag ingest --rebuild PATH...`"
-            )
 
     def _points(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> list[Any]:
         if len(chunks) != len(vectors):
@@ -275,18 +272,29 @@ class _SharedShard:
                 self._lock_file.close()
                 self._lock_file = None
 
+    def drop(self) -> None:
+        """Deletes the shard's files, waiting for other processes to hand it over."""
+        with self._mutex:
+            if self._shard is not None:
+                self._shard.close()
+                self._shard = None
+            if self._lock_file is None:
+                self._lock_file = self._lock()
+            for entry in self._path.iterdir():
+                if entry.name == ".lock" or entry.name.startswith(_WAITING_PREFIX):
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            self.release()
+
     def _acquire(self, create: qe.EdgeConfig | None) -> bool:
-        self._path.mkdir(parents=True, exist_ok=True)
-        marker = self._path / self._marker
-        marker.touch()
-        lock_file = open(self._path / ".lock", "w")  # noqa: SIM115 (held across calls)
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-        finally:
-            marker.unlink(missing_ok=True)
+        lock_file = self._lock()
         try:
             created = False
             if (self._path / _CONFIG_FILE).exists():
+                _check_format(self._path)
                 self._shard = qe.EdgeShard.load(str(self._path))
             elif create is not None:
                 self._shard = qe.EdgeShard.create(str(self._path), create)
@@ -303,6 +311,18 @@ class _SharedShard:
             raise StoreUnavailable(f"cannot open the index at {self._path}: {exc}") from exc
         self._lock_file = lock_file
         return created
+
+    def _lock(self) -> IO[str]:
+        """The folder's exclusive lock, announced by a marker file while waiting for it."""
+        self._path.mkdir(parents=True, exist_ok=True)
+        marker = self._path / self._marker
+        marker.touch()
+        lock_file = open(self._path / ".lock", "w")  # noqa: SIM115 (held across calls)
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        finally:
+            marker.unlink(missing_ok=True)
+        return lock_file
 
     def _others_waiting(self) -> bool:
         for entry in os.scandir(self._path):
@@ -327,6 +347,15 @@ class _SharedShard:
                 if idle >= self._linger or self._others_waiting():
                     self.release()
                     return
+
+
+def _check_format(path: Path) -> None:
+    config = json.loads((path / _CONFIG_FILE).read_text())
+    if SPARSE not in (config.get("sparse_vectors") or {}):
+        raise StoreUnavailable(
+            f"the index at {path} predates keyword search; rebuild it: "
+            "`rag ingest --rebuild PATH...`"
+        )
 
 
 def _process_alive(marker: str) -> bool:

@@ -191,6 +191,10 @@ class QdrantServerStore:
         selector = _match("doc_id", doc_id) if doc_id else None
         return self._client.count(self._collection, count_filter=selector, exact=True).count
 
+    def drop(self) -> None:
+        if self._exists():
+            self._client.delete_collection(self._collection)
+
     def optimize(self) -> None:
         """The server builds its indexes in the background."""
 

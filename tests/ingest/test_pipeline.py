@@ -18,8 +18,9 @@ from ingest.ledger import Ledger
 from ingest.pipeline import Ingestor
 from retrieval.access import EVERYONE, Scope
 from retrieval.build import build_store
+from retrieval.errors import StoreUnavailable
 from retrieval.models import Hit, document_id
-from retrieval.store import SearchQuery
+from retrieval.store import SearchFilters, SearchQuery
 from tests.conftest import RAG, SAMPLE_SHARE, make_settings
 
 
@@ -312,3 +313,51 @@ def test_an_email_and_each_attachment_are_found_and_cited_apart(
     assert record is not None and record.status == "indexed"
     assert record.error == "attachment 'viewer.exe' skipped: unsupported file type .exe"
     assert record.pages == 1 + 2
+
+
+def test_passages_carry_their_language_and_find_by_filter(
+    tmp_path: Path, ingestor: Ingestor
+) -> None:
+    share = tmp_path / "mixed"
+    (share / "fr").mkdir(parents=True)
+    (share / "fr" / "conges.md").write_text(
+        "# Congés annuels\n\nLes salariés ont droit à vingt-cinq jours de congés par an. "
+        "La demande est faite dans le portail des ressources humaines au moins un mois avant.\n"
+    )
+    (share / "leave.md").write_text(
+        "# Annual leave\n\nEmployees are entitled to twenty-five days of leave per year. "
+        "The request is made in the human resources portal at least a month before.\n"
+    )
+    ingestor.run([str(share)])
+    languages = {
+        Path(c.path).name: c.language
+        for path in ("fr/conges.md", "leave.md")
+        for c, _ in ingestor._store.document_chunks(document_id(str(share / path)))
+    }
+    assert languages == {"conges.md": "fr", "leave.md": "en"}
+    vector = ingestor._embedder.embed_query("congés")
+    french = ingestor._store.search(
+        SearchQuery("congés", vector), Scope.operator(), 5, SearchFilters(language="fr")
+    )
+    assert [Path(h.chunk.path).name for h in french] == ["conges.md"]
+
+
+def test_an_index_from_before_keyword_search_asks_for_a_rebuild(
+    share: Path, tmp_path: Path, embedder: Any
+) -> None:
+    import qdrant_edge as qe
+
+    settings = make_settings(tmp_path / "data")
+    old = settings.index_dir / settings.qdrant.collection
+    config = qe.EdgeConfig(
+        vectors={"dense": qe.EdgeVectorParams(size=embedder.dimension, distance=qe.Distance.Cosine)}
+    )
+    qe.EdgeShard.create(str(old), config).close()
+    ingestor = Ingestor(settings, embedder, build_store(settings), Ledger(settings.ledger_path))
+    with pytest.raises(StoreUnavailable, match="rag ingest --rebuild"):
+        ingestor.run([str(share)])
+    report = ingestor.run([str(share)], rebuild=True)
+    assert report.indexed == 2 and report.failed == []
+    assert search_paths(ingestor, "meal allowance Germany")[0].endswith("travel-and-expenses.md")
+    again = ingestor.run([str(share)], rebuild=True)
+    assert (again.indexed, ingestor._store.count()) == (2, report.chunks)
