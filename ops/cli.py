@@ -110,6 +110,46 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return answer.as_json()
 
 
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    import time
+
+    from llm.answer import Answerer
+    from llm.build import build_answerer
+    from llm.errors import LLMUnavailable
+    from ops.evaluate import EvalProgress, GoldenFileError, load_golden, run, score
+    from ops.health import llm_status
+    from retrieval.build import build_retriever
+
+    hint = "start it with `rag up`, or use --retrieval-only"
+    try:
+        questions = load_golden(args.golden)
+    except GoldenFileError as exc:
+        raise UsageError(str(exc)) from exc
+    scope = _scope(args, settings)
+    if not args.retrieval_only and not (status := llm_status(settings))["reachable"]:
+        raise CommandFailed(f"LLM server at {status['url']} is unreachable; {hint}")
+    retriever = build_retriever(settings)
+    answerer: Answerer | None = None
+    if not args.retrieval_only:
+        answerer = build_answerer(settings, retriever)
+    progress = EvalProgress(sys.stderr) if not args.json and sys.stderr.isatty() else None
+    started = time.monotonic()
+    try:
+        outcomes = run(questions, retriever, answerer, scope, progress)
+    except LLMUnavailable as exc:
+        raise CommandFailed(f"{exc}; {hint}") from exc
+    return score(outcomes, time.monotonic() - started)
+
+
+def _add_eval_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("eval", parents=[common], help="measure search and answers (golden file)")
+    p.add_argument("golden", metavar="GOLDEN.jsonl", help="questions and where their answers are")
+    p.add_argument("--retrieval-only", action="store_true",
+                   help="measure the search only; the LLM is not called")  # fmt: skip
+    p.add_argument("--user", default=None, help="act as this user")
+    p.set_defaults(func=cmd_eval)
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from ingest.ledger import Ledger
     from ops.health import llm_status
@@ -218,6 +258,10 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
         for number, citation in enumerate(result["citations"], start=1):
             page = f", page {citation['page']}" if citation["page"] else ""
             print(f"  [{number}] {citation['path']}{page}")
+    elif command == "eval":
+        from ops.evaluate import format_report
+
+        print(format_report(result, _FAILURES_SHOWN))
     elif command == "doctor":
         for check in result["checks"]:
             mark = "ok  " if check["ok"] else "FAIL"
@@ -260,6 +304,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--user", default=None, help="act as this user")
     p.set_defaults(func=cmd_ask)
+    _add_eval_parser(sub, common)
 
     for name, func, text in (
         ("status", cmd_status, "what is indexed, store and LLM state"),
