@@ -181,6 +181,13 @@ class RetrievalSettings(_Section):
         description="Local folder of a sentence-transformers cross-encoder that reorders the "
         "fused candidates (the bundle carries a multilingual one). Unset: no reranking.",
     )
+    quote_unverified_answers: bool = Field(
+        default=True,
+        description="When the model's answer does not stand on the passages it cites (its "
+        "figures are not there, or it cites nothing), answer with the passage sentence that "
+        "best matches the question, quoted and cited; off: refuse instead. Small models need "
+        "it; the production model rarely triggers it.",
+    )
     rerank_candidates: int = Field(
         default=30, ge=1, description="Fused candidates the reranker reads per query."
     )

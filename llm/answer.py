@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from llm.client import ChatModel, Message
-from llm.prompts import REFUSAL, grounded_messages
+from llm.grounding import best_quote, missing_identifiers, supported
+from llm.prompts import REFUSAL, grounded_messages, rewrite_messages
 from retrieval.access import Scope
 from retrieval.models import Hit
 from retrieval.retriever import Retriever
@@ -15,6 +17,10 @@ from retrieval.store import SearchFilters
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _WORD = re.compile(r"[^\W_]{3,}|\d+(?:[.,]\d+)*", re.UNICODE)
+# Earlier turns a follow-up question is rewritten from.
+_HISTORY_TURNS = 3
+# Share of a follow-up's words a rewrite keeps (it only resolves references).
+_REWRITE_KEEPS = 0.5
 # Share of an uncited answer's words that must come from one passage for it to be the source.
 _ATTRIBUTION_OVERLAP = 0.5
 
@@ -35,6 +41,12 @@ class Answer:
     refused: bool
     citations: list[Citation]
     passages: list[Hit] = field(default_factory=list)
+    # "model": the model's answer, verified against the passages it cites; "quote": the
+    # model's answer could not be verified, so the passage sentence that best answers the
+    # question is quoted instead; "refused".
+    origin: Literal["model", "quote", "refused"] = "model"
+    # Why an answer was refused, for logs and evaluation; never shown as the answer.
+    reason: str = ""
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -51,6 +63,10 @@ class PreparedQuestion:
     question: str
     passages: list[Hit]
     messages: list[Message] | None
+    # What was searched for: the question, or a follow-up rewritten to stand alone.
+    search_query: str = ""
+    # Why no prompt was built.
+    reason: str = ""
 
     @property
     def refused_before_model(self) -> bool:
@@ -65,41 +81,86 @@ class Answerer:
         context_passages: int,
         min_score: float,
         score_margin: float,
+        quote_unverified: bool = True,
     ) -> None:
         self.retriever = retriever
         self.chat = chat
         self._context_passages = context_passages
         self._min_score = min_score
         self._score_margin = score_margin
+        self._quote_unverified = quote_unverified
 
     def prepare(
-        self, question: str, scope: Scope, filters: SearchFilters | None = None
+        self,
+        question: str,
+        scope: Scope,
+        filters: SearchFilters | None = None,
+        history: Sequence[tuple[str, str]] = (),
     ) -> PreparedQuestion:
-        hits = self.retriever.search(question, scope, self._context_passages, filters)
+        """Retrieve for the question (a follow-up is first rewritten to stand alone from the
+        earlier (question, answer) pairs in `history`) and build the prompt, or decide to
+        refuse without one when no passage is relevant enough."""
+        query = self.standalone_question(question, history)
+        hits = self.retriever.search(query, scope, self._context_passages, filters)
         best = max((relevance(hit) for hit in hits), default=0.0)
         if best < self._min_score:
-            return PreparedQuestion(question, hits, None)
+            reason = f"best passage relevance {best:.2f} is below {self._min_score:.2f}"
+            return PreparedQuestion(question, hits, None, query, reason)
         floor = max(self._min_score, best - self._score_margin)
         relevant = [hit for hit in hits if relevance(hit) >= floor]
-        return PreparedQuestion(question, relevant, grounded_messages(question, relevant))
+        unknown = missing_identifiers(query, relevant)
+        if unknown:
+            reason = f"no passage mentions {', '.join(unknown)}"
+            return PreparedQuestion(question, relevant, None, query, reason)
+        return PreparedQuestion(question, relevant, grounded_messages(query, relevant), query)
+
+    def standalone_question(self, question: str, history: Sequence[tuple[str, str]]) -> str:
+        """The follow-up rewritten by the model to stand alone; when the rewrite is not a
+        plausible one (a small model may answer instead of rewriting), the last question
+        and this one together, which still carry the subject for retrieval."""
+        if not history:
+            return question
+        recent = history[-_HISTORY_TURNS:]
+        rewritten = self.chat.complete(rewrite_messages(question, recent)).strip()
+        if _plausible_rewrite(rewritten, question, [asked for asked, _ in recent]):
+            return rewritten
+        return f"{recent[-1][0].strip()} {question.strip()}"
 
     def finish(self, prepared: PreparedQuestion, text: str) -> Answer:
+        """The answer from the model's reply: kept when it stands on the passages it cites;
+        otherwise refused, or replaced by the best-matching passage sentence, quoted."""
+        passages = prepared.passages
         if prepared.messages is None:
-            return Answer(REFUSAL, True, [], prepared.passages)
+            return _refusal(passages, prepared.reason)
         text = text.strip()
-        if not text or _is_refusal(text):
-            return Answer(REFUSAL, True, [], prepared.passages)
-        citations = cited_passages(text, prepared.passages)
-        if not citations:
-            # An answer that can't be tied to any passage may come from the model's own
-            # memory: it is withheld, and the closest passages are shown instead.
-            return Answer(REFUSAL, True, [], prepared.passages)
-        return Answer(text, False, citations, prepared.passages)
+        if _is_refusal(text):
+            return _refusal(passages, "the model found no answer in the passages")
+        if text and not _cites_missing_passages(text, passages):
+            cited = cited_hits(text, passages)
+            if cited and supported(text, prepared.search_query or prepared.question, cited):
+                return Answer(text, False, [_citation(hit) for hit in cited], passages)
+        if not self._quote_unverified:
+            return _refusal(passages, "the model's answer is not supported by the passages")
+        quote = best_quote(
+            prepared.search_query or prepared.question,
+            passages,
+            self.retriever.embedder,
+            self.retriever.sparse,
+        )
+        if quote is None:
+            return _refusal(passages, "no passage sentence answers the question")
+        hit = passages[quote.passage]
+        quoted = f"\u201c{quote.sentence}\u201d [{quote.passage + 1}]"
+        return Answer(quoted, False, [_citation(hit)], passages, origin="quote")
 
     def answer(
-        self, question: str, scope: Scope, filters: SearchFilters | None = None
+        self,
+        question: str,
+        scope: Scope,
+        filters: SearchFilters | None = None,
+        history: Sequence[tuple[str, str]] = (),
     ) -> Answer:
-        prepared = self.prepare(question, scope, filters)
+        prepared = self.prepare(question, scope, filters, history)
         if prepared.messages is None:
             return self.finish(prepared, "")
         return self.finish(prepared, self.chat.complete(prepared.messages))
@@ -112,17 +173,42 @@ def relevance(hit: Hit) -> float:
     return max(hit.similarity, hit.coverage)
 
 
+def _plausible_rewrite(rewritten: str, question: str, earlier: Sequence[str]) -> bool:
+    """One question, keeping most of the follow-up's words, not a repeat of an earlier one."""
+    if "\n" in rewritten or not rewritten.endswith("?") or len(rewritten) > 400:
+        return False
+    if _words(rewritten) in [_words(asked) for asked in earlier]:
+        return False
+    kept = _words(question)
+    return not kept or len(kept & _words(rewritten)) / len(kept) >= _REWRITE_KEEPS
+
+
+def _cites_missing_passages(text: str, passages: Sequence[Hit]) -> bool:
+    """An answer citing a passage number it was not given made that source up."""
+    return any(not 1 <= int(n) <= len(passages) for n in _CITATION.findall(text))
+
+
 def _is_refusal(text: str) -> bool:
     return REFUSAL.lower().rstrip(".") in text.lower()
 
 
 def cited_passages(text: str, passages: Sequence[Hit]) -> list[Citation]:
-    """The passages the answer cites as [n]; when it cites none, the passages it quotes."""
+    """The passages the answer cites as [n]; when it cites none, the passage it quotes."""
+    return [_citation(hit) for hit in cited_hits(text, passages)]
+
+
+def cited_hits(text: str, passages: Sequence[Hit]) -> list[Hit]:
     numbers = [int(n) for n in _CITATION.findall(text)]
     chosen = [passages[n - 1] for n in dict.fromkeys(numbers) if 1 <= n <= len(passages)]
-    if not chosen:
-        chosen = _quoted_passages(text, passages)
-    return [Citation(hit.chunk.path, hit.chunk.page, hit.chunk.id) for hit in chosen]
+    return chosen or _quoted_passages(text, passages)
+
+
+def _citation(hit: Hit) -> Citation:
+    return Citation(hit.chunk.path, hit.chunk.page, hit.chunk.id)
+
+
+def _refusal(passages: list[Hit], reason: str) -> Answer:
+    return Answer(REFUSAL, True, [], passages, origin="refused", reason=reason)
 
 
 def _quoted_passages(text: str, passages: Sequence[Hit]) -> list[Hit]:

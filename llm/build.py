@@ -21,4 +21,5 @@ def build_answerer(settings: Settings, retriever: Retriever) -> Answerer:
         context_passages=settings.retrieval.context_passages,
         min_score=settings.retrieval.min_score,
         score_margin=settings.retrieval.score_margin,
+        quote_unverified=settings.retrieval.quote_unverified_answers,
     )

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from retrieval.access import Scope
+from retrieval.store import SearchFilters
 from settings import Settings, enforce_offline
 
 enforce_offline()  # before any library that could reach a hub or send telemetry is imported
@@ -73,8 +74,11 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     workers = args.workers
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1")
+    if args.watch is not None and args.rebuild:
+        raise UsageError("--rebuild reads everything once; run it without --watch first")
     if args.watch is None:
-        return ingestor.run(args.paths, progress, workers, args.retry_failed).as_json()
+        report = ingestor.run(args.paths, progress, workers, args.retry_failed, args.rebuild)
+        return report.as_json()
     from ops.watch import watch
 
     watch(ingestor, args.paths, args.watch, workers)
@@ -85,7 +89,9 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from retrieval.build import build_retriever
 
     scope = _scope(args, settings)
-    hits = build_retriever(settings).search(args.query, scope, args.k or settings.retrieval.top_k)
+    filters = _filters(args)
+    k = args.k or settings.retrieval.top_k
+    hits = build_retriever(settings).search(args.query, scope, k, filters)
     return {
         "hits": [
             {
@@ -106,8 +112,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from retrieval.build import build_retriever
 
     scope = _scope(args, settings)
-    answer = build_answerer(settings, build_retriever(settings)).answer(args.question, scope)
-    return answer.as_json()
+    filters = _filters(args)
+    answerer = build_answerer(settings, build_retriever(settings))
+    return answerer.answer(args.question, scope, filters).as_json()
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -226,6 +233,13 @@ def _scope(args: argparse.Namespace, settings: Settings) -> Scope:
 _FAILURES_SHOWN = 20
 
 
+def _filters(args: argparse.Namespace) -> SearchFilters:
+    try:
+        return SearchFilters.parse(args.filter)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _print_human(command: str, result: dict[str, Any]) -> None:
     if command == "ingest" and result:
         failed = result["failed"]
@@ -290,6 +304,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--watch", type=float, default=None, metavar="SECONDS",
                    help="re-scan on this interval until interrupted")  # fmt: skip
+    p.add_argument("--rebuild", action="store_true",
+                   help="drop the whole index and read every file again (after an upgrade "
+                   "that asks for it); give every root the index holds")  # fmt: skip
     p.add_argument("--retry-failed", action="store_true",
                    help="parse again the files that failed before, changed or not")  # fmt: skip
     p.set_defaults(func=cmd_ingest)
@@ -298,11 +315,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--k", type=int, default=None, help="number of hits")
     p.add_argument("--user", default=None, help="act as this user")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="folder=/abs/path, type=pdf, language=fr, modified_after=2025-01-01, "
+                   "modified_before=...; repeatable, all must hold")  # fmt: skip
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("ask", parents=[common], help="answer a question from the documents")
     p.add_argument("question")
     p.add_argument("--user", default=None, help="act as this user")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="folder=/abs/path, type=pdf, language=fr, modified_after=2025-01-01, "
+                   "modified_before=...; repeatable, all must hold")  # fmt: skip
     p.set_defaults(func=cmd_ask)
     _add_eval_parser(sub, common)
 

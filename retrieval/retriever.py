@@ -24,7 +24,7 @@ class Retriever:
     ) -> None:
         self.embedder = embedder
         self.store = store
-        self._sparse = sparse
+        self.sparse = sparse
         self._reranker = reranker
         self._rerank_candidates = rerank_candidates
 
@@ -40,7 +40,7 @@ class Retriever:
         hits = [
             hit.model_copy(
                 update={
-                    "coverage": self._sparse.coverage(
+                    "coverage": self.sparse.coverage(
                         query, hit.chunk.embedding_text(), hit.chunk.language
                     )
                 }

@@ -1,0 +1,111 @@
+"""Checks that tie an answer to the passages, independent of how good the model is.
+
+- `missing_identifiers`: codes and reference numbers in the question (`ST-400`, `VM-20455`)
+  that no passage contains. A question about a product or contract the documents never name
+  is refused, however close the passages about its neighbours are.
+- `supported`: whether a model's answer stands on the passages it cites: its figures and codes
+  appear there, most of its words do, and it says something the question did not.
+- `best_quote`: the sentence of the passages that best answers the question, by meaning and
+  by keywords; shown, quoted and cited, when the model's answer cannot be verified.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from retrieval.embedder import Embedder
+from retrieval.models import Hit
+from retrieval.sparse import SparseEncoder
+
+# A product code, an article number, a contract reference: a token of digits and capital
+# letters (`ST-400`, `TMG-PROC-2024-031`, `A5`).
+_TOKEN = re.compile(r"\b\w+(?:[-/.]\w+)*\b")
+_LETTERS = re.compile(r"[^\W\d_]+")
+_CITATION = re.compile(r"\[\d{1,2}\]")
+_FIGURE = re.compile(r"\d+(?:[.,\s]\d{3})*(?:[.,]\d+)?")
+_WORD = re.compile(r"[^\W_]{3,}|\d+(?:[.,]\d+)*", re.UNICODE)
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+# Share of an answer's words that must appear in the passages it cites.
+_SUPPORTED_OVERLAP = 0.6
+# The shortest and longest sentence worth quoting, in characters.
+_QUOTE_MIN, _QUOTE_MAX = 20, 400
+
+
+def missing_identifiers(question: str, passages: Sequence[Hit]) -> list[str]:
+    context = _normalised(" ".join(hit.chunk.embedding_text() for hit in passages))
+    return [
+        code
+        for code in dict.fromkeys(_TOKEN.findall(question))
+        if _is_identifier(code) and _normalised(code) not in context
+    ]
+
+
+def _is_identifier(token: str) -> bool:
+    if not any(c.isdigit() for c in token):
+        return False
+    letters = _LETTERS.findall(token)
+    return bool(letters) and all(run.isupper() for run in letters)
+
+
+def supported(answer: str, question: str, cited: Sequence[Hit]) -> bool:
+    answer = _CITATION.sub(" ", answer)
+    context = " ".join(hit.chunk.embedding_text() for hit in cited)
+    context_words = _words(context)
+    words = _words(answer)
+    if not words:
+        return False
+    figures = {_digits(f) for f in _FIGURE.findall(answer)} - {""}
+    context_figures = {_digits(f) for f in _FIGURE.findall(context)}
+    if not figures <= context_figures:
+        return False
+    overlap = len(words & context_words) / len(words)
+    says_something_new = bool((words & context_words) - _words(question))
+    return overlap >= _SUPPORTED_OVERLAP and says_something_new
+
+
+@dataclass(frozen=True)
+class Quote:
+    sentence: str
+    passage: int  # index into the passages
+
+
+def best_quote(
+    question: str, passages: Sequence[Hit], embedder: Embedder, sparse: SparseEncoder
+) -> Quote | None:
+    candidates = [
+        (index, sentence)
+        for index, hit in enumerate(passages)
+        for sentence in _sentences(hit.chunk.text)
+    ]
+    if not candidates:
+        return None
+    vectors = embedder.embed_documents([sentence for _, sentence in candidates])
+    query = embedder.embed_query(question)
+    best: tuple[float, int, str] | None = None
+    for (index, sentence), vector in zip(candidates, vectors, strict=True):
+        language = passages[index].chunk.language
+        similarity = sum(a * b for a, b in zip(query, vector, strict=True))
+        score = similarity + sparse.coverage(question, sentence, language)
+        if best is None or score > best[0]:
+            best = (score, index, sentence)
+    assert best is not None
+    return Quote(best[2], best[1])
+
+
+def _sentences(text: str) -> list[str]:
+    sentences = [" ".join(part.split()) for part in _SENTENCE_END.split(text)]
+    return [s for s in sentences if _QUOTE_MIN <= len(s) <= _QUOTE_MAX]
+
+
+def _normalised(text: str) -> str:
+    return re.sub(r"[\s\-/._]+", "", text.lower())
+
+
+def _digits(figure: str) -> str:
+    return re.sub(r"\D", "", figure)
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text)}
