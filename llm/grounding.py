@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from llm.prompts import REDACTED, without_instructions
 from retrieval.embedder import Embedder
 from retrieval.models import Hit
 from retrieval.sparse import SparseEncoder
@@ -95,8 +96,10 @@ def best_quote(
 
 
 def _sentences(text: str) -> list[str]:
-    sentences = [" ".join(part.split()) for part in _SENTENCE_END.split(text)]
-    return [s for s in sentences if _QUOTE_MIN <= len(s) <= _QUOTE_MAX]
+    """The passage's sentences worth quoting; never a planted instruction."""
+    parts = _SENTENCE_END.split(without_instructions(text))
+    sentences = [" ".join(part.split()) for part in parts]
+    return [s for s in sentences if _QUOTE_MIN <= len(s) <= _QUOTE_MAX and REDACTED not in s]
 
 
 def _normalised(text: str) -> str:

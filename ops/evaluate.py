@@ -18,6 +18,7 @@ never judged.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 import unicodedata
@@ -28,11 +29,14 @@ from typing import Any, Protocol, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from llm.answer import Answer
+from llm.answer import Answer, relevance
 from retrieval.access import Scope
 from retrieval.models import Hit
 
 SEARCH_DEPTH = 10  # hits looked at per question: recall@10 and mrr@10
+# Calibration: the share of answerable questions a refusal threshold may turn away.
+FALSE_REFUSAL_BUDGET = 0.05
+CONTEXT_PASSAGES = 3  # the default of RAG_RETRIEVAL__CONTEXT_PASSAGES
 ANSWER_SHOWN = 200  # characters of an answer quoted in a miss
 
 
@@ -321,7 +325,9 @@ def _miss(golden: Golden, kind: str, detail: str) -> dict[str, Any]:
     return {"id": golden.id, "question": golden.question, "kind": kind, "detail": detail}
 
 
-def score(outcomes: Sequence[Outcome], seconds: float = 0.0) -> dict[str, Any]:
+def score(
+    outcomes: Sequence[Outcome], seconds: float = 0.0, context_passages: int = CONTEXT_PASSAGES
+) -> dict[str, Any]:
     """The figures over the outcomes. Answer figures are null when no answers were asked for
     (retrieval only); any figure over an empty set of questions is null."""
     with_answers = bool(outcomes) and all(o.answer is not None for o in outcomes)
@@ -330,7 +336,7 @@ def score(outcomes: Sequence[Outcome], seconds: float = 0.0) -> dict[str, Any]:
     found_at = {1: 0, 5: 0, 10: 0}
     reciprocal = 0.0
     cited_right = refused_answerable = refused_unanswerable = 0
-    with_facts = facts_right = 0
+    with_facts = facts_right = answered = quoted = 0
     misses: list[dict[str, Any]] = []
     for outcome in outcomes:
         golden, answer = outcome.golden, outcome.answer
@@ -356,8 +362,11 @@ def score(outcomes: Sequence[Outcome], seconds: float = 0.0) -> dict[str, Any]:
         with_facts += bool(facts)
         if answer.refused:
             refused_answerable += 1
-            misses.append(_miss(golden, "refusal", "refused an answerable question"))
+            why = f": {answer.reason}" if answer.reason else ""
+            misses.append(_miss(golden, "refusal", f"refused an answerable question{why}"))
             continue
+        answered += 1
+        quoted += answer.origin == "quote"
         if any(
             s.matches(c.path, c.page) for c in answer.citations for s in golden.item.all_sources
         ):
@@ -387,9 +396,38 @@ def score(outcomes: Sequence[Outcome], seconds: float = 0.0) -> dict[str, Any]:
         ),
         "refused_answerable": _share(refused_answerable, n_answerable) if with_answers else None,
         "facts": _share(facts_right, with_facts) if with_answers else None,
+        "quoted": _share(quoted, answered) if with_answers else None,
+        "calibration": calibrate(outcomes, context_passages),
         "seconds": round(seconds, 2),
         "misses": misses,
     }
+
+
+def calibrate(
+    outcomes: Sequence[Outcome], passages: int = CONTEXT_PASSAGES
+) -> dict[str, float] | None:
+    """The highest `min_score` that refuses at most FALSE_REFUSAL_BUDGET of the answerable
+    questions before the model is asked, and what it does on this set. A question's score is
+    the relevance of the best of the first `passages` hits, as the answer step sees it."""
+    answerable = [_best_relevance(o, passages) for o in outcomes if o.golden.item.answerable]
+    unanswerable = [_best_relevance(o, passages) for o in outcomes if not o.golden.item.answerable]
+    if not answerable:
+        return None
+    allowed = int(FALSE_REFUSAL_BUDGET * len(answerable))
+    threshold = sorted(answerable)[allowed]  # refusing below it stays within the budget
+    threshold = math.floor(threshold * 100) / 100
+    return {
+        "min_score": threshold,
+        "refused_answerable": round(sum(r < threshold for r in answerable) / len(answerable), 4),
+        "refused_unanswerable": (
+            round(sum(r < threshold for r in unanswerable) / len(unanswerable), 4)
+            if unanswerable else 0.0
+        ),
+    }  # fmt: skip
+
+
+def _best_relevance(outcome: Outcome, passages: int) -> float:
+    return max((relevance(hit) for hit in outcome.hits[:passages]), default=0.0)
 
 
 def _retrieval_detail(golden: Golden, rank: int | None, outcome: Outcome) -> str:
@@ -413,6 +451,7 @@ _FIGURES = (
     ("refused_unanswerable", "unanswerable questions refused"),
     ("refused_answerable", "answerable questions refused (false refusals)"),
     ("facts", "answers containing every fact"),
+    ("quoted", "answers quoting a passage (model's answer unverified)"),
 )
 
 
@@ -426,6 +465,13 @@ def format_report(report: dict[str, Any], misses_shown: int = 20) -> str:
         value = report[key]
         shown = "-" if value is None else f"{value:.3f}"
         lines.append(f"  {key:<21} {shown:>6}  {meaning}")
+    calibration = report["calibration"]
+    if calibration:
+        lines.append(
+            f"calibrated RAG_RETRIEVAL__MIN_SCORE={calibration['min_score']:.2f}: refuses "
+            f"{calibration['refused_unanswerable']:.0%} of the unanswerable and "
+            f"{calibration['refused_answerable']:.0%} of the answerable questions unasked"
+        )
     misses = report["misses"]
     if misses:
         lines.append(f"misses ({len(misses)}):")

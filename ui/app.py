@@ -89,7 +89,8 @@ def ask(user: User, question: str) -> None:
         st.markdown(literal_markdown(question))
     with st.chat_message("assistant"):
         engine = answerer()
-        prepared = engine.prepare(question, user.scope)
+        earlier = [(asked, said.text) for asked, said in st.session_state.get("turns", [])]
+        prepared = engine.prepare(question, user.scope, history=earlier)
         text = ""
         if not prepared.refused_before_model and prepared.messages is not None:
             placeholder = st.empty()

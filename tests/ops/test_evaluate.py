@@ -228,6 +228,38 @@ def test_a_figure_over_no_questions_is_null() -> None:
     assert report["refused_unanswerable"] == 1
 
 
+def relevant(path: str, similarity: float) -> Hit:
+    return hit(path, 1).model_copy(update={"similarity": similarity})
+
+
+def test_calibration_picks_the_threshold_that_keeps_false_refusals_within_budget() -> None:
+    # 40 answerable questions with best relevance 0.40 .. 0.79; 4 unanswerable at 0.30 .. 0.60.
+    outcomes = [
+        Outcome(golden(f"a{n}", source={"path": "x.pdf"}), [relevant("/s/x.pdf", 0.40 + n / 100)])
+        for n in range(40)
+    ] + [
+        Outcome(golden(f"u{n}", unanswerable=True), [relevant("/s/y.pdf", 0.30 + n / 10)])
+        for n in range(4)
+    ]  # fmt: skip
+    calibration = score(outcomes)["calibration"]
+    # 5 % of 40 is 2 questions: the threshold is the third lowest answerable score.
+    assert calibration == {
+        "min_score": 0.42, "refused_answerable": 0.05, "refused_unanswerable": 0.5,
+    }  # fmt: skip
+
+
+def test_quoted_answers_are_counted_among_the_answered() -> None:
+    quote = Answer("\u201cIt is 12.\u201d [1]", False, [Citation("/s/x.pdf", 1, "c")],
+                   origin="quote")  # fmt: skip
+    outcomes = [
+        Outcome(golden("a1", source={"path": "x.pdf"}), [hit("/s/x.pdf", 1)], quote),
+        Outcome(golden("a2", source={"path": "x.pdf"}), [hit("/s/x.pdf", 1)],
+                answered("It is 12 [1].", ("/s/x.pdf", 1))),
+        Outcome(golden("a3", source={"path": "x.pdf"}), [hit("/s/x.pdf", 1)], REFUSED),
+    ]  # fmt: skip
+    assert score(outcomes)["quoted"] == 0.5
+
+
 def test_the_human_report_lists_the_figures_and_at_most_20_misses() -> None:
     outcomes = [Outcome(golden(f"q{n}", source={"path": "a.pdf"}), noise(10)) for n in range(25)]
     text = format_report(score(outcomes), 20)
@@ -353,7 +385,7 @@ def test_rag_eval_retrieval_only_reports_what_the_real_search_finds(
     assert set(report) == {
         "questions", "answerable", "unanswerable", "recall@1", "recall@5", "recall@10",
         "mrr@10", "cited_right", "refused_unanswerable", "refused_answerable", "facts",
-        "seconds", "misses",
+        "quoted", "calibration", "seconds", "misses",
     }  # fmt: skip
     assert (report["questions"], report["answerable"], report["unanswerable"]) == (4, 3, 1)
     ranks = []
