@@ -171,6 +171,13 @@ class RetrievalSettings(_Section):
         description="Cosine similarity below which a passage is not relevant; when no hit "
         "reaches it, `rag ask` refuses without calling the model.",
     )
+    min_support: float = Field(
+        default=1.3,
+        description="How well the best passage sentence must support an answer (cosine of "
+        "question and sentence, plus twice the rarity-weighted share of the question's "
+        "keywords in its passage; 0 to 3) for the model to be asked; below it, `rag ask` "
+        "refuses. `rag eval` on your own golden file prints the value to use.",
+    )
     query_languages: str = Field(
         default="en,fr,de",
         description="Languages (ISO 639-1, comma-separated) whose stemming and stopwords "

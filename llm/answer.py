@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from llm.client import ChatModel, Message
-from llm.grounding import best_quote, missing_identifiers, supported
+from llm.grounding import Quote, best_quote, missing_identifiers, supported
 from llm.prompts import REFUSAL, grounded_messages, rewrite_messages
 from retrieval.access import Scope
 from retrieval.models import Hit
@@ -17,6 +18,8 @@ from retrieval.store import SearchFilters
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _WORD = re.compile(r"[^\W_]{3,}|\d+(?:[.,]\d+)*", re.UNICODE)
+# Keyword rarity: a term in more chunks than this counts as common.
+_FREQUENCY_CAP = 1000
 # Earlier turns a follow-up question is rewritten from.
 _HISTORY_TURNS = 3
 # Share of a follow-up's words a rewrite keeps (it only resolves references).
@@ -47,6 +50,8 @@ class Answer:
     origin: Literal["model", "quote", "refused"] = "model"
     # Why an answer was refused, for logs and evaluation; never shown as the answer.
     reason: str = ""
+    # How well the best passage sentence supports an answer (see llm.grounding.Quote).
+    support: float = 0.0
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -67,6 +72,8 @@ class PreparedQuestion:
     search_query: str = ""
     # Why no prompt was built.
     reason: str = ""
+    # The passage sentence that best answers the question, when there are passages.
+    quote: Quote | None = None
 
     @property
     def refused_before_model(self) -> bool:
@@ -81,6 +88,7 @@ class Answerer:
         context_passages: int,
         min_score: float,
         score_margin: float,
+        min_support: float = 0.0,
         quote_unverified: bool = True,
     ) -> None:
         self.retriever = retriever
@@ -88,6 +96,7 @@ class Answerer:
         self._context_passages = context_passages
         self._min_score = min_score
         self._score_margin = score_margin
+        self._min_support = min_support
         self._quote_unverified = quote_unverified
 
     def prepare(
@@ -112,7 +121,27 @@ class Answerer:
         if unknown:
             reason = f"no passage mentions {', '.join(unknown)}"
             return PreparedQuestion(question, relevant, None, query, reason)
-        return PreparedQuestion(question, relevant, grounded_messages(query, relevant), query)
+        quote = best_quote(
+            query, relevant, self.retriever.embedder, self.retriever.sparse,
+            self._rarity(query, relevant, scope),
+        )  # fmt: skip
+        if quote is None or quote.support < self._min_support:
+            support = quote.support if quote else 0.0
+            reason = f"passage support {support:.2f} is below {self._min_support:.2f}"
+            return PreparedQuestion(question, relevant, None, query, reason, quote)
+        messages = grounded_messages(query, relevant)
+        return PreparedQuestion(question, relevant, messages, query, quote=quote)
+
+    def _rarity(self, question: str, passages: Sequence[Hit], scope: Scope) -> dict[int, float]:
+        """Inverse document frequency of the question's keyword terms in every language of
+        the passages, among the chunks the scope may read."""
+        sparse = self.retriever.sparse
+        languages = {hit.chunk.language for hit in passages}
+        terms = sorted({term for code in languages for term in sparse.terms(question, code)})
+        store = self.retriever.store
+        total = store.count()
+        frequencies = store.term_frequencies(terms, scope, _FREQUENCY_CAP)
+        return {t: math.log((total + 1) / (frequencies[t] + 0.5)) for t in terms}
 
     def standalone_question(self, question: str, history: Sequence[tuple[str, str]]) -> str:
         """The follow-up rewritten by the model to stand alone; when the rewrite is not a
@@ -129,29 +158,24 @@ class Answerer:
     def finish(self, prepared: PreparedQuestion, text: str) -> Answer:
         """The answer from the model's reply: kept when it stands on the passages it cites;
         otherwise refused, or replaced by the best-matching passage sentence, quoted."""
-        passages = prepared.passages
-        if prepared.messages is None:
-            return _refusal(passages, prepared.reason)
+        passages, quote = prepared.passages, prepared.quote
+        support = quote.support if quote else 0.0
+        if prepared.messages is None or quote is None:
+            return _refusal(passages, prepared.reason, support)
         text = text.strip()
         if _is_refusal(text):
-            return _refusal(passages, "the model found no answer in the passages")
+            return _refusal(passages, "the model found no answer in the passages", support)
         if text and not _cites_missing_passages(text, passages):
             cited = cited_hits(text, passages)
             if cited and supported(text, prepared.search_query or prepared.question, cited):
-                return Answer(text, False, [_citation(hit) for hit in cited], passages)
+                citations = [_citation(hit) for hit in cited]
+                return Answer(text, False, citations, passages, support=support)
         if not self._quote_unverified:
-            return _refusal(passages, "the model's answer is not supported by the passages")
-        quote = best_quote(
-            prepared.search_query or prepared.question,
-            passages,
-            self.retriever.embedder,
-            self.retriever.sparse,
-        )
-        if quote is None:
-            return _refusal(passages, "no passage sentence answers the question")
+            reason = "the model's answer is not supported by the passages"
+            return _refusal(passages, reason, support)
         hit = passages[quote.passage]
         quoted = f"\u201c{quote.sentence}\u201d [{quote.passage + 1}]"
-        return Answer(quoted, False, [_citation(hit)], passages, origin="quote")
+        return Answer(quoted, False, [_citation(hit)], passages, "quote", support=support)
 
     def answer(
         self,
@@ -207,8 +231,8 @@ def _citation(hit: Hit) -> Citation:
     return Citation(hit.chunk.path, hit.chunk.page, hit.chunk.id)
 
 
-def _refusal(passages: list[Hit], reason: str) -> Answer:
-    return Answer(REFUSAL, True, [], passages, origin="refused", reason=reason)
+def _refusal(passages: list[Hit], reason: str, support: float = 0.0) -> Answer:
+    return Answer(REFUSAL, True, [], passages, "refused", reason, support)
 
 
 def _quoted_passages(text: str, passages: Sequence[Hit]) -> list[Hit]:

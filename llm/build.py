@@ -21,5 +21,6 @@ def build_answerer(settings: Settings, retriever: Retriever) -> Answerer:
         context_passages=settings.retrieval.context_passages,
         min_score=settings.retrieval.min_score,
         score_margin=settings.retrieval.score_margin,
+        min_support=settings.retrieval.min_support,
         quote_unverified=settings.retrieval.quote_unverified_answers,
     )

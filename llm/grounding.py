@@ -6,13 +6,15 @@
 - `supported`: whether a model's answer stands on the passages it cites: its figures and codes
   appear there, most of its words do, and it says something the question did not.
 - `best_quote`: the sentence of the passages that best answers the question, by meaning and
-  by keywords; shown, quoted and cited, when the model's answer cannot be verified.
+  by keywords, and how well it supports an answer. Too little support and the question is
+  refused before the model is asked; enough, and the sentence is quoted and cited when the
+  model's answer cannot be verified.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from llm.prompts import REDACTED, without_instructions
@@ -30,6 +32,8 @@ _WORD = re.compile(r"[^\W_]{3,}|\d+(?:[.,]\d+)*", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
 # Share of an answer's words that must appear in the passages it cites.
 _SUPPORTED_OVERLAP = 0.6
+# How much a sentence from a lower-ranked passage must match better to be preferred.
+_RANK_PENALTY = 0.1
 # The shortest and longest sentence worth quoting, in characters.
 _QUOTE_MIN, _QUOTE_MAX = 20, 400
 
@@ -70,11 +74,22 @@ def supported(answer: str, question: str, cited: Sequence[Hit]) -> bool:
 class Quote:
     sentence: str
     passage: int  # index into the passages
+    # How well the sentence, in its passage, answers the question: the cosine of question and
+    # sentence plus twice the share of the question's keywords, weighted by their rarity in
+    # the index, that the passage (with its place, title and heading) contains. A question
+    # whose rare words (a name, a topic) the evidence lacks is about something else.
+    support: float
 
 
 def best_quote(
-    question: str, passages: Sequence[Hit], embedder: Embedder, sparse: SparseEncoder
+    question: str,
+    passages: Sequence[Hit],
+    embedder: Embedder,
+    sparse: SparseEncoder,
+    rarity: Mapping[int, float],
 ) -> Quote | None:
+    """The sentence that best answers the question, preferring higher-ranked passages.
+    `rarity` weighs each keyword term of the question (in every passage language)."""
     candidates = [
         (index, sentence)
         for index, hit in enumerate(passages)
@@ -84,15 +99,21 @@ def best_quote(
         return None
     vectors = embedder.embed_documents([sentence for _, sentence in candidates])
     query = embedder.embed_query(question)
-    best: tuple[float, int, str] | None = None
+    best: tuple[float, Quote] | None = None
     for (index, sentence), vector in zip(candidates, vectors, strict=True):
-        language = passages[index].chunk.language
+        chunk = passages[index].chunk
+        wanted = sparse.terms(question, chunk.language)
+        found = sparse.terms(sentence, chunk.language)
+        context = sparse.terms(chunk.embedding_text(), chunk.language)
         similarity = sum(a * b for a, b in zip(query, vector, strict=True))
-        score = similarity + sparse.coverage(question, sentence, language)
-        if best is None or score > best[0]:
-            best = (score, index, sentence)
-    assert best is not None
-    return Quote(best[2], best[1])
+        coverage = len(wanted & found) / len(wanted) if wanted else 0.0
+        total = sum(rarity.get(term, 0.0) for term in wanted)
+        covered = sum(rarity.get(term, 0.0) for term in wanted & (found | context))
+        quote = Quote(sentence, index, similarity + 2 * (covered / total if total else 0.0))
+        preference = similarity + coverage - _RANK_PENALTY * index
+        if best is None or preference > best[0]:
+            best = (preference, quote)
+    return best[1] if best else None
 
 
 def _sentences(text: str) -> list[str]:

@@ -145,7 +145,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         outcomes = run(questions, retriever, answerer, scope, progress)
     except LLMUnavailable as exc:
         raise CommandFailed(f"{exc}; {hint}") from exc
-    return score(outcomes, time.monotonic() - started, settings.retrieval.context_passages)
+    return score(outcomes, time.monotonic() - started)
 
 
 def _add_eval_parser(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -29,14 +29,13 @@ from typing import Any, Protocol, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from llm.answer import Answer, relevance
+from llm.answer import Answer
 from retrieval.access import Scope
 from retrieval.models import Hit
 
 SEARCH_DEPTH = 10  # hits looked at per question: recall@10 and mrr@10
 # Calibration: the share of answerable questions a refusal threshold may turn away.
 FALSE_REFUSAL_BUDGET = 0.05
-CONTEXT_PASSAGES = 3  # the default of RAG_RETRIEVAL__CONTEXT_PASSAGES
 ANSWER_SHOWN = 200  # characters of an answer quoted in a miss
 
 
@@ -325,9 +324,7 @@ def _miss(golden: Golden, kind: str, detail: str) -> dict[str, Any]:
     return {"id": golden.id, "question": golden.question, "kind": kind, "detail": detail}
 
 
-def score(
-    outcomes: Sequence[Outcome], seconds: float = 0.0, context_passages: int = CONTEXT_PASSAGES
-) -> dict[str, Any]:
+def score(outcomes: Sequence[Outcome], seconds: float = 0.0) -> dict[str, Any]:
     """The figures over the outcomes. Answer figures are null when no answers were asked for
     (retrieval only); any figure over an empty set of questions is null."""
     with_answers = bool(outcomes) and all(o.answer is not None for o in outcomes)
@@ -397,37 +394,32 @@ def score(
         "refused_answerable": _share(refused_answerable, n_answerable) if with_answers else None,
         "facts": _share(facts_right, with_facts) if with_answers else None,
         "quoted": _share(quoted, answered) if with_answers else None,
-        "calibration": calibrate(outcomes, context_passages),
+        "calibration": calibrate(outcomes),
         "seconds": round(seconds, 2),
         "misses": misses,
     }
 
 
-def calibrate(
-    outcomes: Sequence[Outcome], passages: int = CONTEXT_PASSAGES
-) -> dict[str, float] | None:
-    """The highest `min_score` that refuses at most FALSE_REFUSAL_BUDGET of the answerable
-    questions before the model is asked, and what it does on this set. A question's score is
-    the relevance of the best of the first `passages` hits, as the answer step sees it."""
-    answerable = [_best_relevance(o, passages) for o in outcomes if o.golden.item.answerable]
-    unanswerable = [_best_relevance(o, passages) for o in outcomes if not o.golden.item.answerable]
+def calibrate(outcomes: Sequence[Outcome]) -> dict[str, float] | None:
+    """The highest `min_support` that turns away at most FALSE_REFUSAL_BUDGET of the answerable
+    questions before the model is asked, and what it does on this set; None without answers.
+    A question's support is how well the best passage sentence supports an answer."""
+    if not outcomes or any(o.answer is None for o in outcomes):
+        return None
+    answerable = [o.answer.support for o in outcomes if o.answer and o.golden.item.answerable]
+    unanswerable = [o.answer.support for o in outcomes if o.answer and not o.golden.item.answerable]
     if not answerable:
         return None
     allowed = int(FALSE_REFUSAL_BUDGET * len(answerable))
-    threshold = sorted(answerable)[allowed]  # refusing below it stays within the budget
-    threshold = math.floor(threshold * 100) / 100
+    threshold = math.floor(sorted(answerable)[allowed] * 100) / 100
     return {
-        "min_score": threshold,
-        "refused_answerable": round(sum(r < threshold for r in answerable) / len(answerable), 4),
+        "min_support": threshold,
+        "refused_answerable": round(sum(s < threshold for s in answerable) / len(answerable), 4),
         "refused_unanswerable": (
-            round(sum(r < threshold for r in unanswerable) / len(unanswerable), 4)
+            round(sum(s < threshold for s in unanswerable) / len(unanswerable), 4)
             if unanswerable else 0.0
         ),
     }  # fmt: skip
-
-
-def _best_relevance(outcome: Outcome, passages: int) -> float:
-    return max((relevance(hit) for hit in outcome.hits[:passages]), default=0.0)
 
 
 def _retrieval_detail(golden: Golden, rank: int | None, outcome: Outcome) -> str:
@@ -468,7 +460,7 @@ def format_report(report: dict[str, Any], misses_shown: int = 20) -> str:
     calibration = report["calibration"]
     if calibration:
         lines.append(
-            f"calibrated RAG_RETRIEVAL__MIN_SCORE={calibration['min_score']:.2f}: refuses "
+            f"calibrated RAG_RETRIEVAL__MIN_SUPPORT={calibration['min_support']:.2f}: refuses "
             f"{calibration['refused_unanswerable']:.0%} of the unanswerable and "
             f"{calibration['refused_answerable']:.0%} of the answerable questions unasked"
         )

@@ -194,6 +194,22 @@ class EdgeStore:
         with self._open() as shard:
             return shard.count(qe.CountRequest(exact=True, filter=selector))
 
+    def term_frequencies(self, terms: Sequence[int], scope: Scope, cap: int) -> dict[int, int]:
+        if not terms or scope.sees_nothing or not self._exists():
+            return dict.fromkeys(terms, 0)
+        selection = _selection(scope, SearchFilters())
+        requests = [
+            qe.QueryRequest(
+                limit=cap,
+                query=qe.Query.Nearest(qe.SparseVector(indices=[term], values=[1.0]), using=SPARSE),
+                filter=selection,
+            )
+            for term in terms
+        ]
+        with self._open() as shard:
+            found = shard.query_batch(qe.QueryBatchRequest(requests))
+        return {term: len(points) for term, points in zip(terms, found, strict=True)}
+
     def drop(self) -> None:
         if self._path.exists():
             self._shard.drop()

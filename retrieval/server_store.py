@@ -191,6 +191,22 @@ class QdrantServerStore:
         selector = _match("doc_id", doc_id) if doc_id else None
         return self._client.count(self._collection, count_filter=selector, exact=True).count
 
+    def term_frequencies(self, terms: Sequence[int], scope: Scope, cap: int) -> dict[int, int]:
+        if not terms or scope.sees_nothing or not self._exists():
+            return dict.fromkeys(terms, 0)
+        selection = _selection(scope, SearchFilters())
+        requests = [
+            qm.QueryRequest(
+                query=qm.SparseVector(indices=[term], values=[1.0]),
+                using=SPARSE,
+                filter=selection,
+                limit=cap,
+            )
+            for term in terms
+        ]
+        found = self._client.query_batch_points(self._collection, requests=requests)
+        return {term: len(r.points) for term, r in zip(terms, found, strict=True)}
+
     def drop(self) -> None:
         if self._exists():
             self._client.delete_collection(self._collection)

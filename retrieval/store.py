@@ -129,6 +129,9 @@ class VectorStore(Protocol):
       a copy or a move of a file reuses them instead of parsing it again.
     - `count(doc_id=None)` counts chunks, of one document or all.
     - `set_acl(doc_id, acl)` replaces the principals of every chunk of a document.
+    - `term_frequencies(terms, scope, cap)` counts the chunks the scope may read that hold
+      each keyword term (an index of the BM25 vectors), up to `cap`: how rare a question's
+      words are among the user's documents.
     - `drop()` deletes the collection with every chunk; `ensure_collection` makes it anew.
     - `optimize()` builds the search indexes of what was written, where the engine leaves
       that to its caller; ingestion calls it at the end of a run.
@@ -151,6 +154,8 @@ class VectorStore(Protocol):
     def count(self, doc_id: str | None = None) -> int: ...
 
     def set_acl(self, doc_id: str, acl: frozenset[str]) -> None: ...
+
+    def term_frequencies(self, terms: Sequence[int], scope: Scope, cap: int) -> dict[int, int]: ...
 
     def drop(self) -> None: ...
 

@@ -228,24 +228,30 @@ def test_a_figure_over_no_questions_is_null() -> None:
     assert report["refused_unanswerable"] == 1
 
 
-def relevant(path: str, similarity: float) -> Hit:
-    return hit(path, 1).model_copy(update={"similarity": similarity})
+def supported_by(support: float, refused: bool = False) -> Answer:
+    if refused:
+        return Answer("I cannot find the answer in the documents.", True, [], support=support)
+    return Answer("It is 12 [1].", False, [Citation("/s/x.pdf", 1, "c")], support=support)
 
 
-def test_calibration_picks_the_threshold_that_keeps_false_refusals_within_budget() -> None:
-    # 40 answerable questions with best relevance 0.40 .. 0.79; 4 unanswerable at 0.30 .. 0.60.
+def test_calibration_picks_the_support_that_keeps_false_refusals_within_budget() -> None:
+    # 40 answerable questions with support 1.00 .. 1.39; 4 unanswerable at 0.90 .. 1.20.
     outcomes = [
-        Outcome(golden(f"a{n}", source={"path": "x.pdf"}), [relevant("/s/x.pdf", 0.40 + n / 100)])
+        Outcome(golden(f"a{n}", source={"path": "x.pdf"}), [hit("/s/x.pdf", 1)],
+                supported_by(1.00 + n / 100))
         for n in range(40)
     ] + [
-        Outcome(golden(f"u{n}", unanswerable=True), [relevant("/s/y.pdf", 0.30 + n / 10)])
+        Outcome(golden(f"u{n}", unanswerable=True), [hit("/s/y.pdf", 1)],
+                supported_by(0.90 + n / 10, refused=True))
         for n in range(4)
     ]  # fmt: skip
     calibration = score(outcomes)["calibration"]
-    # 5 % of 40 is 2 questions: the threshold is the third lowest answerable score.
+    # 5 % of 40 is 2 questions: the threshold is the third lowest answerable support.
     assert calibration == {
-        "min_score": 0.42, "refused_answerable": 0.05, "refused_unanswerable": 0.5,
+        "min_support": 1.02, "refused_answerable": 0.05, "refused_unanswerable": 0.5,
     }  # fmt: skip
+    retrieval_only = [Outcome(o.golden, o.hits) for o in outcomes]
+    assert score(retrieval_only)["calibration"] is None
 
 
 def test_quoted_answers_are_counted_among_the_answered() -> None:
