@@ -171,6 +171,24 @@ class StoreContract:
         dense_only = store.search(query(axis(0)), Scope.operator(), 1)
         assert dense_only[0].chunk.text == texts[0]
 
+    def test_term_frequencies_count_the_chunks_a_scope_may_read(self, store: VectorStore) -> None:
+        texts = ["Steam sterilisers", "Steam boilers", "Infusion pumps"]
+        chunks = [
+            c.model_copy(update={"text": text, "language": "en"})
+            for c, text in zip(make_chunks("/share/a.md", 3, {EVERYONE}), texts, strict=True)
+        ]
+        secret = make_chunks("/share/b.md", 1, {"group:board"})[0].model_copy(
+            update={"text": "Steam turbines", "language": "en"}
+        )
+        store.upsert([*chunks, secret], [axis(0)] * 4)
+        steam, pumps, absent = (min(SPARSE.terms(w, "en")) for w in ("steam", "pumps", "kiwi"))
+        assert store.term_frequencies([steam, pumps, absent], Scope.operator(), 100) == {
+            steam: 3, pumps: 1, absent: 0,
+        }  # fmt: skip
+        assert store.term_frequencies([steam], Scope.of({EVERYONE}), 100) == {steam: 2}
+        assert store.term_frequencies([steam], Scope.operator(), 2) == {steam: 2}  # capped
+        assert store.term_frequencies([steam], Scope.of(set()), 100) == {steam: 0}
+
     def test_keywords_are_stemmed_in_the_passage_language(self, store: VectorStore) -> None:
         french = make_chunks("/share/rh/factures.md", 1, {EVERYONE})[0].model_copy(
             update={"text": "Les factures sont payées sous trente jours.", "language": "fr"}
