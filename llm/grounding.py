@@ -1,8 +1,8 @@
 """Checks that tie an answer to the passages, independent of how good the model is.
 
-- `missing_identifiers`: codes and reference numbers in the question (`ST-400`, `VM-20455`)
-  that no passage contains. A question about a product or contract the documents never name
-  is refused, however close the passages about its neighbours are.
+- `missing_identifiers`: codes, reference numbers and years in the question (`ST-400`,
+  `VM-20455`, `2022`) that no passage contains. A question about a product, a contract or a
+  year the passages never name is refused, however close they are otherwise.
 - `supported`: whether a model's answer stands on the passages it cites: its figures and codes
   appear there, most of its words do, and it says something the question did not.
 - `best_quote`: the sentence of the passages that best answers the question, by meaning and
@@ -23,7 +23,7 @@ from retrieval.models import Hit
 from retrieval.sparse import SparseEncoder
 
 # A product code, an article number, a contract reference: a token of digits and capital
-# letters (`ST-400`, `TMG-PROC-2024-031`, `A5`).
+# letters (`ST-400`, `TMG-PROC-2024-031`, `A5`), or a number of two digits or more.
 _TOKEN = re.compile(r"\b\w+(?:[-/.]\w+)*\b")
 _LETTERS = re.compile(r"[^\W\d_]+")
 _CITATION = re.compile(r"\[\d{1,2}\]")
@@ -48,6 +48,8 @@ def missing_identifiers(question: str, passages: Sequence[Hit]) -> list[str]:
 
 
 def _is_identifier(token: str) -> bool:
+    if token.isdigit():
+        return len(token) >= 2  # a year, an amount, a room number
     if not any(c.isdigit() for c in token):
         return False
     letters = _LETTERS.findall(token)

@@ -37,6 +37,9 @@ def test_a_code_no_passage_names_is_missing() -> None:
     assert missing_identifiers("How long is a cycle of the ST 800?", STERILISERS) == []
     # Ordinary words with digits are not codes: "4h", "3rd", "FFP2-Masken".
     assert missing_identifiers("Is the 3rd cycle 4h long? FFP2-Masken?", STERILISERS) == []
+    # A year or a number the passages never mention.
+    assert missing_identifiers("Which steriliser was bought in 2022?", STERILISERS) == ["2022"]
+    assert missing_identifiers("Which one runs at 134 degrees for 5 min?", STERILISERS) == []
 
 
 def test_an_answer_stands_on_its_passage_only_with_its_figures_there() -> None:
