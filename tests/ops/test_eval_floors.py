@@ -8,7 +8,9 @@ evaluated with `rag eval` against the real LLM server, as an operator would do i
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +19,21 @@ import pytest
 from settings import Settings
 from tests.conftest import RAG
 
-# The targets for retrieval are met with a margin; the answer floors sit a little
-# under what the embedded default measures, so that noise passes and a regression does not.
+# Measured with the embedded default (SmolLM2-135M): recall@5 1.00, mrr@10 0.97, cited_right
+# 0.94, refused_unanswerable 0.80, refused_answerable 0.04. The floors are the targets where
+# they are met, and a little under the measured figure for refusals (target 0.85, not met
+# yet), so that noise passes and a regression does not.
 FLOORS = {
     "recall@5": 0.92,
     "mrr@10": 0.80,
     "cited_right": 0.80,
-    "refused_unanswerable": 0.50,
+    "refused_unanswerable": 0.70,
 }
+CEILINGS = {"refused_answerable": 0.10}
 
 
 @pytest.fixture(scope="module")
 def evaluation(tmp_path_factory: pytest.TempPathFactory, llm_settings: Settings) -> dict[str, Any]:
-    import os
-    import sys
-
     root = tmp_path_factory.mktemp("eval")
     generated = subprocess.run(
         [sys.executable, "-m", "ops.make_eval_corpus", str(root / "set")],
@@ -61,6 +63,15 @@ def evaluation(tmp_path_factory: pytest.TempPathFactory, llm_settings: Settings)
 def test_the_evaluation_set_stays_above_its_floor(evaluation: dict[str, Any], figure: str) -> None:
     misses = [m for m in evaluation["misses"] if m["kind"] != "facts"]
     assert evaluation[figure] >= FLOORS[figure], json.dumps(misses, indent=1)[:4000]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("figure", sorted(CEILINGS))
+def test_the_evaluation_set_stays_below_its_ceiling(
+    evaluation: dict[str, Any], figure: str
+) -> None:
+    refusals = [m for m in evaluation["misses"] if m["kind"] == "refusal"]
+    assert evaluation[figure] <= CEILINGS[figure], json.dumps(refusals, indent=1)[:4000]
 
 
 @pytest.mark.integration
