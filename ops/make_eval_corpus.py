@@ -56,11 +56,11 @@ from ops.make_sample_share import (
     FIXED_TIME,
     SCAN_DPI,
     Block,
+    docx_bytes,
     image_pdf,
     png_bytes,
     render_scan,
     text_pdf,
-    with_fixed_zip_timestamps,
 )
 
 DATA_DIR = Path(__file__).resolve().parent / "eval_corpus"
@@ -381,17 +381,7 @@ def write_docx(source: Source) -> Rendered:
             document.add_paragraph(block.text, style="List Bullet")
         elif block.kind == "table":
             add_docx_table(document, block.rows)
-    properties = document.core_properties
-    properties.title = source.title
-    properties.author = ORGANISATION
-    properties.last_modified_by = ORGANISATION
-    properties.comments = ""
-    properties.created = FIXED_TIME
-    properties.modified = FIXED_TIME
-    properties.revision = 1
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return Rendered(source, with_fixed_zip_timestamps(buffer.getvalue()), (body_text(blocks),))
+    return Rendered(source, docx_bytes(document, source.title, ORGANISATION), (body_text(blocks),))
 
 
 def add_docx_table(document: Any, rows: Sequence[Sequence[str]]) -> None:

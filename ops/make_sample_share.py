@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from docx import Document
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -524,10 +524,15 @@ def remote_work_docx() -> bytes:
         document.add_heading(heading, level=2)
         for paragraph in paragraphs:
             document.add_paragraph(paragraph)
+    return docx_bytes(document, REMOTE_WORK_TITLE, ORGANISATION)
+
+
+def docx_bytes(document: Any, title: str, author: str) -> bytes:
+    """The document's bytes with fixed metadata and timestamps: the same every time."""
     properties = document.core_properties
-    properties.title = REMOTE_WORK_TITLE
-    properties.author = ORGANISATION
-    properties.last_modified_by = ORGANISATION
+    properties.title = title
+    properties.author = author
+    properties.last_modified_by = author
     properties.comments = ""
     properties.created = FIXED_TIME
     properties.modified = FIXED_TIME
