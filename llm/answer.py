@@ -156,8 +156,9 @@ class Answerer:
         return f"{recent[-1][0].strip()} {question.strip()}"
 
     def finish(self, prepared: PreparedQuestion, text: str) -> Answer:
-        """The answer from the model's reply: kept when it stands on the passages it cites;
-        otherwise refused, or replaced by the best-matching passage sentence, quoted."""
+        """The answer from the model's reply: kept when it stands on the passages it cites,
+        among them the best-supporting one; otherwise the best-supporting passage sentence,
+        quoted (or a refusal, when quoting is off)."""
         passages, quote = prepared.passages, prepared.quote
         support = quote.support if quote else 0.0
         if prepared.messages is None or quote is None:
@@ -167,7 +168,11 @@ class Answerer:
             return _refusal(passages, "the model found no answer in the passages", support)
         if text and not _cites_missing_passages(text, passages):
             cited = cited_hits(text, passages)
-            if cited and supported(text, prepared.search_query or prepared.question, cited):
+            # Kept when it stands on what it cites, and cites the passage that answers best:
+            # a small model may copy a figure from a neighbouring passage about something else.
+            if passages[quote.passage] in cited and supported(
+                text, prepared.search_query or prepared.question, cited
+            ):
                 citations = [_citation(hit) for hit in cited]
                 return Answer(text, False, citations, passages, support=support)
         if not self._quote_unverified:
