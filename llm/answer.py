@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from llm.client import ChatModel, Message
-from llm.grounding import Quote, best_quote, missing_identifiers, supported
+from llm.grounding import (
+    CITATION,
+    Quote,
+    best_quote,
+    missing_identifiers,
+    supported,
+    words_of,
+)
 from llm.prompts import REFUSAL, grounded_messages, rewrite_messages
 from retrieval.access import Scope
 from retrieval.models import Hit
 from retrieval.retriever import Retriever
 from retrieval.store import SearchFilters
 
-_CITATION = re.compile(r"\[(\d{1,2})\]")
-_WORD = re.compile(r"[^\W_]{3,}|\d+(?:[.,]\d+)*", re.UNICODE)
 # Keyword rarity: a term in more chunks than this counts as common.
 _FREQUENCY_CAP = 1000
 # Earlier turns a follow-up question is rewritten from.
@@ -206,15 +210,15 @@ def _plausible_rewrite(rewritten: str, question: str, earlier: Sequence[str]) ->
     """One question, keeping most of the follow-up's words, not a repeat of an earlier one."""
     if "\n" in rewritten or not rewritten.endswith("?") or len(rewritten) > 400:
         return False
-    if _words(rewritten) in [_words(asked) for asked in earlier]:
+    if words_of(rewritten) in [words_of(asked) for asked in earlier]:
         return False
-    kept = _words(question)
-    return not kept or len(kept & _words(rewritten)) / len(kept) >= _REWRITE_KEEPS
+    kept = words_of(question)
+    return not kept or len(kept & words_of(rewritten)) / len(kept) >= _REWRITE_KEEPS
 
 
 def _cites_missing_passages(text: str, passages: Sequence[Hit]) -> bool:
     """An answer citing a passage number it was not given made that source up."""
-    return any(not 1 <= int(n) <= len(passages) for n in _CITATION.findall(text))
+    return any(not 1 <= int(n) <= len(passages) for n in CITATION.findall(text))
 
 
 def _is_refusal(text: str) -> bool:
@@ -227,7 +231,7 @@ def cited_passages(text: str, passages: Sequence[Hit]) -> list[Citation]:
 
 
 def cited_hits(text: str, passages: Sequence[Hit]) -> list[Hit]:
-    numbers = [int(n) for n in _CITATION.findall(text)]
+    numbers = [int(n) for n in CITATION.findall(text)]
     chosen = [passages[n - 1] for n in dict.fromkeys(numbers) if 1 <= n <= len(passages)]
     return chosen or _quoted_passages(text, passages)
 
@@ -241,17 +245,13 @@ def _refusal(passages: list[Hit], reason: str, support: float = 0.0) -> Answer:
 
 
 def _quoted_passages(text: str, passages: Sequence[Hit]) -> list[Hit]:
-    words = _words(_CITATION.sub(" ", text))
+    words = words_of(CITATION.sub(" ", text))
     if not words:
         return []
     scored = []
     for hit in passages:
-        overlap = len(words & _words(hit.chunk.text)) / len(words)
+        overlap = len(words & words_of(hit.chunk.text)) / len(words)
         if overlap >= _ATTRIBUTION_OVERLAP:
             scored.append((overlap, hit))
     scored.sort(key=lambda pair: pair[0], reverse=True)
     return [hit for _, hit in scored[:1]]
-
-
-def _words(text: str) -> set[str]:
-    return {w.lower() for w in _WORD.findall(text)}

@@ -21,12 +21,13 @@ from llm.prompts import REDACTED, without_instructions
 from retrieval.embedder import Embedder
 from retrieval.models import Hit
 from retrieval.sparse import SparseEncoder
+from retrieval.store import cosine
 
 # A product code, an article number, a contract reference: a token of digits and capital
 # letters (`ST-400`, `TMG-PROC-2024-031`, `A5`), or a number of two digits or more.
 _TOKEN = re.compile(r"\b\w+(?:[-/.]\w+)*\b")
 _LETTERS = re.compile(r"[^\W\d_]+")
-_CITATION = re.compile(r"\[\d{1,2}\]")
+CITATION = re.compile(r"\[(\d{1,2})\]")
 _FIGURE = re.compile(r"\d+(?:[.,\s]\d{3})*(?:[.,]\d+)?")
 _WORD = re.compile(r"[^\W_]{3,}|\d+(?:[.,]\d+)*", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
@@ -57,10 +58,10 @@ def _is_identifier(token: str) -> bool:
 
 
 def supported(answer: str, question: str, cited: Sequence[Hit]) -> bool:
-    answer = _CITATION.sub(" ", answer)
+    answer = CITATION.sub(" ", answer)
     context = " ".join(hit.chunk.embedding_text() for hit in cited)
-    context_words = _words(context)
-    words = _words(answer)
+    context_words = words_of(context)
+    words = words_of(answer)
     if not words:
         return False
     figures = {_digits(f) for f in _FIGURE.findall(answer)} - {""}
@@ -68,7 +69,7 @@ def supported(answer: str, question: str, cited: Sequence[Hit]) -> bool:
     if not figures <= context_figures:
         return False
     overlap = len(words & context_words) / len(words)
-    says_something_new = bool((words & context_words) - _words(question))
+    says_something_new = bool((words & context_words) - words_of(question))
     return overlap >= _SUPPORTED_OVERLAP and says_something_new
 
 
@@ -101,13 +102,17 @@ def best_quote(
         return None
     vectors = embedder.embed_documents([sentence for _, sentence in candidates])
     query = embedder.embed_query(question)
+    # Per passage: the question's terms in its language, and the passage's own terms.
+    terms = [
+        (sparse.terms(question, hit.chunk.language),
+         sparse.terms(hit.chunk.embedding_text(), hit.chunk.language))
+        for hit in passages
+    ]  # fmt: skip
     best: tuple[float, Quote] | None = None
     for (index, sentence), vector in zip(candidates, vectors, strict=True):
-        chunk = passages[index].chunk
-        wanted = sparse.terms(question, chunk.language)
-        found = sparse.terms(sentence, chunk.language)
-        context = sparse.terms(chunk.embedding_text(), chunk.language)
-        similarity = sum(a * b for a, b in zip(query, vector, strict=True))
+        wanted, context = terms[index]
+        found = sparse.terms(sentence, passages[index].chunk.language)
+        similarity = cosine(query, vector)
         coverage = len(wanted & found) / len(wanted) if wanted else 0.0
         total = sum(rarity.get(term, 0.0) for term in wanted)
         covered = sum(rarity.get(term, 0.0) for term in wanted & (found | context))
@@ -133,5 +138,6 @@ def _digits(figure: str) -> str:
     return re.sub(r"\D", "", figure)
 
 
-def _words(text: str) -> set[str]:
+def words_of(text: str) -> set[str]:
+    """The words of three letters or more and the numbers, lowercased."""
     return {w.lower() for w in _WORD.findall(text)}
