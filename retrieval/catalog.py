@@ -1,0 +1,138 @@
+"""The library: what the ledger holds, as a user may see it.
+
+The UI may not import `ingest`, so this reads the ingest ledger's SQLite file itself, opened
+read-only: the catalog never creates, locks for writing or changes the ledger. A ledger that
+does not exist yet means an empty library.
+
+A scope sees a file when the file's ACL shares at least one of the scope's principals (the
+same rule the vector store applies to chunks); the operator's scope sees every file and an
+empty scope sees none. The ACL is applied in SQL, so a path the scope may not read never
+leaves the database.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePath
+from typing import Any
+
+from retrieval.access import Scope
+
+_INDEXED = "indexed"
+# The file's ACL (a JSON list) shares a principal with the scope's (a JSON list parameter).
+_READABLE = (
+    "EXISTS (SELECT 1 FROM json_each(files.acl) AS acl "
+    "WHERE acl.value IN (SELECT value FROM json_each(?)))"
+)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    path: str
+    folder: str
+    name: str
+    file_type: str  # the extension, lowercase, without the dot: `pdf`; empty if none
+    pages: int
+    chunks: int
+    status: str
+    parser: str | None
+    indexed_at: datetime  # when the ledger row was last written, UTC
+    doc_id: str
+
+
+@dataclass(frozen=True)
+class FailedEntry:
+    path: str
+    folder: str
+    name: str
+    status: str  # `failed`, or `skipped` when asked for
+    error: str
+    at: datetime  # when the file was last tried, UTC
+    doc_id: str
+
+
+class Catalog:
+    def __init__(self, ledger_path: Path) -> None:
+        self._path = ledger_path
+
+    def documents(self, scope: Scope, name_contains: str = "") -> list[CatalogEntry]:
+        """The indexed files the scope may read whose name contains `name_contains` (any
+        case), sorted by folder, then name."""
+        if scope.sees_nothing:
+            return []
+        query = (
+            "SELECT path, doc_id, pages, chunks, status, parser, updated_at FROM files "
+            "WHERE status = ?"
+        )
+        parameters: tuple[object, ...] = (_INDEXED,)
+        if not scope.unrestricted:
+            query += f" AND {_READABLE}"
+            parameters += (json.dumps(sorted(scope.principals)),)
+        wanted = name_contains.strip().casefold()
+        entries = [
+            _entry(row)
+            for row in self._rows(query, parameters)
+            if wanted in PurePath(row[0]).name.casefold()
+        ]
+        return sorted(entries, key=lambda e: (e.folder.casefold(), e.name.casefold(), e.path))
+
+    def failed(self, include_skipped: bool = False) -> list[FailedEntry]:
+        """Files that could not be indexed, with the reason; for administrators only (the
+        caller checks the role: this view ignores ACLs)."""
+        statuses = ("failed", "skipped") if include_skipped else ("failed",)
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._rows(
+            f"SELECT path, doc_id, status, error, updated_at FROM files WHERE status IN ({marks})",
+            statuses,
+        )
+        entries = [
+            FailedEntry(
+                path=path,
+                folder=str(PurePath(path).parent),
+                name=PurePath(path).name,
+                status=status,
+                error=error or "no reason recorded",
+                at=_utc(updated_at),
+                doc_id=doc_id,
+            )
+            for path, doc_id, status, error, updated_at in rows
+        ]
+        return sorted(entries, key=lambda e: (e.folder.casefold(), e.name.casefold(), e.path))
+
+    def _rows(self, query: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        if not self._path.is_file():
+            return []
+        uri = self._path.resolve().as_uri() + "?mode=ro"
+        database = sqlite3.connect(uri, uri=True, timeout=30)
+        try:
+            return database.execute(query, parameters).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # a ledger no ingestion run has written to yet
+                return []
+            raise
+        finally:
+            database.close()
+
+
+def _entry(row: tuple[Any, ...]) -> CatalogEntry:
+    path, doc_id, pages, chunks, status, parser, updated_at = row
+    location = PurePath(path)
+    return CatalogEntry(
+        path=path,
+        folder=str(location.parent),
+        name=location.name,
+        file_type=location.suffix.lower().lstrip("."),
+        pages=int(pages),
+        chunks=int(chunks),
+        status=str(status),
+        parser=parser,
+        indexed_at=_utc(updated_at),
+        doc_id=doc_id,
+    )
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(float(timestamp), tz=UTC)
