@@ -149,6 +149,11 @@ class IngestSettings(_Section):
         description="Chunks embedded in one model call and written to the index in one "
         "transaction, across files. A batch is also written when it is 10 s old.",
     )
+    shares: list[Path] = Field(
+        default_factory=list,
+        description="The file shares (mounted folders) an admin can start an ingestion run of "
+        "from the UI, as a JSON list: `RAG_INGEST__SHARES='[\"/mnt/share\"]'`.",
+    )
 
 
 class ChunkingSettings(_Section):
@@ -214,6 +219,31 @@ class UISettings(_Section):
     host: str = Field(default="127.0.0.1", description="Address the Streamlit UI binds.")
     port: int = Field(default=8501, description="Port of the Streamlit UI.")
     startup_timeout_seconds: float = Field(default=120.0, description="Wait for UI health.")
+    session_minutes: int = Field(
+        default=480, ge=1, description="A signed-in session ends after this many minutes."
+    )
+    max_failed_sign_ins: int = Field(
+        default=5,
+        ge=1,
+        description="Failed sign-ins for one username within the lockout window before further "
+        "attempts are refused until the window has passed.",
+    )
+    sign_in_lockout_minutes: int = Field(
+        default=15, ge=1, description="The window failed sign-ins are counted in, and locked for."
+    )
+    language: Literal["auto", "en", "fr", "de"] = Field(
+        default="auto",
+        description="Language of the UI text; `auto` follows the browser's language.",
+    )
+
+
+class AuditSettings(_Section):
+    retention_days: int = Field(
+        default=365,
+        ge=1,
+        description="Audit events older than this are dropped when the log is next written "
+        "(the hash chain restarts from a recorded checkpoint).",
+    )
 
 
 class Settings(BaseSettings):
@@ -237,6 +267,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     ui: UISettings = Field(default_factory=UISettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @property
     def embedder_dir(self) -> Path:
@@ -261,6 +292,22 @@ class Settings(BaseSettings):
     @property
     def users_path(self) -> Path:
         return self.data_dir / "users.sqlite3"
+
+    @property
+    def history_path(self) -> Path:
+        return self.data_dir / "history.sqlite3"
+
+    @property
+    def feedback_path(self) -> Path:
+        return self.data_dir / "feedback.sqlite3"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.data_dir / "audit.jsonl"
+
+    @property
+    def page_images_dir(self) -> Path:
+        return self.data_dir / "page-images"
 
     @property
     def run_dir(self) -> Path:

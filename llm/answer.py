@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Literal
 
 from llm.client import ChatModel, Message
@@ -13,6 +14,7 @@ from llm.grounding import (
     Quote,
     best_quote,
     missing_identifiers,
+    names_in,
     supported,
     words_of,
 )
@@ -78,6 +80,8 @@ class PreparedQuestion:
     reason: str = ""
     # The passage sentence that best answers the question, when there are passages.
     quote: Quote | None = None
+    # What the model was asked: the question, or the follow-up's standalone rewrite.
+    asked: str = ""
 
     @property
     def refused_before_model(self) -> bool:
@@ -113,7 +117,7 @@ class Answerer:
         """Retrieve for the question (a follow-up is first rewritten to stand alone from the
         earlier (question, answer) pairs in `history`) and build the prompt, or decide to
         refuse without one when no passage is relevant enough."""
-        query = self.standalone_question(question, history)
+        query, asked = self.standalone_question(question, history)
         hits = self.retriever.search(query, scope, self._context_passages, filters)
         best = max((relevance(hit) for hit in hits), default=0.0)
         if best < self._min_score:
@@ -126,15 +130,41 @@ class Answerer:
             reason = f"no passage mentions {', '.join(unknown)}"
             return PreparedQuestion(question, relevant, None, query, reason)
         quote = best_quote(
-            query, relevant, self.retriever.embedder, self.retriever.sparse,
-            self._rarity(query, relevant, scope),
+            asked, relevant, self.retriever.embedder, self.retriever.sparse,
+            self._rarity(asked, relevant, scope),
         )  # fmt: skip
         if quote is None or quote.support < self._min_support:
             support = quote.support if quote else 0.0
             reason = f"passage support {support:.2f} is below {self._min_support:.2f}"
             return PreparedQuestion(question, relevant, None, query, reason, quote)
-        messages = grounded_messages(query, relevant)
-        return PreparedQuestion(question, relevant, messages, query, quote=quote)
+        source = relevant[quote.passage]
+        elsewhere = self._names_missing_from(query, source, scope)
+        if elsewhere:
+            reason = f"{PurePath(source.chunk.path).name} never mentions {', '.join(elsewhere)}"
+            return PreparedQuestion(question, relevant, None, query, reason, quote)
+        messages = grounded_messages(asked, relevant)
+        return PreparedQuestion(question, relevant, messages, query, quote=quote, asked=asked)
+
+    def _names_missing_from(self, question: str, source: Hit, scope: Scope) -> list[str]:
+        """The names in the question that other documents the scope may read mention and the
+        source's document never does (in its text, title or path): the question is about
+        another site, supplier or person than the source."""
+        language = source.chunk.language
+        named = {name: self.retriever.sparse.terms(name, language) for name in names_in(question)}
+        terms = sorted({term for name_terms in named.values() for term in name_terms})
+        if not terms:
+            return []
+        store = self.retriever.store
+        known = store.term_frequencies(terms, scope, 1)
+        document = SearchFilters(doc_id=source.chunk.doc_id)
+        in_document = store.term_frequencies(terms, scope, 1, document)
+        return [
+            name
+            for name, name_terms in named.items()
+            if name_terms
+            and all(known[term] for term in name_terms)
+            and not all(in_document[term] for term in name_terms)
+        ]
 
     def _rarity(self, question: str, passages: Sequence[Hit], scope: Scope) -> dict[int, float]:
         """Inverse document frequency of the question's keyword terms in every language of
@@ -147,17 +177,21 @@ class Answerer:
         frequencies = store.term_frequencies(terms, scope, _FREQUENCY_CAP)
         return {t: math.log((total + 1) / (frequencies[t] + 0.5)) for t in terms}
 
-    def standalone_question(self, question: str, history: Sequence[tuple[str, str]]) -> str:
-        """The follow-up rewritten by the model to stand alone; when the rewrite is not a
-        plausible one (a small model may answer instead of rewriting), the last question
-        and this one together, which still carry the subject for retrieval."""
+    def standalone_question(
+        self, question: str, history: Sequence[tuple[str, str]]
+    ) -> tuple[str, str]:
+        """What to search for and what to ask the model. A follow-up is rewritten by the model
+        to stand alone, and both are the rewrite. When the rewrite is not a plausible one (a
+        small model may answer instead of rewriting), the last question and this one together
+        are searched, as they carry the subject, and the model is asked this one alone: given
+        both, a small model answers the earlier one."""
         if not history:
-            return question
+            return question, question
         recent = history[-_HISTORY_TURNS:]
         rewritten = self.chat.complete(rewrite_messages(question, recent)).strip()
         if _plausible_rewrite(rewritten, question, [asked for asked, _ in recent]):
-            return rewritten
-        return f"{recent[-1][0].strip()} {question.strip()}"
+            return rewritten, rewritten
+        return f"{recent[-1][0].strip()} {question.strip()}", question
 
     def finish(self, prepared: PreparedQuestion, text: str) -> Answer:
         """The answer from the model's reply: kept when it stands on the passages it cites,
@@ -175,7 +209,7 @@ class Answerer:
             # Kept when it stands on what it cites, and cites the passage that answers best:
             # a small model may copy a figure from a neighbouring passage about something else.
             if passages[quote.passage] in cited and supported(
-                text, prepared.search_query or prepared.question, cited
+                text, prepared.asked or prepared.question, cited
             ):
                 citations = [_citation(hit) for hit in cited]
                 return Answer(text, False, citations, passages, support=support)

@@ -3,6 +3,9 @@
 - `missing_identifiers`: codes, reference numbers and years in the question (`ST-400`,
   `VM-20455`, `2022`) that no passage contains. A question about a product, a contract or a
   year the passages never name is refused, however close they are otherwise.
+- `names_in`: the words a question capitalises mid-sentence (a site, a supplier, a person).
+  A question naming something the index knows that the answering document never mentions
+  is about something else: parking at one site answered from another site's rules.
 - `supported`: whether a model's answer stands on the passages it cites: its figures and codes
   appear there, most of its words do, and it says something the question did not.
 - `best_quote`: the sentence of the passages that best answers the question, by meaning and
@@ -46,6 +49,14 @@ def missing_identifiers(question: str, passages: Sequence[Hit]) -> list[str]:
         for code in dict.fromkeys(_TOKEN.findall(question))
         if _is_identifier(code) and _normalised(code) not in context
     ]
+
+
+def names_in(question: str) -> list[str]:
+    """The words the question capitalises after the first of a sentence."""
+    names = []
+    for sentence in _SENTENCE_END.split(question):
+        names += [token for token in _TOKEN.findall(sentence)[1:] if token[0].isupper()]
+    return list(dict.fromkeys(names))
 
 
 def _is_identifier(token: str) -> bool:

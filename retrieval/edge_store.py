@@ -194,10 +194,12 @@ class EdgeStore:
         with self._open() as shard:
             return shard.count(qe.CountRequest(exact=True, filter=selector))
 
-    def term_frequencies(self, terms: Sequence[int], scope: Scope, cap: int) -> dict[int, int]:
+    def term_frequencies(
+        self, terms: Sequence[int], scope: Scope, cap: int, filters: SearchFilters | None = None
+    ) -> dict[int, int]:
         if not terms or scope.sees_nothing or not self._exists():
             return dict.fromkeys(terms, 0)
-        selection = _selection(scope, SearchFilters())
+        selection = _selection(scope, filters or SearchFilters())
         requests = [
             qe.QueryRequest(
                 limit=cap,

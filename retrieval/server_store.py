@@ -191,10 +191,12 @@ class QdrantServerStore:
         selector = _match("doc_id", doc_id) if doc_id else None
         return self._client.count(self._collection, count_filter=selector, exact=True).count
 
-    def term_frequencies(self, terms: Sequence[int], scope: Scope, cap: int) -> dict[int, int]:
+    def term_frequencies(
+        self, terms: Sequence[int], scope: Scope, cap: int, filters: SearchFilters | None = None
+    ) -> dict[int, int]:
         if not terms or scope.sees_nothing or not self._exists():
             return dict.fromkeys(terms, 0)
-        selection = _selection(scope, SearchFilters())
+        selection = _selection(scope, filters or SearchFilters())
         requests = [
             qm.QueryRequest(
                 query=qm.SparseVector(indices=[term], values=[1.0]),

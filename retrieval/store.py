@@ -129,9 +129,10 @@ class VectorStore(Protocol):
       a copy or a move of a file reuses them instead of parsing it again.
     - `count(doc_id=None)` counts chunks, of one document or all.
     - `set_acl(doc_id, acl)` replaces the principals of every chunk of a document.
-    - `term_frequencies(terms, scope, cap)` counts the chunks the scope may read that hold
-      each keyword term (an index of the BM25 vectors), up to `cap`: how rare a question's
-      words are among the user's documents.
+    - `term_frequencies(terms, scope, cap, filters)` counts the chunks the scope may read (and
+      `filters` select) that hold each keyword term (an index of the BM25 vectors), up to
+      `cap`: how rare a question's words are among the user's documents, or whether one
+      document mentions them.
     - `drop()` deletes the collection with every chunk; `ensure_collection` makes it anew.
     - `optimize()` builds the search indexes of what was written, where the engine leaves
       that to its caller; ingestion calls it at the end of a run.
@@ -155,7 +156,9 @@ class VectorStore(Protocol):
 
     def set_acl(self, doc_id: str, acl: frozenset[str]) -> None: ...
 
-    def term_frequencies(self, terms: Sequence[int], scope: Scope, cap: int) -> dict[int, int]: ...
+    def term_frequencies(
+        self, terms: Sequence[int], scope: Scope, cap: int, filters: SearchFilters | None = None
+    ) -> dict[int, int]: ...
 
     def drop(self) -> None: ...
 

@@ -188,6 +188,10 @@ class StoreContract:
         assert store.term_frequencies([steam], Scope.of({EVERYONE}), 100) == {steam: 2}
         assert store.term_frequencies([steam], Scope.operator(), 2) == {steam: 2}  # capped
         assert store.term_frequencies([steam], Scope.of(set()), 100) == {steam: 0}
+        one_document = SearchFilters(doc_id=secret.doc_id)
+        assert store.term_frequencies([steam, pumps], Scope.operator(), 100, one_document) == {
+            steam: 1, pumps: 0,
+        }  # fmt: skip
 
     def test_keywords_are_stemmed_in_the_passage_language(self, store: VectorStore) -> None:
         french = make_chunks("/share/rh/factures.md", 1, {EVERYONE})[0].model_copy(

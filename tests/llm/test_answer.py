@@ -145,3 +145,16 @@ def test_an_instruction_planted_in_a_document_changes_nothing(
     assert "HACKED" not in answer.text and "attacker.example" not in answer.text
     assert not answer.refused and "18" in answer.text
     assert [Path(c.path).name for c in answer.citations] == ["parking.md"]
+
+
+@pytest.mark.integration
+def test_a_follow_up_question_finds_the_subject_of_the_conversation(
+    live_answerer: Answerer,
+) -> None:
+    # Alone, "its budget" could be the IT programme's as well as the harbour project's.
+    history = [("Who leads the Harbour Renovation Project?", "Dr. Ingrid Hansen [1].")]
+    answer = live_answerer.answer(
+        "And what is its approved budget?", Scope.operator(), history=history
+    )
+    assert not answer.refused and "4,750,000" in answer.text
+    assert [Path(c.path).name for c in answer.citations] == ["harbour-renovation-memo.png"]

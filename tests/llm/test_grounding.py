@@ -10,7 +10,7 @@ import pytest
 from llm.answer import Answerer, PreparedQuestion
 from llm.build import build_answerer
 from llm.client import ChatModel
-from llm.grounding import missing_identifiers, supported
+from llm.grounding import missing_identifiers, names_in, supported
 from llm.prompts import REFUSAL, grounded_messages, without_instructions
 from retrieval.access import Scope
 from retrieval.build import build_retriever
@@ -40,6 +40,13 @@ def test_a_code_no_passage_names_is_missing() -> None:
     # A year or a number the passages never mention.
     assert missing_identifiers("Which steriliser was bought in 2022?", STERILISERS) == ["2022"]
     assert missing_identifiers("Which one runs at 134 degrees for 5 min?", STERILISERS) == []
+
+
+def test_names_are_the_words_capitalised_after_a_sentence_start() -> None:
+    question = "How much does parking cost at Valmont? Is the ST-800 at Belmont or Valmont?"
+    assert names_in(question) == ["Valmont", "ST-800", "Belmont"]
+    assert names_in("Welche Reaktionszeit hat Steriltec?") == ["Reaktionszeit", "Steriltec"]
+    assert names_in("how long is a cycle?") == []
 
 
 def test_an_answer_stands_on_its_passage_only_with_its_figures_there() -> None:
@@ -89,6 +96,22 @@ def test_a_question_about_a_code_the_documents_never_name_is_refused_unasked(
     answer = answerer.answer("What is the approved budget of project HRP-9999?", Scope.operator())
     assert answer.refused and answer.origin == "refused"
     assert answer.reason == "no passage mentions HRP-9999"
+
+
+def test_a_question_naming_what_the_best_document_never_mentions_is_refused_unasked(
+    answerer: Answerer,
+) -> None:
+    # The travel policy answers meal allowances, but Harbour House is where the board meets,
+    # in the minutes: a question about it is about something the policy does not cover.
+    answer = answerer.answer("What is the daily meal allowance at Harbour House?", Scope.operator())
+    assert answer.refused
+    assert answer.reason == "travel-and-expenses.md never mentions Harbour, House"
+    # A name the policy does mention is no reason to refuse.
+    question = prepared(answerer, "What is the daily meal allowance for travel within Germany?")
+    assert question.quote is not None
+    assert Path(question.passages[question.quote.passage].chunk.path).name == (
+        "travel-and-expenses.md"
+    )
 
 
 def prepared(answerer: Answerer, question: str) -> PreparedQuestion:
@@ -148,5 +171,6 @@ def test_a_follow_up_is_searched_with_the_subject_of_the_conversation(
     answerer.chat = chat
     history = [("What is the Harbour Renovation Project?", "A renovation of the quays [1].")]
     # The (small) model answers instead of rewriting: the last question carries the subject.
-    query = answerer.standalone_question("And what is its approved budget?", history)
+    query, asked = answerer.standalone_question("And what is its approved budget?", history)
     assert query == "What is the Harbour Renovation Project? And what is its approved budget?"
+    assert asked == "And what is its approved budget?"
