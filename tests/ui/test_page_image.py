@@ -133,6 +133,7 @@ def test_a_missing_file_gives_no_picture_and_one_log_line(
         ("truncated.tif", b"II*\x00\x08\x00\x00\x00"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
 def test_an_unreadable_file_gives_no_picture(tmp_path: Path, name: str, content: bytes) -> None:
     broken = tmp_path / name
     broken.write_bytes(content)
