@@ -55,7 +55,7 @@ def page_image(
         else:
             _convert_image_frame(path, number, target)
         return target
-    except (_Unavailable, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Exception as exc:  # a broken file can make Pillow raise almost anything
         log.warning("no page image for document %s page %s: %s", doc_id, number, _reason(exc))
         return None
 
