@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from retrieval.access import Scope
+from retrieval.audit import build_audit, clip_query
 from retrieval.store import SearchFilters
 from settings import Settings, enforce_offline
 
@@ -92,6 +93,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     filters = _filters(args)
     k = args.k or settings.retrieval.top_k
     hits = build_retriever(settings).search(args.query, scope, k, filters)
+    _audit(settings, args, "search", {"chunk_ids": [hit.chunk.id for hit in hits]}, args.query)
     return {
         "hits": [
             {
@@ -114,7 +116,10 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     scope = _scope(args, settings)
     filters = _filters(args)
     answerer = build_answerer(settings, build_retriever(settings))
-    return answerer.answer(args.question, scope, filters).as_json()
+    answer = answerer.answer(args.question, scope, filters)
+    shown = {"chunk_ids": [c.chunk_id for c in answer.citations], "refused": answer.refused}
+    _audit(settings, args, "ask", shown, args.question)
+    return answer.as_json()
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -190,6 +195,24 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return {"ok": all(check["ok"] for check in checks), "checks": checks}
 
 
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    log = build_audit(settings)
+    if args.verify:
+        return log.verify().as_json()
+    if args.limit < 0:
+        raise UsageError("--limit must be 0 (every event) or more")
+    events = log.events(args.limit or None)
+    return {"events": [event.as_json() for event in events]}
+
+
+def _audit(
+    settings: Settings, args: argparse.Namespace, action: str, detail: dict[str, Any], query: str
+) -> None:
+    """Record a search or question: who, the query, what was shown; never document text."""
+    actor = args.user or "operator"
+    build_audit(settings).record(actor, action, {"query": clip_query(query), **detail})
+
+
 def cmd_users_add(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from retrieval.users import UserDirectory
 
@@ -200,9 +223,12 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings) -> dict[str, Any
     groups = [g.strip() for g in (args.groups or "").split(",") if g.strip()]
     directory = UserDirectory(settings.users_path)
     try:
-        return directory.add(args.name, password, groups, admin=args.admin).as_json()
+        user = directory.add(args.name, password, groups, admin=args.admin)
     finally:
         directory.close()
+    detail = {"name": user.name, "groups": list(user.groups), "admin": user.admin}
+    build_audit(settings).record("operator", "user_add", detail)
+    return user.as_json()
 
 
 def cmd_users_list(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -238,6 +264,16 @@ def _filters(args: argparse.Namespace) -> SearchFilters:
         return SearchFilters.parse(args.filter)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _print_audit(result: dict[str, Any]) -> None:
+    if "ok" in result:
+        verdict = "chain intact" if result["ok"] else f"chain BROKEN: {result['problem']}"
+        print(f"{result['events']} events, {verdict}")
+        return
+    for event in result["events"]:
+        detail = json.dumps(event["detail"], ensure_ascii=False)
+        print(f"{event['ts']}  {event['user']:<16} {event['action']:<12} {detail}")
 
 
 def _print_human(command: str, result: dict[str, Any]) -> None:
@@ -276,6 +312,8 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
         from ops.evaluate import format_report
 
         print(format_report(result, _FAILURES_SHOWN))
+    elif command == "audit":
+        _print_audit(result)
     elif command == "doctor":
         for check in result["checks"]:
             mark = "ok  " if check["ok"] else "FAIL"
@@ -340,6 +378,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ui", action="store_true", help="start only the LLM server")
     p.set_defaults(func=cmd_up)
 
+    p = sub.add_parser("audit", parents=[common], help="who signed in, searched, asked, and when")
+    p.add_argument("--limit", type=int, default=100, help="newest events shown (0: all)")
+    p.add_argument("--verify", action="store_true",
+                   help="check the hash chain; exit 1 when it is broken")  # fmt: skip
+    p.set_defaults(func=cmd_audit)
+
     users = sub.add_parser("users", help="manage the appliance's users")
     users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
     p = users_sub.add_parser(
@@ -391,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _print_human(command, result)
     if command == "doctor" and not result["ok"]:
+        return EXIT_FAILED
+    if command == "audit" and result.get("ok") is False:
         return EXIT_FAILED
     return EXIT_OK
 

@@ -1,0 +1,100 @@
+"""`rag audit`: the events the commands record, newest first, and the chain check."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.ops.test_cli import assert_one_line_error, rag, rag_json
+
+SECRET_SENTENCE = "The vault combination for the Lyon archive is 7-31-44-09."
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    share = tmp_path_factory.mktemp("audit-share")
+    (share / "vault.md").write_text(f"# Archive vault\n\n{SECRET_SENTENCE}\n")
+    (share / "canteen.md").write_text("# Canteen\n\nThe canteen opens at 11:30 on weekdays.\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env["RAG_DATA_DIR"] = str(tmp_path_factory.mktemp("audit-data"))
+    env["RAG_LLM__PORT"] = str(free_port())  # nothing listens there
+    report = rag_json(env, "ingest", str(share))
+    assert report["indexed"] == 2, report
+    return env
+
+
+def audit_file(env: dict[str, str]) -> Path:
+    return Path(env["RAG_DATA_DIR"]) / "audit.jsonl"
+
+
+def test_commands_record_who_did_what_without_document_text(env: dict[str, str]) -> None:
+    rag_json(env, "users", "add", "alice", "--groups", "staff,ops", stdin="alice-password\n")
+    hits = rag_json(env, "search", "vault combination Lyon archive", "--user", "alice")["hits"]
+    assert hits and SECRET_SENTENCE in hits[0]["text"]
+    refusing = {**env, "RAG_RETRIEVAL__MIN_SCORE": "0.99"}  # refused before any model call
+    answer = rag_json(refusing, "ask", "How many penguins live in Antarctica?")
+    assert answer["refused"] is True
+
+    ask, search, user_add = rag_json(env, "audit", "--limit", "3")["events"]
+    assert set(ask) == {"ts", "user", "action", "detail"}
+    assert (user_add["user"], user_add["action"]) == ("operator", "user_add")
+    assert user_add["detail"] == {"name": "alice", "groups": ["ops", "staff"], "admin": False}
+    assert (search["user"], search["action"]) == ("alice", "search")
+    assert search["detail"] == {
+        "query": "vault combination Lyon archive",
+        "chunk_ids": [hit["chunk_id"] for hit in hits],
+    }
+    assert (ask["user"], ask["action"]) == ("operator", "ask")
+    assert ask["detail"] == {
+        "query": "How many penguins live in Antarctica?", "chunk_ids": [], "refused": True
+    }  # fmt: skip
+    assert ask["ts"] >= search["ts"] >= user_add["ts"]
+
+    written = audit_file(env).read_text(encoding="utf-8")
+    assert "alice-password" not in written
+    assert SECRET_SENTENCE not in written and "7-31-44-09" not in written
+    assert all(hit["text"] not in written for hit in hits)
+
+
+def test_limit_and_human_output(env: dict[str, str]) -> None:
+    rag_json(env, "users", "add", "bob", stdin="bob-password\n")
+    (newest,) = rag_json(env, "audit", "--limit", "1")["events"]
+    assert newest["detail"]["name"] == "bob"
+    everything = rag_json(env, "audit", "--limit", "0")["events"]
+    assert len(everything) == len(audit_file(env).read_text().splitlines())
+    shown = rag(env, "audit", "--limit", "1")
+    assert shown.returncode == 0
+    assert "operator" in shown.stdout and "user_add" in shown.stdout and '"bob"' in shown.stdout
+
+
+def test_a_negative_limit_exits_2(env: dict[str, str]) -> None:
+    result = rag(env, "audit", "--limit", "-1", "--json")
+    assert result.returncode == 2
+    assert_one_line_error(result)
+
+
+def test_verify_passes_then_finds_the_edited_line(env: dict[str, str]) -> None:
+    rag_json(env, "users", "add", "carol", stdin="carol-password\n")
+    intact = rag_json(env, "audit", "--verify")
+    assert intact["ok"] is True and intact["first_bad_line"] is None and intact["events"] >= 1
+
+    path = audit_file(env)
+    original = path.read_text(encoding="utf-8")
+    lines = original.splitlines()
+    event = json.loads(lines[0])
+    event["user"] = "somebody-else"
+    lines[0] = json.dumps(event)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        broken = rag_json(env, "audit", "--verify", expect=1)
+        assert (broken["ok"], broken["first_bad_line"]) == (False, 1)
+        assert "line 1" in broken["problem"]
+        human = rag(env, "audit", "--verify")
+        assert human.returncode == 1 and "BROKEN" in human.stdout
+    finally:
+        path.write_text(original, encoding="utf-8")
+    assert rag_json(env, "audit", "--verify")["ok"] is True

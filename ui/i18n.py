@@ -1,0 +1,178 @@
+"""The UI's texts in English, French and German.
+
+`translate("locked", "de", minutes=15)` gives the German text with its placeholder filled in.
+Every message id has all three languages with the same `{placeholders}` (a test holds this).
+"""
+
+from __future__ import annotations
+
+LANGUAGES = ("en", "fr", "de")
+DEFAULT_LANGUAGE = "en"
+
+TEXTS: dict[str, dict[str, str]] = {
+    "title": {
+        "en": "Document assistant",
+        "fr": "Assistant documentaire",
+        "de": "Dokumentenassistent",
+    },
+    "username": {"en": "Username", "fr": "Nom d'utilisateur", "de": "Benutzername"},
+    "password": {"en": "Password", "fr": "Mot de passe", "de": "Passwort"},
+    "sign_in": {"en": "Sign in", "fr": "Se connecter", "de": "Anmelden"},
+    "sign_out": {"en": "Sign out", "fr": "Se déconnecter", "de": "Abmelden"},
+    "wrong_password": {
+        "en": "Unknown username or wrong password.",
+        "fr": "Nom d'utilisateur inconnu ou mot de passe incorrect.",
+        "de": "Unbekannter Benutzername oder falsches Passwort.",
+    },
+    "locked": {
+        "en": "Too many failed sign-ins. Try again in {minutes} minutes.",
+        "fr": "Trop de tentatives de connexion échouées. Réessayez dans {minutes} minutes.",
+        "de": "Zu viele fehlgeschlagene Anmeldeversuche. Versuchen Sie es in {minutes} Minuten "
+        "erneut.",
+    },
+    "session_expired": {
+        "en": "Your session has expired. Please sign in again.",
+        "fr": "Votre session a expiré. Veuillez vous reconnecter.",
+        "de": "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
+    },
+    "signed_in_as": {
+        "en": "Signed in as {user}",
+        "fr": "Connecté en tant que {user}",
+        "de": "Angemeldet als {user}",
+    },
+    "ask_placeholder": {
+        "en": "Ask a question about your documents",
+        "fr": "Posez une question sur vos documents",
+        "de": "Stellen Sie eine Frage zu Ihren Dokumenten",
+    },
+    "refusal": {
+        "en": "The documents do not contain the answer to this question.",
+        "fr": "Les documents ne contiennent pas la réponse à cette question.",
+        "de": "Die Dokumente enthalten keine Antwort auf diese Frage.",
+    },
+    "sources": {"en": "Sources", "fr": "Sources", "de": "Quellen"},
+    "closest": {
+        "en": "Closest passages found",
+        "fr": "Passages les plus proches trouvés",
+        "de": "Ähnlichste gefundene Textstellen",
+    },
+    "page": {"en": "page {page}", "fr": "page {page}", "de": "Seite {page}"},
+    "attachment": {
+        "en": "attachment {name}",
+        "fr": "pièce jointe {name}",
+        "de": "Anhang {name}",
+    },
+    "llm_unavailable": {
+        "en": "The language model is unavailable: {error}",
+        "fr": "Le modèle de langage est indisponible\u00a0: {error}",
+        "de": "Das Sprachmodell ist nicht verfügbar: {error}",
+    },
+    "new_conversation": {
+        "en": "New conversation",
+        "fr": "Nouvelle conversation",
+        "de": "Neue Unterhaltung",
+    },
+    "conversations": {"en": "Conversations", "fr": "Conversations", "de": "Unterhaltungen"},
+    "rename": {"en": "Rename", "fr": "Renommer", "de": "Umbenennen"},
+    "delete": {"en": "Delete", "fr": "Supprimer", "de": "Löschen"},
+    "feedback_comment": {
+        "en": "Comment (optional)",
+        "fr": "Commentaire (facultatif)",
+        "de": "Kommentar (optional)",
+    },
+    "feedback_thanks": {
+        "en": "Thank you for your feedback.",
+        "fr": "Merci pour votre retour.",
+        "de": "Vielen Dank für Ihr Feedback.",
+    },
+    "send": {"en": "Send", "fr": "Envoyer", "de": "Senden"},
+    "filters": {"en": "Filters", "fr": "Filtres", "de": "Filter"},
+    "folder": {"en": "Folder", "fr": "Dossier", "de": "Ordner"},
+    "file_type": {"en": "File type", "fr": "Type de fichier", "de": "Dateityp"},
+    "modified_after": {"en": "Modified after", "fr": "Modifié après le", "de": "Geändert nach"},
+    "modified_before": {"en": "Modified before", "fr": "Modifié avant le", "de": "Geändert vor"},
+    "chat": {"en": "Chat", "fr": "Discussion", "de": "Chat"},
+    "library": {"en": "Library", "fr": "Bibliothèque", "de": "Bibliothek"},
+    "admin": {"en": "Admin", "fr": "Administration", "de": "Verwaltung"},
+    "search_by_name": {
+        "en": "Search by name",
+        "fr": "Rechercher par nom",
+        "de": "Nach Namen suchen",
+    },
+    "documents": {"en": "Documents", "fr": "Documents", "de": "Dokumente"},
+    "status": {"en": "Status", "fr": "État", "de": "Status"},
+    "last_indexed": {
+        "en": "Last indexed",
+        "fr": "Dernière indexation",
+        "de": "Zuletzt indexiert",
+    },
+    "pages": {"en": "Pages", "fr": "Pages", "de": "Seiten"},
+    "failed_files": {
+        "en": "Failed files",
+        "fr": "Fichiers en échec",
+        "de": "Fehlgeschlagene Dateien",
+    },
+    "reason": {"en": "Reason", "fr": "Motif", "de": "Grund"},
+    "start_ingestion": {
+        "en": "Start ingestion",
+        "fr": "Lancer l'indexation",
+        "de": "Indexierung starten",
+    },
+    "share": {"en": "Share", "fr": "Partage", "de": "Freigabe"},
+    "last_runs": {"en": "Last runs", "fr": "Dernières exécutions", "de": "Letzte Läufe"},
+    "users": {"en": "Users", "fr": "Utilisateurs", "de": "Benutzer"},
+    "add_user": {"en": "Add user", "fr": "Ajouter un utilisateur", "de": "Benutzer hinzufügen"},
+    "groups": {"en": "Groups", "fr": "Groupes", "de": "Gruppen"},
+    "is_admin": {"en": "Administrator", "fr": "Administrateur", "de": "Administrator"},
+    "export_feedback": {
+        "en": "Export feedback as a golden file",
+        "fr": "Exporter les retours comme fichier de référence",
+        "de": "Feedback als Referenzdatei exportieren",
+    },
+    "language": {"en": "Language", "fr": "Langue", "de": "Sprache"},
+    "no_documents": {
+        "en": "No documents you may read yet.",
+        "fr": "Aucun document que vous êtes autorisé à lire pour l'instant.",
+        "de": "Noch keine Dokumente, die Sie lesen dürfen.",
+    },
+    "ingestion_running": {
+        "en": "Ingestion running: {done} of {total} files",
+        "fr": "Indexation en cours\u00a0: {done} fichiers sur {total}",
+        "de": "Indexierung läuft: {done} von {total} Dateien",
+    },
+    "ingestion_done": {
+        "en": "Ingestion finished: {indexed} indexed, {failed} failed.",
+        "fr": "Indexation terminée\u00a0: {indexed} indexés, {failed} en échec.",
+        "de": "Indexierung abgeschlossen: {indexed} indexiert, {failed} fehlgeschlagen.",
+    },
+    "passage": {"en": "Passage", "fr": "Passage", "de": "Textstelle"},
+    "page_image": {"en": "Page image", "fr": "Image de la page", "de": "Seitenbild"},
+}
+
+
+def translate(key: str, language: str, **values: object) -> str:
+    """The text `key` in `language` (English when the language is not one of ours)."""
+    try:
+        texts = TEXTS[key]
+    except KeyError:
+        raise KeyError(f"no UI text {key!r}: add it to ui.i18n.TEXTS") from None
+    text = texts.get(language, texts[DEFAULT_LANGUAGE])
+    try:
+        return text.format(**values)
+    except KeyError as exc:
+        raise KeyError(f"UI text {key!r} needs the value {exc}: pass it to translate") from None
+
+
+def pick_language(setting: str, browser_locale: str | None) -> str:
+    """The UI language: the setting, or with "auto" the browser's first language we have.
+
+    `browser_locale` may be a locale ("fr-FR", "de_CH") or an Accept-Language header
+    ("de-CH,de;q=0.9,en;q=0.8"); anything else gives English.
+    """
+    if setting in LANGUAGES:
+        return setting
+    for part in (browser_locale or "").split(","):
+        primary = part.split(";")[0].strip().replace("_", "-").split("-")[0].lower()
+        if primary in LANGUAGES:
+            return primary
+    return DEFAULT_LANGUAGE
