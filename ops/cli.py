@@ -241,6 +241,28 @@ def cmd_users_list(args: argparse.Namespace, settings: Settings) -> dict[str, An
         directory.close()
 
 
+def cmd_feedback_export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from llm.feedback import FeedbackStore
+
+    if args.json and args.out is None:
+        raise UsageError("--json prints only a summary: give --out FILE for the questions")
+    store = FeedbackStore(settings.feedback_path)
+    try:
+        if args.out is None:
+            return {"exported": store.export_golden(sys.stdout), "path": None}
+        try:
+            with open(args.out, "w", encoding="utf-8") as out:
+                exported = store.export_golden(out)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write {args.out} ({exc.strerror or exc}); give a file in a folder "
+                "that exists"
+            ) from exc
+        return {"exported": exported, "path": str(args.out)}
+    finally:
+        store.close()
+
+
 def _scope(args: argparse.Namespace, settings: Settings) -> Scope:
     from retrieval.users import UserDirectory
 
@@ -312,6 +334,11 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
         from ops.evaluate import format_report
 
         print(format_report(result, _FAILURES_SHOWN))
+    elif command == "feedback export":
+        if result["path"] is None:
+            print(f"{result['exported']} questions exported", file=sys.stderr)
+        else:
+            print(f"{result['exported']} questions written to {result['path']}")
     elif command == "audit":
         _print_audit(result)
     elif command == "doctor":
@@ -395,6 +422,16 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_users_add)
     p = users_sub.add_parser("list", parents=[common], help="list users")
     p.set_defaults(func=cmd_users_list)
+
+    feedback = sub.add_parser("feedback", help="the users' ratings of answers")
+    feedback_sub = feedback.add_subparsers(
+        dest="feedback_command", required=True, parser_class=_Parser
+    )
+    p = feedback_sub.add_parser(
+        "export", parents=[common], help="write the ratings as golden questions for `rag eval`"
+    )
+    p.add_argument("--out", default=None, metavar="FILE", help="write here (default: stdout)")
+    p.set_defaults(func=cmd_feedback_export)
     return parser
 
 
@@ -419,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging()
     func: Callable[[argparse.Namespace, Settings], dict[str, Any]] = args.func
-    command = args.command if args.command != "users" else f"users {args.users_command}"
+    verb = getattr(args, f"{args.command}_command", None)
+    command = f"{args.command} {verb}" if verb else args.command
     try:
         settings = Settings()
         with _stdout_to_stderr(args.json):

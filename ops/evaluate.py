@@ -6,7 +6,8 @@ A golden file has one JSON object per line. An answerable question names where i
      "facts": ["45 EUR"], "language": "en"}
 
 (`sources` instead of `source` lists several places, any one of which counts; `page` is
-optional; `facts` are strings the answer must contain). An unanswerable one says so:
+optional; `facts` are strings the answer must contain; `note` is free text, never scored).
+An unanswerable one says so:
 
     {"id": "en-002", "question": "...", "unanswerable": true}
 
@@ -85,6 +86,8 @@ class GoldenQuestion(BaseModel):
     facts: tuple[str, ...] | None = None
     language: str | None = None
     unanswerable: bool = False
+    # Free text for whoever completes or reviews the line; never scored.
+    note: str | None = None
 
     @field_validator("question")
     @classmethod
@@ -110,7 +113,10 @@ class GoldenQuestion(BaseModel):
         if self.unanswerable and (located or self.facts):
             raise ValueError("an unanswerable question has no `source`, `sources` or `facts`")
         if not self.unanswerable and not located:
-            raise ValueError('give `source` or `sources`, or `"unanswerable": true`')
+            raise ValueError(
+                "give `source` or `sources` (fill in where the answer is), "
+                'or set `"unanswerable": true`'
+            )
         return self
 
     @property

@@ -1,0 +1,358 @@
+"""Each user's conversations with the appliance, kept so they can be shown again as they were.
+
+A turn keeps the question, the answer, its citations and the passages shown with it (their
+text too), as JSON columns. Every method takes the user and touches only that user's rows.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llm.answer import Answer, Citation
+from retrieval.models import Hit, document_id
+
+TITLE_LENGTH = 60
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id      TEXT PRIMARY KEY,
+    user    TEXT NOT NULL,
+    title   TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_by_user ON conversations (user, updated);
+CREATE TABLE IF NOT EXISTS turns (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL,
+    user            TEXT NOT NULL,
+    question        TEXT NOT NULL,
+    answer          TEXT NOT NULL,
+    refused         INTEGER NOT NULL,
+    origin          TEXT NOT NULL,
+    citations       TEXT NOT NULL,
+    passages        TEXT NOT NULL,
+    doc_ids         TEXT NOT NULL,
+    created         REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns (conversation_id, id);
+"""
+
+
+class UnknownConversation(KeyError):
+    """No such conversation for this user (it may belong to another one)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown conversation"
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A passage as it was shown with an answer."""
+
+    chunk_id: str
+    doc_id: str
+    path: str
+    page: int | None
+    title: str
+    section: str
+    text: str
+    score: float
+
+    @classmethod
+    def from_hit(cls, hit: Hit) -> Passage:
+        chunk = hit.chunk
+        return cls(
+            chunk.id, chunk.doc_id, chunk.path, chunk.page,
+            chunk.title, chunk.section, chunk.text, hit.score,
+        )  # fmt: skip
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "chunk_id": self.chunk_id,
+            "doc_id": self.doc_id,
+            "path": self.path,
+            "page": self.page,
+            "title": self.title,
+            "section": self.section,
+            "text": self.text,
+            "score": self.score,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Passage:
+        return cls(
+            str(data["chunk_id"]), str(data["doc_id"]), str(data["path"]), data.get("page"),
+            str(data.get("title", "")), str(data.get("section", "")), str(data["text"]),
+            float(data.get("score", 0.0)),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question and the answer shown for it."""
+
+    id: int
+    conversation_id: str
+    question: str
+    text: str
+    refused: bool
+    origin: str
+    citations: list[Citation]
+    passages: list[Passage]
+    created: float
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    user: str
+    title: str
+    created: float
+    updated: float
+
+
+def default_title(question: str) -> str:
+    """The question on one line, cut at a word to about TITLE_LENGTH characters."""
+    title = " ".join(question.split())
+    if len(title) <= TITLE_LENGTH:
+        return title
+    cut = title[:TITLE_LENGTH].rsplit(" ", 1)[0] or title[:TITLE_LENGTH]
+    return cut.rstrip(" ,;:.") + "\u2026"
+
+
+# -- the JSON shape shared with the feedback store ------------------------------------------
+
+
+def dump_answer(answer: Answer) -> tuple[str, str, str]:
+    """The citations, passages and cited or shown documents of an answer, as JSON columns."""
+    passages = [Passage.from_hit(hit) for hit in answer.passages]
+    return (
+        json.dumps([c.as_json() for c in answer.citations], ensure_ascii=False),
+        json.dumps([p.as_json() for p in passages], ensure_ascii=False),
+        json.dumps(_doc_ids(answer.citations, passages)),
+    )
+
+
+def load_citations(column: str) -> list[Citation]:
+    return [Citation(c["path"], c.get("page"), c["chunk_id"]) for c in json.loads(column)]
+
+
+def load_passages(column: str) -> list[Passage]:
+    return [Passage.from_json(p) for p in json.loads(column)]
+
+
+def without_document(
+    doc_id: str, citations: list[Citation], passages: list[Passage]
+) -> tuple[list[Citation], list[Passage]] | None:
+    """The citations and passages left once a document is erased; None when it had none."""
+    erased = {p.chunk_id for p in passages if p.doc_id == doc_id}
+    kept_passages = [p for p in passages if p.doc_id != doc_id]
+    kept_citations = [
+        c for c in citations if c.chunk_id not in erased and document_id(c.path) != doc_id
+    ]
+    if len(kept_passages) == len(passages) and len(kept_citations) == len(citations):
+        return None
+    return kept_citations, kept_passages
+
+
+def erase_document_rows(db: sqlite3.Connection, table: str, doc_id: str) -> int:
+    """Drop a document's passages and citations from every row of `table` that has them."""
+    rows = db.execute(
+        f"SELECT id, citations, passages FROM {table} WHERE instr(doc_ids, ?) > 0",
+        (json.dumps(doc_id),),
+    ).fetchall()
+    changed = 0
+    for row_id, citations_column, passages_column in rows:
+        kept = without_document(
+            doc_id, load_citations(citations_column), load_passages(passages_column)
+        )
+        if kept is None:
+            continue
+        citations, passages = kept
+        db.execute(
+            f"UPDATE {table} SET citations = ?, passages = ?, doc_ids = ? WHERE id = ?",
+            (
+                json.dumps([c.as_json() for c in citations], ensure_ascii=False),
+                json.dumps([p.as_json() for p in passages], ensure_ascii=False),
+                json.dumps(_doc_ids(citations, passages)),
+                row_id,
+            ),
+        )
+        changed += 1
+    return changed
+
+
+def _doc_ids(citations: Sequence[Citation], passages: Sequence[Passage]) -> list[str]:
+    ids = [p.doc_id for p in passages] + [document_id(c.path) for c in citations]
+    return sorted(set(ids))
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection, lock: threading.Lock) -> Iterator[sqlite3.Connection]:
+    """One write transaction, taken at once so readers never see half of it."""
+    with lock:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+def connect(path: Path, schema: str) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Shared by the UI's sessions (threads): every use holds the store's lock.
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA secure_delete = ON")  # erased text is overwritten, not left in free pages
+    db.executescript(schema)
+    return db
+
+
+# -- the store -------------------------------------------------------------------------------
+
+
+class ConversationStore:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self._db = connect(path, _SCHEMA)
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def create(self, user: str, title: str = "") -> Conversation:
+        """A new conversation; an empty title becomes the first question's."""
+        now = self._clock()
+        conversation = Conversation(secrets.token_hex(16), user, _clean(title), now, now)
+        with transaction(self._db, self._lock) as db:
+            db.execute(
+                "INSERT INTO conversations (id, user, title, created, updated) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (conversation.id, user, conversation.title, now, now),
+            )
+        return conversation
+
+    def list(self, user: str) -> builtins.list[Conversation]:
+        """The user's conversations, the one with the latest activity first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, user, title, created, updated FROM conversations WHERE user = ? "
+                "ORDER BY updated DESC, rowid DESC",
+                (user,),
+            ).fetchall()
+        return [Conversation(*row) for row in rows]
+
+    def get(self, user: str, conversation_id: str) -> Conversation:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, user, title, created, updated FROM conversations "
+                "WHERE id = ? AND user = ?",
+                (conversation_id, user),
+            ).fetchone()
+        if row is None:
+            raise _unknown(user, conversation_id)
+        return Conversation(*row)
+
+    def rename(self, user: str, conversation_id: str, title: str) -> Conversation:
+        title = _clean(title)
+        if not title:
+            raise ValueError("a conversation title cannot be blank: give a few words")
+        with transaction(self._db, self._lock) as db:
+            updated = db.execute(
+                "UPDATE conversations SET title = ? WHERE id = ? AND user = ?",
+                (title, conversation_id, user),
+            ).rowcount
+        if not updated:
+            raise _unknown(user, conversation_id)
+        return self.get(user, conversation_id)
+
+    def delete(self, user: str, conversation_id: str) -> None:
+        """Remove the conversation and its turns."""
+        with transaction(self._db, self._lock) as db:
+            deleted = db.execute(
+                "DELETE FROM conversations WHERE id = ? AND user = ?", (conversation_id, user)
+            ).rowcount
+            if deleted:
+                db.execute(
+                    "DELETE FROM turns WHERE conversation_id = ? AND user = ?",
+                    (conversation_id, user),
+                )
+        if not deleted:
+            raise _unknown(user, conversation_id)
+
+    def add_turn(self, user: str, conversation_id: str, question: str, answer: Answer) -> Turn:
+        citations, passages, doc_ids = dump_answer(answer)
+        now = self._clock()
+        with transaction(self._db, self._lock) as db:
+            row = db.execute(
+                "SELECT title FROM conversations WHERE id = ? AND user = ?",
+                (conversation_id, user),
+            ).fetchone()
+            if row is None:
+                raise _unknown(user, conversation_id)
+            title = row[0] or default_title(question)
+            db.execute(
+                "UPDATE conversations SET title = ?, updated = ? WHERE id = ?",
+                (title, now, conversation_id),
+            )
+            cursor = db.execute(
+                "INSERT INTO turns (conversation_id, user, question, answer, refused, origin, "
+                "citations, passages, doc_ids, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conversation_id, user, question, answer.text, int(answer.refused),
+                    answer.origin, citations, passages, doc_ids, now,
+                ),
+            )  # fmt: skip
+        return Turn(
+            int(cursor.lastrowid or 0), conversation_id, question, answer.text, answer.refused,
+            answer.origin, load_citations(citations), load_passages(passages), now,
+        )  # fmt: skip
+
+    def turns(self, user: str, conversation_id: str) -> builtins.list[Turn]:
+        """The conversation's turns, oldest first."""
+        self.get(user, conversation_id)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, conversation_id, question, answer, refused, origin, citations, "
+                "passages, created FROM turns WHERE conversation_id = ? AND user = ? "
+                "ORDER BY id",
+                (conversation_id, user),
+            ).fetchall()
+        return [_turn(row) for row in rows]
+
+    def erase_document(self, doc_id: str) -> int:
+        """Remove a document's passages and citations from every user's turns (the questions
+        and answers stay); returns how many turns changed."""
+        with transaction(self._db, self._lock) as db:
+            return erase_document_rows(db, "turns", doc_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _turn(row: Any) -> Turn:
+    row_id, conversation_id, question, text, refused, origin, citations, passages, created = row
+    return Turn(
+        row_id, conversation_id, question, text, bool(refused), origin,
+        load_citations(citations), load_passages(passages), created,
+    )  # fmt: skip
+
+
+def _clean(title: str) -> str:
+    return default_title(title)
+
+
+def _unknown(user: str, conversation_id: str) -> UnknownConversation:
+    return UnknownConversation(
+        f"no conversation {conversation_id!r} for user {user!r}; pick one from the list"
+    )
