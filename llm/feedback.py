@@ -15,6 +15,7 @@ from typing import Any, Literal, TextIO, get_args
 from llm.answer import Answer, Citation
 from llm.history import (
     Passage,
+    Turn,
     connect,
     dump_answer,
     erase_document_rows,
@@ -104,12 +105,13 @@ class FeedbackStore:
         self,
         user: str,
         question: str,
-        answer: Answer,
+        answer: Answer | Turn,
         rating: Rating,
         comment: str = "",
         conversation_id: str | None = None,
     ) -> int:
-        """Store one rating; returns its id."""
+        """Store one rating of an answer, fresh or shown again from the history; returns its
+        id."""
         if rating not in get_args(Rating):
             raise ValueError(f"unknown rating {rating!r}: use 'up' or 'down'")
         citations, passages, doc_ids = dump_answer(answer)

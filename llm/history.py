@@ -134,9 +134,13 @@ def default_title(question: str) -> str:
 # -- the JSON shape shared with the feedback store ------------------------------------------
 
 
-def dump_answer(answer: Answer) -> tuple[str, str, str]:
-    """The citations, passages and cited or shown documents of an answer, as JSON columns."""
-    passages = [Passage.from_hit(hit) for hit in answer.passages]
+def dump_answer(answer: Answer | Turn) -> tuple[str, str, str]:
+    """The citations, passages and cited or shown documents of an answer (fresh, or a turn
+    shown again), as JSON columns."""
+    if isinstance(answer, Turn):
+        passages = answer.passages
+    else:
+        passages = [Passage.from_hit(hit) for hit in answer.passages]
     return (
         json.dumps([c.as_json() for c in answer.citations], ensure_ascii=False),
         json.dumps([p.as_json() for p in passages], ensure_ascii=False),

@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 from retrieval.access import Scope
@@ -64,14 +65,18 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from ingest.build import build_ingestor
     from ingest.errors import BadIngestRoot
     from ingest.pipeline import check_roots
-    from ops.progress import TerminalProgress
+    from ops.progress import FileProgress, TerminalProgress
 
     try:
         check_roots(args.paths)
     except BadIngestRoot as exc:
         raise UsageError(f"{exc}; give a folder or file that exists") from exc
     ingestor = build_ingestor(settings)
-    progress = TerminalProgress() if not args.json and sys.stderr.isatty() else None
+    progress: TerminalProgress | FileProgress | None = None
+    if args.progress_file is not None:
+        progress = FileProgress(args.progress_file)
+    elif not args.json and sys.stderr.isatty():
+        progress = TerminalProgress()
     workers = args.workers
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1")
@@ -79,7 +84,13 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         raise UsageError("--rebuild reads everything once; run it without --watch first")
     if args.watch is None:
         report = ingestor.run(args.paths, progress, workers, args.retry_failed, args.rebuild)
-        return report.as_json()
+        result = report.as_json()
+        detail = {
+            "roots": list(args.paths), "files_seen": report.files_seen, "indexed": report.indexed,
+            "updated": report.updated, "deleted": report.deleted, "failed": len(report.failed),
+        }  # fmt: skip
+        build_audit(settings).record("operator", "ingest", detail)
+        return result
     from ops.watch import watch
 
     watch(ingestor, args.paths, args.watch, workers)
@@ -374,6 +385,8 @@ def _parser() -> argparse.ArgumentParser:
                    "that asks for it); give every root the index holds")  # fmt: skip
     p.add_argument("--retry-failed", action="store_true",
                    help="parse again the files that failed before, changed or not")  # fmt: skip
+    p.add_argument("--progress-file", type=Path, default=None, metavar="FILE",
+                   help="keep the run's progress in FILE as JSON, for a watcher")  # fmt: skip
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("search", parents=[common], help="find passages")

@@ -12,8 +12,10 @@ import json
 import re
 import secrets
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from retrieval.access import EVERYONE, Scope
 from retrieval.errors import RetrievalError, UnknownUser
@@ -29,6 +31,8 @@ CREATE TABLE IF NOT EXISTS users (
     password_hash TEXT NOT NULL
 );
 """
+
+_Rows = list[tuple[Any, ...]]
 
 
 class InvalidUser(RetrievalError):
@@ -73,8 +77,12 @@ def verify_password(password: str, stored: str) -> bool:
 class UserDirectory:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.executescript(_SCHEMA)
+        # One connection shared by the UI's sessions (threads); each statement is atomic.
+        self._connection = sqlite3.connect(
+            path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self._lock = threading.Lock()
+        self._connection.executescript(_SCHEMA)
 
     def add(self, name: str, password: str, groups: list[str], admin: bool = False) -> User:
         """Create the user, or replace its password, groups and role."""
@@ -86,7 +94,7 @@ class UserDirectory:
         if len(password) < 8:
             raise InvalidUser("password too short: use at least 8 characters")
         user = User(name, tuple(sorted(set(groups))), admin)
-        self._db.execute(
+        self._execute(
             "INSERT INTO users (name, groups, admin, password_hash) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(name) DO UPDATE SET groups=excluded.groups, admin=excluded.admin, "
             "password_hash=excluded.password_hash",
@@ -95,23 +103,27 @@ class UserDirectory:
         return user
 
     def get(self, name: str) -> User:
-        row = self._db.execute(
-            "SELECT name, groups, admin FROM users WHERE name = ?", (name,)
-        ).fetchone()
+        rows = self._execute("SELECT name, groups, admin FROM users WHERE name = ?", (name,))
+        row = rows[0] if rows else None
         if row is None:
             raise UnknownUser(f"unknown user {name!r}; add it with `rag users add {name}`")
         return User(row[0], tuple(json.loads(row[1])), bool(row[2]))
 
     def authenticate(self, name: str, password: str) -> User | None:
-        row = self._db.execute("SELECT password_hash FROM users WHERE name = ?", (name,)).fetchone()
+        rows = self._execute("SELECT password_hash FROM users WHERE name = ?", (name,))
+        row = rows[0] if rows else None
         if row is None:
             verify_password(password, hash_password("timing-equaliser"))
             return None
         return self.get(name) if verify_password(password, row[0]) else None
 
     def list(self) -> list[User]:
-        rows = self._db.execute("SELECT name, groups, admin FROM users ORDER BY name").fetchall()
+        rows = self._execute("SELECT name, groups, admin FROM users ORDER BY name")
         return [User(r[0], tuple(json.loads(r[1])), bool(r[2])) for r in rows]
 
+    def _execute(self, sql: str, parameters: tuple[object, ...] = ()) -> _Rows:
+        with self._lock:
+            return self._connection.execute(sql, parameters).fetchall()
+
     def close(self) -> None:
-        self._db.close()
+        self._connection.close()

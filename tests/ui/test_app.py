@@ -1,43 +1,67 @@
-"""The chat page, run headless by Streamlit's AppTest against the real index and LLM server."""
+"""The UI's pages, run headless by Streamlit's AppTest against the real index (and, for the
+streamed answer, the real LLM server)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import streamlit as st
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
+from llm.history import ConversationStore
+from retrieval.audit import AuditLog
 from retrieval.users import UserDirectory
 from settings import PROJECT_ROOT, Settings
-from ui.safe import literal_markdown
+from ui.safe import WORD_JOINER, literal_markdown
 
 APP = str(PROJECT_ROOT / "ui" / "app.py")
+REFUSAL_SHOWN = "The documents do not contain the answer to this question"
 
 
 @pytest.fixture
-def app_env(ingested: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    monkeypatch.setenv("RAG_DATA_DIR", str(ingested.data_dir))
-    users = UserDirectory(ingested.users_path)
+def app_env(
+    ingested: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Settings]:
+    """The ingested sample share with the UI's own state (users, history, audit) in a fresh
+    data dir per test: the index is shared, read-only."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("index", "ledger.sqlite3"):
+        (data / name).symlink_to(ingested.data_dir / name)
+    monkeypatch.setenv("RAG_DATA_DIR", str(data))
+    settings = Settings(data_dir=data)
+    users = UserDirectory(settings.users_path)
     users.add("erika", "erika-password", ["staff"])
+    users.add("jonas", "jonas-password", ["staff"])
+    users.add("root-admin", "admin-password", [], admin=True)
     users.close()
     st.cache_resource.clear()
-    yield ingested
+    yield settings
     st.cache_resource.clear()
 
 
-def signed_in(at: AppTest, password: str = "erika-password") -> AppTest:
+def signed_in(
+    at: AppTest, name: str = "erika", password: str = "erika-password", timeout: int = 120
+) -> AppTest:
     at.run(timeout=60)
     inputs = {widget.label: widget for widget in at.text_input}
-    inputs["Username"].input("erika")
+    inputs["Username"].input(name)
     inputs["Password"].input(password)
     next(b for b in at.button if b.label == "Sign in").click()
-    return at.run(timeout=120)
+    return at.run(timeout=timeout)
 
 
 def page_text(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown) + "\n".join(e.label for e in at.expander)
+
+
+def ask(at: AppTest, question: str, timeout: int = 180) -> AppTest:
+    at.chat_input[0].set_value(question)
+    return at.run(timeout=timeout)
 
 
 def test_only_the_sign_in_form_shows_before_signing_in(app_env: Settings) -> None:
@@ -70,10 +94,157 @@ def test_a_question_gets_a_streamed_answer_with_its_source(
 def test_an_unanswerable_question_is_refused_with_the_closest_passages(
     app_env: Settings,
 ) -> None:
+    at = ask(signed_in(AppTest.from_file(APP)), "Who won the football world cup in 2014?")
+    assert REFUSAL_SHOWN in page_text(at)
+    assert "Closest passages found" in [c.value for c in at.caption]
+    assert at.expander, "the closest passages are shown"
+
+
+def test_the_sign_in_form_follows_the_language_setting(
+    app_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_UI__LANGUAGE", "de")
+    at = AppTest.from_file(APP).run(timeout=60)
+    assert [w.label for w in at.text_input] == ["Benutzername", "Passwort"]
+    assert [b.label for b in at.button] == ["Anmelden"]
+
+
+def test_repeated_wrong_passwords_lock_the_name_and_are_audited(
+    app_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_UI__MAX_FAILED_SIGN_INS", "2")
+    for _ in range(2):
+        at = signed_in(AppTest.from_file(APP), password="not-the-password")
+        assert [e.value for e in at.error] == ["Unknown username or wrong password."]
+    # Locked now: even the right password is refused until the window has passed.
     at = signed_in(AppTest.from_file(APP))
-    at.chat_input[0].set_value("Who won the football world cup in 2014?")
-    at.run(timeout=120)
-    assert "I cannot find the answer in the documents" in page_text(at)
+    assert [e.value for e in at.error] == ["Too many failed sign-ins. Try again in 15 minutes."]
+    assert len(at.chat_input) == 0
+    actions = [e.action for e in AuditLog(app_env.audit_path, 365).events()]
+    assert actions == ["login_locked", "login_failed", "login_failed"]
+
+
+def test_an_expired_session_returns_to_the_sign_in_form(app_env: Settings) -> None:
+    at = signed_in(AppTest.from_file(APP))
+    assert len(at.chat_input) == 1
+    at.session_state["signed_in_at"] = 0.0  # signed in at the epoch: long expired
+    at.run(timeout=60)
+    assert len(at.chat_input) == 0
+    assert [i.value for i in at.info] == ["Your session has expired. Please sign in again."]
+
+
+def test_a_conversation_is_kept_for_its_user_only(app_env: Settings) -> None:
+    at = ask(signed_in(AppTest.from_file(APP)), "Who won the football world cup in 2014?")
+    assert REFUSAL_SHOWN in page_text(at)
+    # Signed in again, in a new browser session: the conversation is in the sidebar.
+    again = signed_in(AppTest.from_file(APP))
+    titles = [b.label for b in again.sidebar.button]
+    assert "Who won the football world cup in 2014?" in titles
+    next(b for b in again.sidebar.button if b.label.startswith("Who won")).click()
+    again.run(timeout=60)
+    assert "Who won the football world cup in 2014?" in page_text(again)
+    assert REFUSAL_SHOWN in page_text(again)
+    # A colleague sees nothing of it.
+    other = signed_in(AppTest.from_file(APP), "jonas", "jonas-password")
+    assert not [b for b in other.sidebar.button if b.label.startswith("Who won")]
+    stored = ConversationStore(app_env.history_path)
+    assert [c.title for c in stored.list("erika")] == ["Who won the football world cup in 2014?"]
+    assert stored.list("jonas") == []
+    events = AuditLog(app_env.audit_path, 365).events()
+    asked = next(e for e in events if e.action == "ask")
+    assert asked.user == "erika" and asked.detail["refused"] is True
+
+
+def test_a_conversation_can_be_renamed_and_deleted(app_env: Settings) -> None:
+    at = ask(signed_in(AppTest.from_file(APP)), "Who won the football world cup in 2014?")
+    title = next(w for w in at.sidebar.text_input if w.key == "rename-title")
+    title.input("Football")
+    next(b for b in at.sidebar.button if b.key == "rename-save").click()
+    at.run(timeout=60)
+    assert "Football" in [b.label for b in at.sidebar.button]
+    next(b for b in at.sidebar.button if b.key == "delete-conversation").click()
+    at.run(timeout=60)
+    assert "Football" not in [b.label for b in at.sidebar.button]
+    assert ConversationStore(app_env.history_path).list("erika") == []
+
+
+def test_feedback_on_an_answer_is_stored_with_its_comment(app_env: Settings) -> None:
+    from llm.feedback import FeedbackStore
+
+    at = ask(signed_in(AppTest.from_file(APP)), "Who won the football world cup in 2014?")
+    at.feedback[0].set_value(1).run(timeout=60)
+    next(w for w in at.text_input if w.label == "Comment (optional)").input("Right to refuse")
+    next(b for b in at.button if b.label == "Send").click()
+    at.run(timeout=60)
+    assert "Thank you for your feedback." in [c.value for c in at.caption]
+    (stored,) = FeedbackStore(app_env.feedback_path).list()
+    assert (stored.user, stored.rating, stored.comment) == ("erika", "up", "Right to refuse")
+    assert stored.question == "Who won the football world cup in 2014?" and stored.refused
+
+
+def page_of(function_name: str, module: str) -> str:
+    """A script that shows one page for the signed-in user in session state."""
+    return (
+        "import sys\n"
+        f"sys.path.insert(0, {str(PROJECT_ROOT)!r})\n"
+        f"from {module} import {function_name}\n"
+        f"{function_name}()\n"
+    )
+
+
+def as_user(at: AppTest, settings: Settings, name: str) -> AppTest:
+    at.session_state["user"] = UserDirectory(settings.users_path).get(name)
+    at.session_state["signed_in_at"] = 1e12
+    return at.run(timeout=60)
+
+
+def test_the_library_lists_the_documents_the_user_may_read(app_env: Settings) -> None:
+    at = as_user(AppTest.from_string(page_of("library_page", "ui.library")), app_env, "erika")
+    names = list(at.dataframe[0].value["Name"])
+    assert "harbour-renovation-memo.png" in names and "travel-and-expenses.md" in names
+    assert len(at.dataframe) == 1, "only admins see the failed files"
+    next(w for w in at.text_input if w.label == "Search by name").input("memo")
+    at.run(timeout=60)
+    assert list(at.dataframe[0].value["Name"]) == ["harbour-renovation-memo.png"]
+
+
+def test_the_admin_page_is_for_admins_and_adds_users(app_env: Settings) -> None:
+    script = page_of("admin_page", "ui.admin")
+    at = as_user(AppTest.from_string(script), app_env, "erika")
+    assert not at.subheader, "an ordinary user sees nothing of the admin page"
+    at = as_user(AppTest.from_string(script), app_env, "root-admin")
+    assert "Users" in [h.value for h in at.subheader]
+    form = {w.key: w for w in at.text_input}
+    form["new-user-name"].input("lena")
+    form["new-user-password"].input("lena-password")
+    form["new-user-groups"].input("finance, staff")
+    next(b for b in at.button if b.label == "Add user").click()
+    at.run(timeout=60)
+    added = UserDirectory(app_env.users_path).get("lena")
+    assert added.groups == ("finance", "staff") and not added.admin
+
+
+def test_an_admin_starts_an_ingestion_run_and_sees_it_finish(
+    app_env: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "canteen.md").write_text("# Canteen\n\nThe canteen opens at 11:30 on weekdays.\n")
+    monkeypatch.setenv("RAG_INGEST__SHARES", f'["{share}"]')
+    # The run writes an index of its own: this test's data dir gets a real one.
+    (app_env.data_dir / "index").unlink()
+    (app_env.data_dir / "ledger.sqlite3").unlink()
+    at = as_user(AppTest.from_string(page_of("admin_page", "ui.admin")), app_env, "root-admin")
+    next(b for b in at.button if b.label == "Start ingestion").click()
+    at.run(timeout=60)
+    progress = app_env.run_dir / "ui-ingest.progress.json"
+    deadline = time.monotonic() + 240
+    while '"finished"' not in progress.read_text() and time.monotonic() < deadline:
+        time.sleep(1)
+    at.run(timeout=60)
+    assert "Ingestion finished: 1 indexed, 0 failed." in [s.value for s in at.success]
+    events = [e.action for e in AuditLog(app_env.audit_path, 365).events()]
+    assert "ingest" in events
 
 
 @pytest.mark.parametrize(
@@ -89,3 +260,12 @@ def test_document_text_renders_as_text_never_as_links_or_images(hostile: str) ->
     html = MarkdownIt("commonmark").render(literal_markdown(hostile))
     assert "<img" not in html and "<a " not in html and "<script" not in html
     assert "attacker.example" in html  # shown, as characters
+
+
+def test_bare_web_and_mail_addresses_cannot_become_links() -> None:
+    # Streamlit's Markdown links bare addresses itself (GitHub's flavour), escaped or not.
+    text = "Mail bob@corp.example, see https://corp.example/x, HTTP://y.example or www.z.example"
+    shown = literal_markdown(text).replace("\\", "")
+    assert shown.replace(WORD_JOINER, "") == text
+    for pattern in ("https:", "http:", "HTTP:", "www.", "b@"):
+        assert pattern not in shown, pattern

@@ -1,0 +1,183 @@
+"""The admin page: start an ingestion run of a configured share and watch it, the last runs'
+reports, users, and the feedback export."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from retrieval.users import InvalidUser, User
+from settings import PROJECT_ROOT
+from ui import resources
+from ui.session import t
+
+_RUNS_SHOWN = 10
+# A run started elsewhere whose progress has not moved for this long is taken as ended.
+_STALE_SECONDS = 900
+
+
+def admin_page() -> None:
+    user: User = st.session_state.user
+    if not user.admin:
+        st.stop()
+    st.header(t("admin"))
+    ingestion_panel(user)
+    last_runs()
+    users_panel(user)
+    st.download_button(
+        t("export_feedback"), data=_feedback_golden(), file_name="feedback-golden.jsonl",
+        mime="application/jsonl",
+    )  # fmt: skip
+
+
+def _progress_path() -> Path:
+    return resources.settings().run_dir / "ui-ingest.progress.json"
+
+
+def _log_path() -> Path:
+    return resources.settings().run_dir / "ui-ingest.log"
+
+
+def ingestion_panel(user: User) -> None:
+    shares = [str(share) for share in resources.settings().ingest.shares]
+    st.subheader(t("start_ingestion"))
+    if not shares:
+        st.caption("RAG_INGEST__SHARES")
+        return
+    share = st.selectbox(t("share"), shares, key="ingest-share")
+    running = _running()
+    if st.button(t("start_ingestion"), disabled=running) and share:
+        start_ingestion(user, share)
+        st.rerun()
+    ingestion_progress()
+
+
+def start_ingestion(user: User, share: str) -> None:
+    """`rag ingest SHARE` in its own process (the page may be closed meanwhile), keeping its
+    progress in a file the page reads."""
+    progress, log = _progress_path(), _log_path()
+    progress.parent.mkdir(parents=True, exist_ok=True)
+    progress.write_text(
+        json.dumps({"state": "starting", "done": 0, "total": 0, "updated": time.time()})
+    )
+    with log.open("w") as out:
+        process = subprocess.Popen(  # noqa: S603 (our own command, no shell)
+            [sys.executable, "-m", "ops.cli", "ingest", share, "--json",
+             "--progress-file", str(progress)],
+            cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    st.session_state.ingest_process = process
+    resources.audit().record(user.name, "ingest", {"share": share, "from": "ui"})
+
+
+def _read_progress() -> dict[str, Any] | None:
+    try:
+        state = json.loads(_progress_path().read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _running() -> bool:
+    state = _read_progress()
+    return state is not None and state.get("state") in ("starting", "running") and _alive()
+
+
+def _alive() -> bool:
+    process: subprocess.Popen[bytes] | None = st.session_state.get("ingest_process")
+    if process is not None:
+        return process.poll() is None
+    # Started from another session: running while its progress file keeps being written.
+    state = _read_progress() or {}
+    return time.time() - float(state.get("updated", 0.0)) < _STALE_SECONDS
+
+
+@st.fragment(run_every=1.0)
+def ingestion_progress() -> None:
+    state = _read_progress()
+    if state is None:
+        return
+    done, total = int(state.get("done", 0)), int(state.get("total", 0))
+    if state.get("state") in ("starting", "running") and _alive():
+        st.progress(done / total if total else 0.0, t("ingestion_running", done=done, total=total))
+        return
+    report = _last_report()
+    if report is not None:
+        st.success(
+            t("ingestion_done", indexed=report["indexed"] + report["updated"],
+              failed=len(report["failed"]))
+        )  # fmt: skip
+
+
+def _reports() -> list[Path]:
+    folder = resources.settings().ingest_reports_dir
+    return sorted(folder.glob("ingest-*.json"), reverse=True) if folder.exists() else []
+
+
+def _last_report() -> dict[str, Any] | None:
+    for path in _reports()[:1]:
+        try:
+            report: dict[str, Any] = json.loads(path.read_text())
+            return report
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def last_runs() -> None:
+    st.subheader(t("last_runs"))
+    rows = []
+    for path in _reports()[:_RUNS_SHOWN]:
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        rows.append({
+            "finished": report.get("finished"),
+            "roots": ", ".join(report.get("roots", [])),
+            "files": report.get("files_seen"),
+            "indexed": report.get("indexed"),
+            "updated": report.get("updated"),
+            "deleted": report.get("deleted"),
+            "failed": len(report.get("failed", [])),
+            "seconds": report.get("seconds"),
+        })  # fmt: skip
+    st.dataframe(rows, hide_index=True, use_container_width=True)
+
+
+def users_panel(admin: User) -> None:
+    st.subheader(t("users"))
+    directory = resources.user_directory()
+    st.dataframe(
+        [{t("username"): u.name, t("groups"): ", ".join(u.groups), t("is_admin"): u.admin}
+         for u in directory.list()],
+        hide_index=True, use_container_width=True,
+    )  # fmt: skip
+    with st.form("add-user", clear_on_submit=True):
+        st.caption(t("add_user"))
+        name = st.text_input(t("username"), key="new-user-name")
+        password = st.text_input(t("password"), type="password", key="new-user-password")
+        groups = st.text_input(t("groups"), key="new-user-groups")
+        is_admin = st.checkbox(t("is_admin"), key="new-user-admin")
+        if st.form_submit_button(t("add_user")):
+            group_list = [g.strip() for g in groups.split(",") if g.strip()]
+            try:
+                added = directory.add(name.strip(), password, group_list, is_admin)
+            except InvalidUser as exc:
+                st.error(str(exc))
+                return
+            resources.audit().record(admin.name, "user_add", added.as_json())
+            st.rerun()
+
+
+def _feedback_golden() -> str:
+    out = io.StringIO()
+    resources.feedback().export_golden(out)
+    return out.getvalue()

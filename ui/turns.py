@@ -1,0 +1,80 @@
+"""A question and its answer as the chat shows them: the answer, its sources (the passage with
+the supporting text highlighted and, for PDFs and scans, the page), and the feedback buttons."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePath
+
+import streamlit as st
+
+from llm.feedback import Rating
+from llm.history import Passage, Turn
+from retrieval.users import User
+from ui import resources
+from ui.highlight import highlighted_markdown
+from ui.page_image import page_image
+from ui.safe import literal_markdown
+from ui.session import t
+
+_RATINGS: tuple[Rating, Rating] = ("down", "up")  # st.feedback("thumbs"): 0 down, 1 up
+
+
+def source_label(passage: Passage) -> str:
+    path = PurePath(passage.path)
+    page = f", {t('page', page=passage.page)}" if passage.page else ""
+    return f"{path.name}{page} — {path.parent}"
+
+
+def show_turn(user: User, turn: Turn) -> None:
+    with st.chat_message("user"):
+        st.markdown(literal_markdown(turn.question))
+    with st.chat_message("assistant"):
+        if turn.refused:
+            st.markdown(literal_markdown(t("refusal")))
+            show_passages(turn.passages, turn.passages, t("closest"), turn.text)
+        else:
+            st.markdown(literal_markdown(turn.text))
+            cited = {citation.chunk_id for citation in turn.citations}
+            shown = [p for p in turn.passages if p.chunk_id in cited]
+            show_passages(turn.passages, shown, t("sources"), turn.text)
+        feedback_widget(user, turn)
+
+
+def show_passages(
+    all_passages: list[Passage], shown: list[Passage], heading: str, answer: str
+) -> None:
+    """The passages in `shown`, each numbered as the answer cites it (its place among all the
+    passages the model was given)."""
+    if not shown:
+        return
+    st.caption(heading)
+    for passage in shown:
+        number = all_passages.index(passage) + 1
+        with st.expander(f"[{number}] {source_label(passage)}"):
+            st.markdown(highlighted_markdown(passage.text, answer))
+            image = page_image(
+                Path(passage.path), passage.page, passage.doc_id,
+                resources.settings().page_images_dir,
+            )  # fmt: skip
+            if image is not None:
+                st.image(str(image), caption=t("page_image"))
+
+
+def feedback_widget(user: User, turn: Turn) -> None:
+    key = f"feedback-{turn.id}"
+    if st.session_state.get(f"{key}-sent"):
+        st.caption(t("feedback_thanks"))
+        return
+    choice = st.feedback("thumbs", key=key)
+    if choice is None:
+        return
+    with st.form(f"{key}-form", clear_on_submit=True, border=False):
+        comment = st.text_input(t("feedback_comment"), key=f"{key}-comment")
+        if st.form_submit_button(t("send")):
+            rating = _RATINGS[choice]
+            resources.feedback().record(
+                user.name, turn.question, turn, rating, comment.strip(), turn.conversation_id
+            )
+            resources.audit().record(user.name, "feedback", {"turn": turn.id, "rating": rating})
+            st.session_state[f"{key}-sent"] = True
+            st.rerun()
