@@ -14,19 +14,23 @@ chmod -R a+rX "$SAMPLE_SHARE"
 echo "Ingesting the sample share ($SAMPLE_SHARE)..."
 "$RAG" ingest "$SAMPLE_SHARE"
 
+# The admin page offers an ingestion run of the sample share.
+RAG_INGEST__SHARES="[\"$(pwd)/$SAMPLE_SHARE\"]"
+export RAG_INGEST__SHARES
+
 echo "Starting the LLM server and the UI (the first start compiles the model: a few minutes)..."
 trap 'echo; echo "Stopping..."; "$RAG" down >/dev/null; exit 0' INT TERM
 "$RAG" up
 
 password=$(.venv/bin/python -c "import secrets; print(secrets.token_urlsafe(12))")
-printf '%s\n' "$password" | "$RAG" users add "$DEMO_USER" --groups staff --json >/dev/null
+printf '%s\n' "$password" | "$RAG" users add "$DEMO_USER" --groups staff --admin --json >/dev/null
 
 ui_url=$("$RAG" up --json | .venv/bin/python -c "import json, sys; print(json.load(sys.stdin)['ui_url'])")
 cat <<MSG
 
   The appliance is running.
   Open:     $ui_url
-  Sign in:  $DEMO_USER / $password
+  Sign in:  $DEMO_USER / $password   (an admin: the Admin page starts ingestion runs)
   Try:      What is the approved budget of the Harbour Renovation Project?
 
   Ctrl-C stops it.
