@@ -252,6 +252,18 @@ def cmd_users_list(args: argparse.Namespace, settings: Settings) -> dict[str, An
         directory.close()
 
 
+def cmd_users_remove(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from retrieval.users import UserDirectory
+
+    directory = UserDirectory(settings.users_path)
+    try:
+        directory.remove(args.name)
+    finally:
+        directory.close()
+    build_audit(settings).record("operator", "user_remove", {"name": args.name})
+    return {"removed": args.name}
+
+
 def cmd_feedback_export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from llm.feedback import FeedbackStore
 
@@ -435,6 +447,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_users_add)
     p = users_sub.add_parser("list", parents=[common], help="list users")
     p.set_defaults(func=cmd_users_list)
+    p = users_sub.add_parser("remove", parents=[common], help="remove a user")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_users_remove)
 
     feedback = sub.add_parser("feedback", help="the users' ratings of answers")
     feedback_sub = feedback.add_subparsers(

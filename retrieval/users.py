@@ -121,6 +121,11 @@ class UserDirectory:
         rows = self._execute("SELECT name, groups, admin FROM users ORDER BY name")
         return [User(r[0], tuple(json.loads(r[1])), bool(r[2])) for r in rows]
 
+    def remove(self, name: str) -> None:
+        """Delete the user; an unknown name is an error, so a typo is not silently ignored."""
+        self.get(name)
+        self._execute("DELETE FROM users WHERE name = ?", (name,))
+
     def _execute(self, sql: str, parameters: tuple[object, ...] = ()) -> _Rows:
         with self._lock:
             return self._connection.execute(sql, parameters).fetchall()

@@ -175,6 +175,14 @@ def users_panel(admin: User) -> None:
                 return
             resources.audit().record(admin.name, "user_add", added.as_json())
             st.rerun()
+    others = [u.name for u in directory.list() if u.name != admin.name]
+    if others:
+        with st.form("remove-user"):
+            name = st.selectbox(t("username"), others, key="remove-user-name")
+            if st.form_submit_button(t("remove_user")) and name:
+                directory.remove(name)
+                resources.audit().record(admin.name, "user_remove", {"name": name})
+                st.rerun()
 
 
 def _feedback_golden() -> str:

@@ -122,6 +122,11 @@ TEXTS: dict[str, dict[str, str]] = {
     "last_runs": {"en": "Last runs", "fr": "Dernières exécutions", "de": "Letzte Läufe"},
     "users": {"en": "Users", "fr": "Utilisateurs", "de": "Benutzer"},
     "add_user": {"en": "Add user", "fr": "Ajouter un utilisateur", "de": "Benutzer hinzufügen"},
+    "remove_user": {
+        "en": "Remove user",
+        "fr": "Supprimer l'utilisateur",
+        "de": "Benutzer entfernen",
+    },
     "groups": {"en": "Groups", "fr": "Groupes", "de": "Gruppen"},
     "is_admin": {"en": "Administrator", "fr": "Administrateur", "de": "Administrator"},
     "export_feedback": {

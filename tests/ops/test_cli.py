@@ -125,6 +125,10 @@ def test_users_add_and_list(env: dict[str, str]) -> None:
     assert added == {"user": "bob", "groups": ["finance", "staff"], "admin": True}
     names = [u["user"] for u in rag_json(env, "users", "list")["users"]]
     assert "bob" in names
+    assert rag_json(env, "users", "remove", "bob") == {"removed": "bob"}
+    assert "bob" not in [u["user"] for u in rag_json(env, "users", "list")["users"]]
+    again = rag(env, "users", "remove", "bob")
+    assert again.returncode == 2 and "unknown user" in again.stderr
 
 
 def test_status_reports_documents_chunks_store_and_llm(env: dict[str, str]) -> None:

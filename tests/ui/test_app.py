@@ -222,6 +222,14 @@ def test_the_admin_page_is_for_admins_and_adds_users(app_env: Settings) -> None:
     at.run(timeout=60)
     added = UserDirectory(app_env.users_path).get("lena")
     assert added.groups == ("finance", "staff") and not added.admin
+    at.selectbox(key="remove-user-name").set_value("jonas")
+    next(b for b in at.button if b.label == "Remove user").click()
+    at.run(timeout=60)
+    assert [u.name for u in UserDirectory(app_env.users_path).list()] == [
+        "erika", "lena", "root-admin",
+    ]  # fmt: skip
+    actions = [e.action for e in AuditLog(app_env.audit_path, 365).events()]
+    assert actions[:2] == ["user_remove", "user_add"]
 
 
 def test_an_admin_starts_an_ingestion_run_and_sees_it_finish(
