@@ -13,8 +13,9 @@ PYTHON=${PYTHON:-python3}
 # iproute2 (ip) sets up the loopback-only network namespace of the offline test.
 # pandoc reads ODT, RTF and EPUB for unstructured (whose pypandoc-binary wheel brings a newer
 # pandoc that it prefers) and writes the format tests' files; antiword reads legacy Word .doc.
+# acl's setfacl gives the permission tests' files and folders POSIX ACL entries.
 APT_PACKAGES=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu poppler-utils
-    iproute2 pandoc antiword)
+    iproute2 pandoc antiword acl)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 say() { printf '[setup] %s\n' "$*"; }
