@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,18 @@ CREATE TABLE IF NOT EXISTS files (
     updated_at  REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
+CREATE TABLE IF NOT EXISTS tombstones (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    path        TEXT NOT NULL,
+    doc_id      TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    mtime       REAL NOT NULL,
+    sha256      TEXT,
+    erased_at   REAL NOT NULL,
+    erased_by   TEXT NOT NULL,
+    UNIQUE (path, sha256)
+);
+CREATE INDEX IF NOT EXISTS tombstones_by_sha256 ON tombstones (sha256);
 """
 # The columns of a FileRecord, in its field order.
 _SELECT = (
@@ -63,6 +76,33 @@ class FileRecord:
     chunks: int = 0
     parser: str | None = None
     ocr_pages: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """A file erased on request: ingestion does not index it again, at this path or any
+    other, while its content is the same."""
+
+    path: str
+    doc_id: str
+    size: int
+    mtime: float
+    sha256: str | None
+    erased_at: float
+    erased_by: str
+
+
+_TOMBSTONE_COLUMNS = "path, doc_id, size, mtime, sha256, erased_at, erased_by"
+
+
+def erasure_note(tombstone: Tombstone, path: str) -> str:
+    """Why ingestion skips a file that was erased (`path`), or is a copy of one."""
+    when = datetime.fromtimestamp(tombstone.erased_at, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    what = "erased" if tombstone.path == path else f"same content as {tombstone.path}, erased"
+    return (
+        f"{what} on {when} by {tombstone.erased_by}: not indexed again while its content is "
+        "unchanged; delete or move the file at the source"
+    )
 
 
 class Ledger:
@@ -110,8 +150,69 @@ class Ledger:
         return _record(row) if row else None
 
     def clear(self) -> None:
-        """Forget every file: the next run reads them all again."""
+        """Forget every file: the next run reads them all again. Tombstones stay."""
         self._db.execute("DELETE FROM files")
+
+    def with_doc_id(self, doc_id: str) -> FileRecord | None:
+        row = self._db.execute(_SELECT + "WHERE doc_id = ? LIMIT 1", (doc_id,)).fetchone()
+        return _record(row) if row else None
+
+    def copies_of(self, sha256: str, other_than: str) -> list[FileRecord]:
+        """Every other file with this content, whatever its status."""
+        rows = self._db.execute(
+            _SELECT + "WHERE sha256 = ? AND path != ? ORDER BY path", (sha256, other_than)
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+    def erase(self, path: str, tombstones: Sequence[Tombstone], reason: str) -> None:
+        """Record the tombstones and blank the file's row down to what recognises the file
+        (path, size, mtime, doc_id, ACL): one transaction. The row becomes `skipped`, with
+        `reason` as its error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                f"INSERT OR IGNORE INTO tombstones ({_TOMBSTONE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(t.path, t.doc_id, t.size, t.mtime, t.sha256, t.erased_at, t.erased_by)
+                 for t in tombstones],
+            )  # fmt: skip
+            self._db.execute(
+                "UPDATE files SET sha256 = NULL, status = 'skipped', error = ?, pages = 0, "
+                "chunks = 0, parser = NULL, ocr_pages = '[]', updated_at = ? WHERE path = ?",
+                (reason, time.time(), path),
+            )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def tombstone_at(self, path: str, size: int, mtime: float) -> Tombstone | None:
+        """The tombstone of this path when the file still has the size and mtime it had
+        when erased: the same file, no need to hash it."""
+        row = self._db.execute(
+            f"SELECT {_TOMBSTONE_COLUMNS} FROM tombstones "
+            "WHERE path = ? AND size = ? AND mtime = ? ORDER BY id DESC LIMIT 1",
+            (path, size, mtime),
+        ).fetchone()
+        return Tombstone(*row) if row else None
+
+    def tombstone_with_content(self, sha256: str) -> Tombstone | None:
+        """A tombstone of this content, at any path: an erased file, a copy or a backup."""
+        row = self._db.execute(
+            f"SELECT {_TOMBSTONE_COLUMNS} FROM tombstones WHERE sha256 = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (sha256,),
+        ).fetchone()
+        return Tombstone(*row) if row else None
+
+    def tombstones(self, path: str | None = None, doc_id: str | None = None) -> list[Tombstone]:
+        """Tombstones, oldest first: all, or those of a path or a document id."""
+        rows = self._db.execute(
+            f"SELECT {_TOMBSTONE_COLUMNS} FROM tombstones "
+            "WHERE (? IS NULL OR path = ?) AND (? IS NULL OR doc_id = ?) ORDER BY id",
+            (path, path, doc_id, doc_id),
+        ).fetchall()
+        return [Tombstone(*row) for row in rows]
 
     def remove(self, path: str) -> None:
         self._db.execute("DELETE FROM files WHERE path = ?", (path,))
@@ -135,7 +236,11 @@ class Ledger:
         (skipped,) = self._db.execute(
             "SELECT COUNT(*) FROM files WHERE status = 'skipped'"
         ).fetchone()
-        return {"documents": documents, "chunks": chunks, "failed": failed, "skipped": skipped}
+        (erased,) = self._db.execute("SELECT COUNT(DISTINCT path) FROM tombstones").fetchone()
+        return {
+            "documents": documents, "chunks": chunks, "failed": failed, "skipped": skipped,
+            "erased": erased,
+        }  # fmt: skip
 
     def close(self) -> None:
         self._db.close()

@@ -137,8 +137,8 @@ class FeedbackStore:
         return [_feedback(row) for row in rows]
 
     def erase_document(self, doc_id: str) -> int:
-        """Remove a document's passages and citations from every rating; returns how many
-        changed."""
+        """Remove a document's passages and citations from every rating (an answer quoted
+        from the document becomes llm.history.ERASED_QUOTE); returns how many changed."""
         with transaction(self._db, self._lock) as db:
             return erase_document_rows(db, "feedback", doc_id)
 

@@ -22,6 +22,8 @@ from llm.answer import Answer, Citation
 from retrieval.models import Hit, document_id
 
 TITLE_LENGTH = 60
+# What a quoted answer becomes when the document it quotes is erased.
+ERASED_QUOTE = "[removed: the source document was erased]"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -171,25 +173,29 @@ def without_document(
 
 
 def erase_document_rows(db: sqlite3.Connection, table: str, doc_id: str) -> int:
-    """Drop a document's passages and citations from every row of `table` that has them."""
+    """Drop a document's passages and citations from every row of `table` that has them; an
+    answer quoted from the document (its text is the document's sentence) becomes
+    ERASED_QUOTE."""
     rows = db.execute(
-        f"SELECT id, citations, passages FROM {table} WHERE instr(doc_ids, ?) > 0",
+        f"SELECT id, answer, origin, citations, passages FROM {table} WHERE instr(doc_ids, ?) > 0",
         (json.dumps(doc_id),),
     ).fetchall()
     changed = 0
-    for row_id, citations_column, passages_column in rows:
-        kept = without_document(
-            doc_id, load_citations(citations_column), load_passages(passages_column)
-        )
+    for row_id, text, origin, citations_column, passages_column in rows:
+        citations = load_citations(citations_column)
+        kept = without_document(doc_id, citations, load_passages(passages_column))
         if kept is None:
             continue
-        citations, passages = kept
+        kept_citations, kept_passages = kept
+        if origin == "quote" and len(kept_citations) < len(citations):
+            text = ERASED_QUOTE
         db.execute(
-            f"UPDATE {table} SET citations = ?, passages = ?, doc_ids = ? WHERE id = ?",
+            f"UPDATE {table} SET answer = ?, citations = ?, passages = ?, doc_ids = ? WHERE id = ?",
             (
-                json.dumps([c.as_json() for c in citations], ensure_ascii=False),
-                json.dumps([p.as_json() for p in passages], ensure_ascii=False),
-                json.dumps(_doc_ids(citations, passages)),
+                text,
+                json.dumps([c.as_json() for c in kept_citations], ensure_ascii=False),
+                json.dumps([p.as_json() for p in kept_passages], ensure_ascii=False),
+                json.dumps(_doc_ids(kept_citations, kept_passages)),
                 row_id,
             ),
         )
@@ -335,7 +341,8 @@ class ConversationStore:
 
     def erase_document(self, doc_id: str) -> int:
         """Remove a document's passages and citations from every user's turns (the questions
-        and answers stay); returns how many turns changed."""
+        and answers stay, but an answer quoted from the document becomes ERASED_QUOTE);
+        returns how many turns changed."""
         with transaction(self._db, self._lock) as db:
             return erase_document_rows(db, "turns", doc_id)
 

@@ -97,6 +97,26 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return {}
 
 
+def cmd_erase(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from ingest.erase import UnknownDocument, erase
+    from llm.feedback import FeedbackStore
+    from llm.history import ConversationStore
+
+    if (args.path is None) == (args.doc_id is None):
+        raise UsageError("give the PATH of the file to erase, or --doc-id ID, not both")
+    history = ConversationStore(settings.history_path)
+    feedback = FeedbackStore(settings.feedback_path)
+    try:
+        erasure = erase(settings, path=args.path, doc_id=args.doc_id, by=args.by,
+                        records=[history, feedback])  # fmt: skip
+    except UnknownDocument as exc:
+        raise UsageError(str(exc)) from exc
+    finally:
+        history.close()
+        feedback.close()
+    return erasure.as_json()
+
+
 def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from retrieval.build import build_retriever
 
@@ -341,6 +361,12 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
         if result["still_failed"]:
             print(f"  {result['still_failed']} unchanged files failed in an earlier run (see "
                   "`rag status`); `rag ingest --retry-failed PATH` tries them again")  # fmt: skip
+    elif command == "erase":
+        copies = f" and {len(result['copies'])} identical copies" if result["copies"] else ""
+        print(
+            f"erased {result['path']}{copies}: {result['chunks_removed']} chunks removed, "
+            f"{result['remaining']} remaining; delete or move the file at the source"
+        )
     elif command == "search":
         for rank, hit in enumerate(result["hits"], start=1):
             page = f" p.{hit['page']}" if hit["page"] else ""
@@ -400,6 +426,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--progress-file", type=Path, default=None, metavar="FILE",
                    help="keep the run's progress in FILE as JSON, for a watcher")  # fmt: skip
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("erase", parents=[common],
+                       help="erase a document from the index, page pictures, conversations "
+                       "and ratings; it is not indexed again while unchanged")  # fmt: skip
+    p.add_argument("path", nargs="?", default=None, metavar="PATH",
+                   help="the file's path, as the Library or `rag search` shows it")  # fmt: skip
+    p.add_argument("--doc-id", default=None, metavar="ID", help="the document id instead")
+    p.add_argument("--by", default="operator", metavar="NAME",
+                   help="who asked for the erasure, for the audit log")  # fmt: skip
+    p.set_defaults(func=cmd_erase)
 
     p = sub.add_parser("search", parents=[common], help="find passages")
     p.add_argument("query")
@@ -504,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     if command == "audit" and result.get("ok") is False:
         return EXIT_FAILED
+    if command == "erase" and result["remaining"]:
+        return EXIT_FAILED  # some chunks could not be deleted: run it again
     return EXIT_OK
 
 

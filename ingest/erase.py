@@ -1,0 +1,174 @@
+"""Erasing a document on request (GDPR Art. 17), so that nothing the appliance keeps still
+holds its content: its chunks in the index, its page pictures, its passages (and answers
+quoted from it) in every user's conversations and ratings, and its ledger row's content
+fields. A tombstone in the ledger keeps ingestion from indexing it again, at its path or at
+any other (a copy, a restored backup), while its content is unchanged. The file on the share
+is not touched: the appliance reads shares read-only.
+
+Identical copies already indexed at other paths are erased with it: same content, same data.
+The erasure is idempotent: run again after an interruption, it completes what is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ingest.errors import IngestError
+from ingest.ledger import FileRecord, Ledger, Tombstone, erasure_note
+from retrieval.audit import build_audit
+from retrieval.build import build_store
+from retrieval.store import VectorStore
+from settings import Settings
+
+
+class UnknownDocument(IngestError):
+    """No file at that path, or with that document id, was ever ingested."""
+
+
+class DocumentRecords(Protocol):
+    """Something that keeps passages of documents: the conversations, the ratings."""
+
+    def erase_document(self, doc_id: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class ErasedFile:
+    path: str
+    doc_id: str
+    chunks_removed: int
+    remaining: int
+
+
+@dataclass
+class Erasure:
+    """What an erasure removed: the document asked for, then its identical copies."""
+
+    erased: list[ErasedFile] = field(default_factory=list)
+    records_changed: int = 0  # conversation turns and ratings that held its passages
+
+    def as_json(self) -> dict[str, object]:
+        first = self.erased[0]
+        return {
+            "doc_id": first.doc_id,
+            "path": first.path,
+            "chunks_removed": sum(e.chunks_removed for e in self.erased),
+            "remaining": sum(e.remaining for e in self.erased),
+            "copies": [{"path": e.path, "doc_id": e.doc_id} for e in self.erased[1:]],
+            "records_changed": self.records_changed,
+        }
+
+
+def erase(
+    settings: Settings,
+    *,
+    path: str | None = None,
+    doc_id: str | None = None,
+    by: str = "operator",
+    records: Sequence[DocumentRecords] = (),
+) -> Erasure:
+    """Erase the document ingested from `path` (or with `doc_id`) and its identical copies;
+    `by` names who asked, for the tombstone and the audit log. Raises UnknownDocument."""
+    if (path is None) == (doc_id is None):
+        raise ValueError("give a path or a document id, not both")
+    ledger = Ledger(settings.ledger_path)
+    store = build_store(settings)
+    audit = build_audit(settings)
+    erasure = Erasure()
+    try:
+        target = _find(ledger, path, doc_id)
+        pending, done = [target], set()
+        while pending:
+            file = pending.pop(0)
+            if file.path in done:
+                continue
+            done.add(file.path)
+            tombstones = _tombstones(file, by)
+            erased = _erase_file(settings, ledger, store, file, tombstones)
+            erasure.erased.append(erased)
+            for kept in records:
+                erasure.records_changed += kept.erase_document(file.doc_id)
+            detail: dict[str, object] = {
+                "doc_id": erased.doc_id,
+                "path": erased.path,
+                "chunks_removed": erased.chunks_removed,
+                "remaining": erased.remaining,
+            }
+            if file is not target:
+                detail["copy_of"] = target.doc_id
+            audit.record(by, "erase", detail)
+            for content in {t.sha256 for t in tombstones if t.sha256}:
+                pending.extend(ledger.copies_of(content, file.path))
+        store.optimize()
+    finally:
+        store.close()
+        ledger.close()
+    return erasure
+
+
+def _find(ledger: Ledger, path: str | None, doc_id: str | None) -> FileRecord:
+    """The ledger row of the document; a row rebuilt from its tombstone when the file has
+    since left the ledger (erased before, then deleted at the source)."""
+    if doc_id is not None:
+        record = ledger.with_doc_id(doc_id)
+        tombstones = ledger.tombstones(doc_id=doc_id)
+        asked = f"document id {doc_id}"
+    else:
+        assert path is not None
+        candidates = dict.fromkeys([os.path.abspath(path), os.path.realpath(path)])
+        record, tombstones = None, []
+        for candidate in candidates:
+            record = record or ledger.get(candidate)
+            tombstones = tombstones or ledger.tombstones(path=candidate)
+        asked = path
+    if record is not None:
+        return record
+    if tombstones:
+        last = tombstones[-1]
+        return FileRecord(last.path, last.size, last.mtime, None, last.doc_id, frozenset(),
+                          "skipped")  # fmt: skip
+    raise UnknownDocument(
+        f"no ingested file at {asked}; give the absolute path shown in the UI's Library or "
+        "by `rag search` (`rag status` counts what is indexed)"
+    )
+
+
+def _erase_file(
+    settings: Settings,
+    ledger: Ledger,
+    store: VectorStore,
+    file: FileRecord,
+    tombstones: Sequence[Tombstone],
+) -> ErasedFile:
+    # The tombstone first: a run interrupted from here on is completed by running it again,
+    # and ingestion meanwhile does not bring the file back.
+    ledger.erase(file.path, tombstones, erasure_note(tombstones[0], file.path))
+    before = store.count(file.doc_id)
+    store.delete_document(file.doc_id)
+    remaining = store.count(file.doc_id)
+    pictures = settings.page_images_dir / file.doc_id
+    if pictures.parent == settings.page_images_dir and pictures.is_dir():
+        shutil.rmtree(pictures)
+    return ErasedFile(file.path, file.doc_id, before - remaining, remaining)
+
+
+def _tombstones(file: FileRecord, by: str) -> list[Tombstone]:
+    """The file as it is now on the share, and as the ledger knew it when that differs
+    (changed since it was indexed, or already gone)."""
+    now = time.time()
+    recorded = Tombstone(file.path, file.doc_id, file.size, file.mtime, file.sha256, now, by)
+    try:
+        with open(file.path, "rb") as handle:
+            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        st = os.stat(file.path)
+    except OSError:
+        return [recorded]
+    current = Tombstone(file.path, file.doc_id, st.st_size, st.st_mtime, sha256, now, by)
+    if file.sha256 in (None, sha256):
+        return [current]
+    return [current, recorded]
