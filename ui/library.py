@@ -22,12 +22,12 @@ def library_page() -> None:
         st.dataframe(
             [
                 {
-                    t("folder"): doc.folder,
                     "Name": doc.name,
                     t("file_type"): doc.file_type,
                     t("pages"): doc.pages,
                     t("status"): doc.status,
                     t("last_indexed"): doc.indexed_at.strftime("%Y-%m-%d %H:%M UTC"),
+                    t("folder"): doc.folder,
                 }
                 for doc in documents
             ],

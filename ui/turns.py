@@ -3,6 +3,7 @@ the supporting text highlighted and, for PDFs and scans, the page), and the feed
 
 from __future__ import annotations
 
+import re
 from pathlib import Path, PurePath
 
 import streamlit as st
@@ -16,6 +17,7 @@ from ui.page_image import page_image
 from ui.safe import literal_markdown
 from ui.session import t
 
+_QUOTE = re.compile(r"\u201c(.+)\u201d")
 _RATINGS: tuple[Rating, Rating] = ("down", "up")  # st.feedback("thumbs"): 0 down, 1 up
 
 
@@ -31,17 +33,29 @@ def show_turn(user: User, turn: Turn) -> None:
     with st.chat_message("assistant"):
         if turn.refused:
             st.markdown(literal_markdown(t("refusal")))
-            show_passages(turn.passages, turn.passages, t("closest"), turn.text)
+            show_passages(turn.passages, turn.passages, t("closest"), "")
         else:
             st.markdown(literal_markdown(turn.text))
             cited = {citation.chunk_id for citation in turn.citations}
             shown = [p for p in turn.passages if p.chunk_id in cited]
-            show_passages(turn.passages, shown, t("sources"), turn.text)
+            show_passages(turn.passages, shown, t("sources"), turn.text, _quoted(turn))
         feedback_widget(user, turn)
 
 
+def _quoted(turn: Turn) -> str | None:
+    """The passage sentence an answer quotes (when the model's own answer was not kept)."""
+    if turn.origin != "quote":
+        return None
+    match = _QUOTE.search(turn.text)
+    return match.group(1) if match else None
+
+
 def show_passages(
-    all_passages: list[Passage], shown: list[Passage], heading: str, answer: str
+    all_passages: list[Passage],
+    shown: list[Passage],
+    heading: str,
+    answer: str,
+    quote: str | None = None,
 ) -> None:
     """The passages in `shown`, each numbered as the answer cites it (its place among all the
     passages the model was given)."""
@@ -51,7 +65,7 @@ def show_passages(
     for passage in shown:
         number = all_passages.index(passage) + 1
         with st.expander(f"[{number}] {source_label(passage)}"):
-            st.markdown(highlighted_markdown(passage.text, answer))
+            st.markdown(highlighted_markdown(passage.text, answer, quote))
             image = page_image(
                 Path(passage.path), passage.page, passage.doc_id,
                 resources.settings().page_images_dir,
