@@ -14,7 +14,8 @@ PYTHON=${PYTHON:-python3}
 # pandoc reads ODT, RTF and EPUB for unstructured (whose pypandoc-binary wheel brings a newer
 # pandoc that it prefers) and writes the format tests' files; antiword reads legacy Word .doc.
 # acl's setfacl gives the permission tests' files and folders POSIX ACL entries.
-APT_PACKAGES=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu poppler-utils
+# chromium is the browser the UI tests drive (through Playwright, which never downloads one).
+APT_PACKAGES=(chromium tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu poppler-utils
     iproute2 pandoc antiword acl)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 

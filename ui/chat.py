@@ -83,6 +83,12 @@ def _epoch(day: object, at: time) -> float | None:
     return datetime.combine(day, at, tzinfo=UTC).timestamp()
 
 
+def _provisional(text: str) -> str:
+    """The answer so far, greyed, a line at a time (a colour directive ends at a line end)."""
+    lines = literal_markdown(text).split("  \n")
+    return "  \n".join(f":gray[{line}]" if line.strip() else line for line in lines) + " ▌"
+
+
 def ask(user: User, question: str, turns: list[Turn], filters: SearchFilters) -> None:
     with st.chat_message("user"):
         st.markdown(literal_markdown(question))
@@ -93,11 +99,13 @@ def ask(user: User, question: str, turns: list[Turn], filters: SearchFilters) ->
             prepared = engine.prepare(question, user.scope, filters, history)
         text = ""
         if prepared.messages is not None:
+            # Shown as provisional: the answer is kept only if its sources bear it out.
+            st.caption(t("checking"))
             placeholder = st.empty()
             try:
                 for token in engine.chat.stream(prepared.messages):
                     text += token
-                    placeholder.markdown(literal_markdown(text) + " ▌")
+                    placeholder.markdown(_provisional(text))
             except LLMError as exc:
                 st.error(t("llm_unavailable", error=exc))
                 return

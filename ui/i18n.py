@@ -122,6 +122,16 @@ TEXTS: dict[str, dict[str, str]] = {
     "last_runs": {"en": "Last runs", "fr": "Dernières exécutions", "de": "Letzte Läufe"},
     "users": {"en": "Users", "fr": "Utilisateurs", "de": "Benutzer"},
     "add_user": {"en": "Add user", "fr": "Ajouter un utilisateur", "de": "Benutzer hinzufügen"},
+    "checking": {
+        "en": "Checking the answer against its sources…",
+        "fr": "Vérification de la réponse dans ses sources…",
+        "de": "Die Antwort wird an ihren Quellen geprüft …",
+    },
+    "quoted_note": {
+        "en": "Quoted from the source: the model's own wording could not be checked against it.",
+        "fr": "Citation de la source : la formulation du modèle n'a pas pu y être vérifiée.",
+        "de": "Zitat aus der Quelle: Die Formulierung des Modells ließ sich daran nicht prüfen.",
+    },
     "remove_user": {
         "en": "Remove user",
         "fr": "Supprimer l'utilisateur",

@@ -36,6 +36,8 @@ def show_turn(user: User, turn: Turn) -> None:
             show_passages(turn.passages, turn.passages, t("closest"), "")
         else:
             st.markdown(literal_markdown(turn.text))
+            if turn.origin == "quote":
+                st.caption(t("quoted_note"))
             cited = {citation.chunk_id for citation in turn.citations}
             shown = [p for p in turn.passages if p.chunk_id in cited]
             show_passages(turn.passages, shown, t("sources"), turn.text, _quoted(turn))

@@ -102,7 +102,8 @@ def open_library(page: Page) -> list[str]:
     sidebar(page).get_by_role("link", name="Library").click()
     expect(page.get_by_role("heading", name="Documents")).to_be_visible()
     table = page.locator('[data-testid="stDataFrame"]').first
-    names = table.locator('[role="gridcell"][aria-colindex="2"]')
+    column = table.get_by_role("columnheader", name="Name").first.get_attribute("aria-colindex")
+    names = table.locator(f'[role="gridcell"][aria-colindex="{column}"]')
     expect(names.first).to_be_attached(timeout=30_000)
     return [name.strip() for name in names.all_text_contents()]
 
