@@ -31,6 +31,7 @@ def admin_page() -> None:
     ingestion_panel(user)
     last_runs()
     users_panel(user)
+    erase_panel(user)
     st.download_button(
         t("export_feedback"), data=_feedback_golden(), file_name="feedback-golden.jsonl",
         mime="application/jsonl",
@@ -183,6 +184,27 @@ def users_panel(admin: User) -> None:
                 directory.remove(name)
                 resources.audit().record(admin.name, "user_remove", {"name": name})
                 st.rerun()
+
+
+def erase_panel(admin: User) -> None:
+    """`rag erase PATH` for an admin, who names the file (the library shows paths): the page
+    never lists documents beyond what the admin may read."""
+    st.subheader(t("erase_document"))
+    with st.form("erase", clear_on_submit=True):
+        path = st.text_input(t("erase_path"), key="erase-path")
+        confirmed = st.checkbox(t("erase_confirm"), key="erase-confirm")
+        submitted = st.form_submit_button(t("erase_document"))
+    if not (submitted and confirmed and path.strip()):
+        return
+    finished = subprocess.run(  # noqa: S603 (our own command, no shell)
+        [sys.executable, "-m", "ops.cli", "erase", path.strip(), "--by", admin.name, "--json"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if finished.returncode != 0:
+        st.error(finished.stderr.strip().splitlines()[-1] if finished.stderr.strip() else "")
+        return
+    result = json.loads(finished.stdout)
+    st.success(t("erased", chunks=result["chunks_removed"], remaining=result["remaining"]))
 
 
 def _feedback_golden() -> str:

@@ -132,6 +132,26 @@ TEXTS: dict[str, dict[str, str]] = {
         "fr": "Citation de la source : la formulation du modèle n'a pas pu y être vérifiée.",
         "de": "Zitat aus der Quelle: Die Formulierung des Modells ließ sich daran nicht prüfen.",
     },
+    "erase_document": {
+        "en": "Erase a document",
+        "fr": "Effacer un document",
+        "de": "Ein Dokument löschen",
+    },
+    "erase_path": {
+        "en": "Path of the file, as the library shows it",
+        "fr": "Chemin du fichier, tel que la bibliothèque l'affiche",
+        "de": "Pfad der Datei, wie die Bibliothek ihn zeigt",
+    },
+    "erase_confirm": {
+        "en": "Erase it from the index, page images, conversations and feedback",
+        "fr": "L'effacer de l'index, des images de pages, des conversations et des retours",
+        "de": "Aus Index, Seitenbildern, Unterhaltungen und Rückmeldungen löschen",
+    },
+    "erased": {
+        "en": "Erased: {chunks} passages removed, {remaining} left.",
+        "fr": "Effacé : {chunks} passages supprimés, {remaining} restants.",
+        "de": "Gelöscht: {chunks} Textstellen entfernt, {remaining} verbleibend.",
+    },
     "remove_user": {
         "en": "Remove user",
         "fr": "Supprimer l'utilisateur",

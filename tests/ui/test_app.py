@@ -253,6 +253,14 @@ def test_an_admin_starts_an_ingestion_run_and_sees_it_finish(
     assert "Ingestion finished: 1 indexed, 0 failed." in [s.value for s in at.success]
     events = [e.action for e in AuditLog(app_env.audit_path, 365).events()]
     assert "ingest" in events
+    # And erases the document again.
+    at.text_input(key="erase-path").input(str(share / "canteen.md"))
+    at.checkbox(key="erase-confirm").check()
+    next(b for b in at.button if b.label == "Erase a document").click()
+    at.run(timeout=300)
+    assert "Erased: 1 passages removed, 0 left." in [s.value for s in at.success]
+    erased = AuditLog(app_env.audit_path, 365).events()[0]
+    assert (erased.action, erased.user) == ("erase", "root-admin")
 
 
 @pytest.mark.parametrize(
