@@ -246,6 +246,15 @@ class AuditSettings(_Section):
     )
 
 
+class AccessSettings(_Section):
+    group_map: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Directory groups that also hold share groups, as a JSON object: a user in "
+        "a key's group also holds `group:G` for each share group G listed, e.g. "
+        '`RAG_ACCESS__GROUP_MAP=\'{"finance-team": ["finance", "fin-ro"]}\'`.',
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -268,6 +277,7 @@ class Settings(BaseSettings):
     index: IndexSettings = Field(default_factory=IndexSettings)
     ui: UISettings = Field(default_factory=UISettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
 
     @property
     def embedder_dir(self) -> Path:

@@ -1,40 +1,303 @@
-"""Who may read a file, from its POSIX owner, group and mode bits.
+"""Who may read a file on a share: the principals put on every chunk of it.
 
-Principals: `user:NAME` (or `uid:N` when the id has no name), `group:NAME` (or `gid:N`), and
-`everyone` for world-readable files.
+Principals: `user:NAME` (`uid:N` when the id has no name), `group:NAME` (`gid:N`), and
+`everyone`. Names come from the host's `pwd`/`grp` (SSSD or winbind on the appliance).
+
+What is read, for the file and for every folder from the ingest root down to the file's
+folder (both included; a root that is a file has no folders): owner, owning group, mode bits
+and the POSIX ACL (`system.posix_acl_access`, parsed here; without it the mode bits are the
+ACL). The file needs `r`, each folder `x` (search).
+
+Who holds a permission bit on one object, following POSIX's check (the owner entry first,
+then named users, then the owning and named groups, then `other`; the ACL mask limits named
+users and all group entries):
+- `user:OWNER` if the owner entry has the bit; `user:U` for each named user whose masked
+  entry has it;
+- `group:G` for the owning group and each named group whose masked entry has it;
+- `everyone` only if `other` has the bit *and no entry above lacks it*: POSIX stops at the
+  first class that matches, so an owner, named user or group member without the bit is
+  refused although `other` has it, and a set of principals cannot say "everyone except";
+- if the owner or a named user lacks the bit, each granting group is replaced by its members
+  other than those users (`user:M`), since `group:G` would let them in.
+These sets are never larger than what the file system allows (fail closed): the cases a set
+of principals cannot express lose access rather than leak it.
+
+Effective principals: the meet of the file's read set with each folder's traverse set, taken
+pair by pair (a user who reads or traverses by several routes keeps every route):
+
+    a ∧ b                       result
+    everyone ∧ p                p
+    p ∧ p                       p
+    user:U ∧ group:G            user:U if U is a member of G, else nothing
+    group:G ∧ group:H (G ≠ H)   user:M for each member M of both
+    user:U ∧ user:V (U ≠ V)     nothing
+
+Membership: the user's primary group or the group's listed members on the host; a group the
+host lists no members of yields nobody.
+
+Permissions that cannot be read (stat or getxattr failing other than "no such attribute", an
+ACL that cannot be parsed, an NT ACL, which is not mapped yet) raise `UnreadablePermissions`:
+the pipeline then does not index the file and removes what it had indexed.
 """
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
-import stat
+import struct
+from dataclasses import dataclass
+from typing import NamedTuple
 
+from ingest.errors import IngestError
 from retrieval.access import EVERYONE
 
+# Every failure reason this module gives starts so; the pipeline retries such files each run.
+UNREADABLE_PERMISSIONS = "permissions unreadable"
 
-def principals_from_stat(st: os.stat_result) -> frozenset[str]:
-    mode = st.st_mode
-    principals = set()
-    if mode & stat.S_IRUSR:
-        principals.add(_user(st.st_uid))
-    if mode & stat.S_IRGRP:
-        principals.add(_group(st.st_gid))
-    if mode & stat.S_IROTH:
-        principals.add(EVERYONE)
-    return frozenset(principals)
+POSIX_ACL_ATTRIBUTE = "system.posix_acl_access"
+# NTFS ACLs as SMB clients and servers expose them: cifs.ko, ntfs-3g, Samba's own store.
+NT_ACL_ATTRIBUTES = ("system.cifs_acl", "system.ntfs_acl", "security.NTACL")
+
+READ, WRITE, EXECUTE = 4, 2, 1
+_ACL_VERSION = 2
+_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_HEADER = struct.Struct("<I")
+_ENTRY = struct.Struct("<HHI")
+_ABSENT = (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
+_FIX_ACCESS = "let the ingest account read them, then run rag ingest again"
 
 
-def _user(uid: int) -> str:
+class UnreadablePermissions(IngestError):
+    """Who may read a file cannot be known: the file must not be indexed."""
+
+    def __init__(self, detail: str, next_step: str = _FIX_ACCESS) -> None:
+        super().__init__(f"{UNREADABLE_PERMISSIONS}: {detail}; {next_step}")
+        self.detail = detail
+
+
+class UninterpretableAcl(UnreadablePermissions):
+    """An ACL exists in a form this module cannot map to principals."""
+
+
+class Principal(NamedTuple):
+    kind: str  # "user", "group" or EVERYONE
+    id: int = -1
+
+
+ALL = Principal(EVERYONE)
+
+
+@dataclass(frozen=True)
+class PosixAcl:
+    """An access ACL; permissions are rwx bit sets (4, 2, 1)."""
+
+    owner: int
+    owning_group: int
+    other: int
+    named_users: tuple[tuple[int, int], ...] = ()  # (uid, permissions)
+    named_groups: tuple[tuple[int, int], ...] = ()  # (gid, permissions)
+    mask: int | None = None
+
+    @classmethod
+    def from_mode(cls, mode: int) -> PosixAcl:
+        return cls(owner=(mode >> 6) & 7, owning_group=(mode >> 3) & 7, other=mode & 7)
+
+
+def parse_posix_acl(blob: bytes) -> PosixAcl:
+    """The ACL of a `system.posix_acl_access` value (little-endian: a u32 version 2, then
+    entries of tag u16, permissions u16, id u32); UninterpretableAcl when malformed."""
+    if len(blob) < _HEADER.size or (len(blob) - _HEADER.size) % _ENTRY.size:
+        raise UninterpretableAcl(f"the POSIX ACL has a malformed length ({len(blob)} bytes)")
+    (version,) = _HEADER.unpack_from(blob)
+    if version != _ACL_VERSION:
+        raise UninterpretableAcl(f"the POSIX ACL has unknown version {version}")
+    single: dict[int, int] = {}
+    named: dict[int, dict[int, int]] = {_USER: {}, _GROUP: {}}
+    for tag, permissions, qualifier in _ENTRY.iter_unpack(blob[_HEADER.size :]):
+        if permissions & ~7:
+            raise UninterpretableAcl(f"the POSIX ACL has unknown permission bits {permissions}")
+        if tag in named:
+            if qualifier in named[tag]:
+                raise UninterpretableAcl(f"the POSIX ACL names id {qualifier} twice")
+            named[tag][qualifier] = permissions
+        elif tag in (_USER_OBJ, _GROUP_OBJ, _MASK, _OTHER):
+            if tag in single:
+                raise UninterpretableAcl(f"the POSIX ACL has entry tag {tag} twice")
+            single[tag] = permissions
+        else:
+            raise UninterpretableAcl(f"the POSIX ACL has unknown entry tag {tag}")
+    missing = {_USER_OBJ, _GROUP_OBJ, _OTHER} - set(single)
+    if missing or ((named[_USER] or named[_GROUP]) and _MASK not in single):
+        raise UninterpretableAcl("the POSIX ACL lacks a required entry")
+    return PosixAcl(
+        owner=single[_USER_OBJ],
+        owning_group=single[_GROUP_OBJ],
+        other=single[_OTHER],
+        named_users=tuple(sorted(named[_USER].items())),
+        named_groups=tuple(sorted(named[_GROUP].items())),
+        mask=single.get(_MASK),
+    )
+
+
+def nt_acl_grantees(attribute: str, blob: bytes, bit: int) -> frozenset[Principal]:
+    """Who holds `bit` under an NT security descriptor. Not mapped yet: mapping SIDs to
+    users and groups needs the domain's id mapping (winbind). Always UninterpretableAcl."""
+    raise UninterpretableAcl(
+        f"{attribute} holds an NT ACL, which is not mapped yet",
+        "mount the share so that POSIX owners, modes or ACLs carry its permissions, then run "
+        "rag ingest again",
+    )
+
+
+class ShareAccess:
+    """Effective read principals of files under ingest roots, following the rule in the
+    module's docstring. Folder results and id look-ups are cached: use one per run."""
+
+    def __init__(self) -> None:
+        self._own: dict[tuple[str, int], frozenset[Principal] | UnreadablePermissions] = {}
+        self._traverse: dict[tuple[str, str], frozenset[Principal]] = {}
+        self._members: dict[int, frozenset[int]] = {}
+        self._names: dict[Principal, str] = {}
+
+    def principals(self, path: str, root: str, st: os.stat_result | None = None) -> frozenset[str]:
+        """Who may read the file `path` found under the ingest `root`. Raises
+        UnreadablePermissions; FileNotFoundError when the file or a folder vanished."""
+        readers = self._grantees(path, READ, st)
+        folder = os.path.dirname(path)
+        if path != root:
+            readers = self._meet(readers, self._traversers(root, folder))
+        return frozenset(self._name(p) for p in readers)
+
+    def _traversers(self, root: str, folder: str) -> frozenset[Principal]:
+        """Who may search every folder from the root down to `folder`."""
+        key = (root, folder)
+        if key not in self._traverse:
+            own = self._cached_grantees(folder, EXECUTE)
+            if folder == root or not folder.startswith(root.rstrip("/") + "/"):
+                self._traverse[key] = own
+            else:
+                above = self._traversers(root, os.path.dirname(folder))
+                self._traverse[key] = self._meet(above, own)
+        return self._traverse[key]
+
+    def _cached_grantees(self, folder: str, bit: int) -> frozenset[Principal]:
+        key = (folder, bit)
+        if key not in self._own:
+            try:
+                self._own[key] = self._grantees(folder, bit)
+            except UnreadablePermissions as exc:
+                self._own[key] = exc
+        found = self._own[key]
+        if isinstance(found, UnreadablePermissions):
+            raise found
+        return found
+
+    def _grantees(
+        self, path: str, bit: int, st: os.stat_result | None = None
+    ) -> frozenset[Principal]:
+        kind = "folder" if bit == EXECUTE else "file"
+        where = f" of folder {path}" if kind == "folder" else ""
+        try:
+            st = st or os.stat(path)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise UnreadablePermissions(f"cannot stat the {kind}{where} ({exc.strerror})") from exc
+        for attribute in NT_ACL_ATTRIBUTES:
+            nt_acl = _attribute(path, attribute, where)
+            if nt_acl is not None:
+                return nt_acl_grantees(attribute, nt_acl, bit)
+        blob = _attribute(path, POSIX_ACL_ATTRIBUTE, where)
+        try:
+            acl = PosixAcl.from_mode(st.st_mode) if blob is None else parse_posix_acl(blob)
+        except UninterpretableAcl as exc:
+            raise UninterpretableAcl(exc.detail + where) from exc
+        return self._holders(acl, st.st_uid, st.st_gid, bit)
+
+    def _holders(self, acl: PosixAcl, uid: int, gid: int, bit: int) -> frozenset[Principal]:
+        mask = 7 if acl.mask is None else acl.mask
+        users: set[int] = set()
+        refused_users: set[int] = set()
+        groups: set[int] = set()
+        some_group_refused = False
+        (users if acl.owner & bit else refused_users).add(uid)
+        for user, permissions in acl.named_users:
+            if user != uid:  # a named entry for the owner never applies: the owner entry does
+                (users if permissions & mask & bit else refused_users).add(user)
+        for group, permissions in [(gid, acl.owning_group), *acl.named_groups]:
+            if permissions & mask & bit:
+                groups.add(group)
+            else:
+                some_group_refused = True
+        holders = {Principal("user", u) for u in users}
+        if refused_users:
+            for group in groups:
+                holders |= {Principal("user", m) for m in self._members_of(group) - refused_users}
+        else:
+            holders |= {Principal("group", g) for g in groups}
+        if acl.other & bit and not refused_users and not some_group_refused:
+            holders.add(ALL)
+        return frozenset(holders)
+
+    def _meet(self, a: frozenset[Principal], b: frozenset[Principal]) -> frozenset[Principal]:
+        return frozenset(p for x in a for y in b for p in self._meet_one(x, y))
+
+    def _meet_one(self, x: Principal, y: Principal) -> set[Principal]:
+        if x == y or y == ALL:
+            return {x}
+        if x == ALL:
+            return {y}
+        if x.kind == y.kind == "user":
+            return set()
+        if x.kind == y.kind == "group":
+            both = self._members_of(x.id) & self._members_of(y.id)
+            return {Principal("user", uid) for uid in both}
+        user, group = (x, y) if x.kind == "user" else (y, x)
+        return {user} if user.id in self._members_of(group.id) else set()
+
+    def _members_of(self, gid: int) -> frozenset[int]:
+        """Uids of the group's members on this host: listed members and primary members."""
+        if gid not in self._members:
+            uids = {entry.pw_uid for entry in pwd.getpwall() if entry.pw_gid == gid}
+            try:
+                listed = grp.getgrgid(gid).gr_mem
+            except KeyError:
+                listed = []
+            for name in listed:
+                try:
+                    uids.add(pwd.getpwnam(name).pw_uid)
+                except KeyError:
+                    continue
+            self._members[gid] = frozenset(uids)
+        return self._members[gid]
+
+    def _name(self, principal: Principal) -> str:
+        if principal not in self._names:
+            self._names[principal] = _render(principal)
+        return self._names[principal]
+
+
+def _attribute(path: str, name: str, where: str) -> bytes | None:
+    """The extended attribute's value; None when the file has none or the file system has no
+    such attributes."""
     try:
-        return f"user:{pwd.getpwuid(uid).pw_name}"
-    except KeyError:
-        return f"uid:{uid}"
+        return os.getxattr(path, name)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno in _ABSENT:
+            return None
+        raise UnreadablePermissions(f"cannot read {name}{where} ({exc.strerror})") from exc
 
 
-def _group(gid: int) -> str:
+def _render(principal: Principal) -> str:
+    if principal == ALL:
+        return EVERYONE
     try:
-        return f"group:{grp.getgrgid(gid).gr_name}"
+        if principal.kind == "user":
+            return f"user:{pwd.getpwuid(principal.id).pw_name}"
+        return f"group:{grp.getgrgid(principal.id).gr_name}"
     except KeyError:
-        return f"gid:{gid}"
+        return f"{'uid' if principal.kind == 'user' else 'gid'}:{principal.id}"

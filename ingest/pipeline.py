@@ -18,7 +18,7 @@ from ingest.errors import BadIngestRoot
 from ingest.language import detect_language
 from ingest.ledger import FileRecord, Ledger, Status
 from ingest.parsers import parser_for
-from ingest.permissions import principals_from_stat
+from ingest.permissions import UNREADABLE_PERMISSIONS, ShareAccess, UnreadablePermissions
 from ingest.run_reports import save_run_report
 from ingest.workers import ParseResult, ParserPool
 from retrieval.embedder import Embedder
@@ -197,6 +197,10 @@ def _parts(
         yield from _parts(inner.document, inner.name, name)
 
 
+def _permissions_were_unreadable(previous: FileRecord | None) -> bool:
+    return previous is not None and (previous.error or "").startswith(UNREADABLE_PERMISSIONS)
+
+
 class Ingestor:
     def __init__(
         self, settings: Settings, embedder: Embedder, store: VectorStore, ledger: Ledger
@@ -205,6 +209,7 @@ class Ingestor:
         self._embedder = embedder
         self._store = store
         self._ledger = ledger
+        self._access = ShareAccess()
 
     def run(
         self,
@@ -227,12 +232,15 @@ class Ingestor:
             self._store.drop()
             self._ledger.clear()
         self._store.ensure_collection(self._embedder.dimension)
-        files: dict[str, None] = {}
+        self._access = ShareAccess()  # folders' permissions are read once per run
+        files: dict[str, str] = {}  # path: the outermost root it was found under
         links_and_specials: list[str] = []
         protected: list[str] = []  # folders we could not list: what they held is kept
         for root in absolute_roots:
             crawled = crawl(root)
-            files.update(dict.fromkeys(crawled.files))
+            for path in crawled.files:
+                if len(files.get(path, root)) >= len(root):
+                    files[path] = root
             for path, reason in crawled.skipped:
                 self._skip(path, reason, report)
                 links_and_specials.append(path)
@@ -251,8 +259,8 @@ class Ingestor:
             workers,
         )  # fmt: skip
         try:
-            for path in files:
-                planned = self._plan(path, report, seen, retry_failed)
+            for path, root in files.items():
+                planned = self._plan(path, root, report, seen, retry_failed)
                 if isinstance(planned, ParseJob):
                     parsing.submit(planned)
                 elif isinstance(planned, _Ready):
@@ -296,7 +304,7 @@ class Ingestor:
         report.skipped += 1
 
     def _plan(
-        self, path: str, report: IngestReport, seen: set[str], retry_failed: bool
+        self, path: str, root: str, report: IngestReport, seen: set[str], retry_failed: bool
     ) -> ParseJob | _Ready | None:
         """Settle a file that needs no parsing (unchanged, unsupported, unreadable, gone);
         or return the chunks of an identical indexed file; or the job of parsing it."""
@@ -320,16 +328,26 @@ class Ingestor:
         except OSError as exc:
             report.failed.append(Failure(path, f"cannot stat: {exc.strerror}"))
             return None
-        acl = principals_from_stat(st)
         doc_id = document_id(path)
         previous = self._ledger.get(path)
         if parser_for(Path(path)) is None:
             self._skip(path, f"unsupported file type {Path(path).suffix or '(none)'}", report)
             return None
+        try:
+            acl = self._access.principals(path, root, st)
+        except FileNotFoundError:
+            seen.discard(path)
+            report.files_seen -= 1
+            return None
+        except UnreadablePermissions as exc:
+            self._fail_closed(path, st, previous, str(exc), report)
+            return None
         indexed = previous is not None and previous.status == "indexed"
-        # A file that failed is tried again when it changes, or when asked to.
+        # A file that failed is tried again when it changes, or when asked to; one whose
+        # permissions could not be read, as soon as they can.
+        retry = retry_failed or _permissions_were_unreadable(previous)
         settled = indexed or (previous is not None and previous.status == "failed"
-                              and not retry_failed)  # fmt: skip
+                              and not retry)  # fmt: skip
         if settled and previous and (previous.size, previous.mtime) == (st.st_size, st.st_mtime):
             self._settle_unchanged(previous, acl, report)
             return None
@@ -445,6 +463,21 @@ class Ingestor:
             )
         )
         report.failed.append(Failure(job.path, reason))
+
+    def _fail_closed(
+        self,
+        path: str,
+        st: os.stat_result,
+        previous: FileRecord | None,
+        reason: str,
+        report: IngestReport,
+    ) -> None:
+        """Who may read the file is unknown: none of it stays in the index."""
+        if previous is not None and previous.status != "skipped":
+            self._store.delete_document(previous.doc_id)
+        self._ledger.put(FileRecord(path, st.st_size, st.st_mtime, None, document_id(path),
+                                    frozenset(), "failed", reason))  # fmt: skip
+        report.failed.append(Failure(path, reason))
 
     def _chunks(self, job: ParseJob, document: ParsedDocument) -> list[Chunk]:
         """The file's passages, then each attachment's (an e-mail's), numbered in that order."""

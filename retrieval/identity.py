@@ -179,4 +179,4 @@ def build_sign_in(settings: Settings) -> SignInGuard:
 
 def build_identity(settings: Settings) -> IdentityProvider:
     """The identity provider the UI signs users in with (the local directory, for now)."""
-    return LocalIdentity(UserDirectory(settings.users_path))
+    return LocalIdentity(UserDirectory(settings.users_path, settings.access.group_map))
