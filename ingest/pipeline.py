@@ -16,7 +16,7 @@ from ingest.crawler import crawl, storable
 from ingest.document import ParsedDocument
 from ingest.errors import BadIngestRoot
 from ingest.language import detect_language
-from ingest.ledger import FileRecord, Ledger, Status
+from ingest.ledger import FileRecord, Ledger, Status, erasure_note
 from ingest.parsers import parser_for
 from ingest.permissions import UNREADABLE_PERMISSIONS, ShareAccess, UnreadablePermissions
 from ingest.run_reports import save_run_report
@@ -333,6 +333,9 @@ class Ingestor:
         if parser_for(Path(path)) is None:
             self._skip(path, f"unsupported file type {Path(path).suffix or '(none)'}", report)
             return None
+        if (erased := self._ledger.tombstone_at(path, st.st_size, st.st_mtime)) is not None:
+            self._skip(path, erasure_note(erased, path), report)
+            return None
         try:
             acl = self._access.principals(path, root, st)
         except FileNotFoundError:
@@ -359,6 +362,9 @@ class Ingestor:
             return None
         except OSError as exc:
             report.failed.append(Failure(path, f"cannot read: {exc.strerror}"))
+            return None
+        if (erased := self._ledger.tombstone_with_content(sha)) is not None:
+            self._skip(path, erasure_note(erased, path), report)  # erased here, or a copy
             return None
         if settled and previous and previous.sha256 == sha:
             self._ledger.put(replace(previous, size=st.st_size, mtime=st.st_mtime))
