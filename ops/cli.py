@@ -313,7 +313,7 @@ def _scope(args: argparse.Namespace, settings: Settings) -> Scope:
         return Scope.operator()
     directory = UserDirectory(settings.users_path)
     try:
-        return directory.get(args.user).scope
+        return directory.get(args.user).reading_scope(settings.access.admins_read_everything)
     finally:
         directory.close()
 

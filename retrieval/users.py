@@ -60,6 +60,11 @@ class User:
     def scope(self) -> Scope:
         return Scope.of(self.principals)
 
+    def reading_scope(self, admins_read_everything: bool) -> Scope:
+        """What the user may search and read: their principals', or everything for an admin
+        when the appliance is configured so."""
+        return Scope.operator() if self.admin and admins_read_everything else self.scope
+
     def as_json(self) -> dict[str, object]:
         return {"user": self.name, "groups": list(self.groups), "admin": self.admin}
 

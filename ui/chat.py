@@ -14,7 +14,7 @@ from retrieval.store import SearchFilters
 from retrieval.users import User
 from ui import resources
 from ui.safe import literal_markdown
-from ui.session import t
+from ui.session import reading_scope, t
 from ui.turns import show_turn
 
 
@@ -61,7 +61,7 @@ def conversation_list(user: User) -> None:
 
 def filter_panel(user: User) -> SearchFilters:
     """Folder, file type and date filters, offering only what the user may read."""
-    documents = resources.catalog().documents(user.scope)
+    documents = resources.catalog().documents(reading_scope(user))
     folders = sorted({doc.folder for doc in documents})
     types = sorted({doc.file_type for doc in documents if doc.file_type})
     with st.expander(t("filters")):
@@ -96,7 +96,7 @@ def ask(user: User, question: str, turns: list[Turn], filters: SearchFilters) ->
         engine = resources.answerer()
         history = [(turn.question, turn.text) for turn in turns]
         with st.spinner():
-            prepared = engine.prepare(question, user.scope, filters, history)
+            prepared = engine.prepare(question, reading_scope(user), filters, history)
         text = ""
         if prepared.messages is not None:
             # Shown as provisional: the answer is kept only if its sources bear it out.

@@ -7,14 +7,14 @@ import streamlit as st
 
 from retrieval.users import User
 from ui import resources
-from ui.session import t
+from ui.session import reading_scope, t
 
 
 def library_page() -> None:
     user: User = st.session_state.user
     st.header(t("library"))
     name = st.text_input(t("search_by_name"), key="library-search")
-    documents = resources.catalog().documents(user.scope, name.strip())
+    documents = resources.catalog().documents(reading_scope(user), name.strip())
     st.subheader(t("documents"))
     if not documents:
         st.info(t("no_documents"))

@@ -6,6 +6,7 @@ import time
 
 import streamlit as st
 
+from retrieval.access import Scope
 from retrieval.identity import session_expired
 from retrieval.users import User
 from ui import resources
@@ -38,6 +39,10 @@ def current_user() -> User | None:
         st.session_state.notice = "session_expired"
         return None
     return user
+
+
+def reading_scope(user: User) -> Scope:
+    return user.reading_scope(resources.settings().access.admins_read_everything)
 
 
 def end_session() -> None:

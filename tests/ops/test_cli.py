@@ -112,6 +112,15 @@ def test_search_as_a_user_sees_only_what_the_share_lets_them_read(env: dict[str,
     assert as_alice  # the world-readable policies are still found
 
 
+def test_an_admin_reads_only_their_own_documents_unless_configured(env: dict[str, str]) -> None:
+    rag_json(env, "users", "add", "ada", "--groups", "it", "--admin", stdin="ada-password\n")
+    query = ("search", "salary band senior engineers", "--k", "10", "--user", "ada")
+    as_admin = {Path(h["path"]).name for h in rag_json(env, *query)["hits"]}
+    assert "salary-bands.md" not in as_admin
+    everything = {**env, "RAG_ACCESS__ADMINS_READ_EVERYTHING": "true"}
+    assert "salary-bands.md" in {Path(h["path"]).name for h in rag_json(everything, *query)["hits"]}
+
+
 def test_an_unknown_user_exits_2(env: dict[str, str]) -> None:
     result = rag(env, "search", "budget", "--user", "mallory")
     assert result.returncode == 2
