@@ -253,6 +253,12 @@ class AccessSettings(_Section):
         "a key's group also holds `group:G` for each share group G listed, e.g. "
         '`RAG_ACCESS__GROUP_MAP=\'{"finance-team": ["finance", "fin-ro"]}\'`.',
     )
+    admins_read_everything: bool = Field(
+        default=False,
+        description="Whether admins search, ask and browse every document. Off: an admin reads "
+        "what their own principals allow, like anyone else (admin rights are for users, "
+        "ingestion, erasure and the audit log).",
+    )
 
 
 class Settings(BaseSettings):
