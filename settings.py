@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -258,6 +258,17 @@ class AccessSettings(_Section):
         description="Whether admins search, ask and browse every document. Off: an admin reads "
         "what their own principals allow, like anyone else (admin rights are for users, "
         "ingestion, erasure and the audit log).",
+    )
+    sid_map: dict[
+        Annotated[str, StringConstraints(pattern=r"^S-1-(\d+|0x[0-9A-Fa-f]{12})(-\d+)*$")],
+        Annotated[str, StringConstraints(pattern=r"^(everyone|(user|group):\S.*)$")],
+    ] = Field(
+        default_factory=dict,
+        description="Windows SIDs found in the NTFS ACLs of SMB shares, and the principal each "
+        "one stands for (`user:NAME`, `group:NAME` or `everyone`), as a JSON object; consulted "
+        'before winbind, e.g. `RAG_ACCESS__SID_MAP=\'{"S-1-5-21-1-2-3-1104": '
+        '"group:finance", "S-1-5-21-1-2-3-513": "everyone"}\'`. A SID neither mapped nor '
+        "known to winbind becomes `sid:S-...`, which no user holds.",
     )
 
 

@@ -1,12 +1,25 @@
 """Who may read a file on a share: the principals put on every chunk of it.
 
 Principals: `user:NAME` (`uid:N` when the id has no name), `group:NAME` (`gid:N`), and
-`everyone`. Names come from the host's `pwd`/`grp` (SSSD or winbind on the appliance).
+`everyone`; from NT ACLs also `sid:S-1-…` for a SID nobody could name, which no user holds.
+Names come from the host's `pwd`/`grp` (SSSD or winbind on the appliance).
 
 What is read, for the file and for every folder from the ingest root down to the file's
-folder (both included; a root that is a file has no folders): owner, owning group, mode bits
-and the POSIX ACL (`system.posix_acl_access`, parsed here; without it the mode bits are the
-ACL). The file needs `r`, each folder `x` (search).
+folder (both included; a root that is a file has no folders): an NT ACL if there is one
+(`system.cifs_acl` on an SMB mount, `system.ntfs_acl`, `security.NTACL`), else owner, owning
+group, mode bits and the POSIX ACL (`system.posix_acl_access`, parsed here; without it the mode
+bits are the ACL). The file needs `r` (NT: read data), each folder `x` (search; NT: traverse).
+
+Who holds a right under an NT ACL (entries and SIDs as `ingest.ntacl` reads them):
+- no DACL: `everyone`; otherwise the principal of each SID an applicable allow names:
+  `everyone`, `user:U`, `group:G`, or `sid:S` (SIDs held by no signed-in user, such as SYSTEM,
+  and other well-known classes such as BUILTIN\\Administrators give nothing);
+- if applicable denies name SIDs other than those held by no signed-in user: a deny naming a
+  class whose members are unknown (everyone, a well-known class, a group the host does not
+  know, an unresolved SID) leaves nobody; otherwise `everyone`, `sid:` and groups the host does
+  not know are dropped, each group the host knows is replaced by its members (`user:M`),
+  then each denied user goes, and so does each user whose host groups (`getgrouplist`)
+  include a denied group or cannot be listed.
 
 Who holds a permission bit on one object, following POSIX's check (the owner entry first,
 then named users, then the owning and named groups, then `other`; the ACL mask limits named
@@ -36,8 +49,9 @@ Membership: the user's primary group or the group's listed members on the host; 
 host lists no members of yields nobody.
 
 Permissions that cannot be read (stat or getxattr failing other than "no such attribute", an
-ACL that cannot be parsed, an NT ACL, which is not mapped yet) raise `UnreadablePermissions`:
-the pipeline then does not index the file and removes what it had indexed.
+ACL that cannot be parsed, an NT ACL with entries that are not mapped) raise
+`UnreadablePermissions`: the pipeline then does not index the file and removes what it had
+indexed.
 """
 
 from __future__ import annotations
@@ -47,11 +61,14 @@ import grp
 import os
 import pwd
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ingest import ntacl
 from ingest.errors import IngestError
 from retrieval.access import EVERYONE
+from settings import Settings
 
 # Every failure reason this module gives starts so; the pipeline retries such files each run.
 UNREADABLE_PERMISSIONS = "permissions unreadable"
@@ -67,6 +84,7 @@ _HEADER = struct.Struct("<I")
 _ENTRY = struct.Struct("<HHI")
 _ABSENT = (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
 _FIX_ACCESS = "let the ingest account read them, then run rag ingest again"
+_FIX_NT_ACL = "check the file's permissions on the file server, then run rag ingest again"
 
 
 class UnreadablePermissions(IngestError):
@@ -82,8 +100,9 @@ class UninterpretableAcl(UnreadablePermissions):
 
 
 class Principal(NamedTuple):
-    kind: str  # "user", "group" or EVERYONE
-    id: int = -1
+    kind: str  # "user", "group", "sid" or EVERYONE
+    id: int = -1  # the host's uid or gid; -1 when the host has no such account
+    name: str = ""  # the name (or SID) when the host has no such account
 
 
 ALL = Principal(EVERYONE)
@@ -141,21 +160,16 @@ def parse_posix_acl(blob: bytes) -> PosixAcl:
     )
 
 
-def nt_acl_grantees(attribute: str, blob: bytes, bit: int) -> frozenset[Principal]:
-    """Who holds `bit` under an NT security descriptor. Not mapped yet: mapping SIDs to
-    users and groups needs the domain's id mapping (winbind). Always UninterpretableAcl."""
-    raise UninterpretableAcl(
-        f"{attribute} holds an NT ACL, which is not mapped yet",
-        "mount the share so that POSIX owners, modes or ACLs carry its permissions, then run "
-        "rag ingest again",
-    )
-
-
 class ShareAccess:
     """Effective read principals of files under ingest roots, following the rule in the
     module's docstring. Folder results and id look-ups are cached: use one per run."""
 
-    def __init__(self) -> None:
+    def __init__(self, sid_map: Mapping[str, str] | None = None) -> None:
+        """`sid_map`: SID → principal for NT ACLs; None takes `access.sid_map` from the
+        settings when the first NT ACL is met."""
+        self._sid_map = sid_map
+        self._sids: ntacl.SidResolver | None = None
+        self._host_groups: dict[int, frozenset[int] | None] = {}
         self._own: dict[tuple[str, int], frozenset[Principal] | UnreadablePermissions] = {}
         self._traverse: dict[tuple[str, str], frozenset[Principal]] = {}
         self._members: dict[int, frozenset[int]] = {}
@@ -208,13 +222,61 @@ class ShareAccess:
         for attribute in NT_ACL_ATTRIBUTES:
             nt_acl = _attribute(path, attribute, where)
             if nt_acl is not None:
-                return nt_acl_grantees(attribute, nt_acl, bit)
+                return self.nt_acl_grantees(attribute, nt_acl, bit, where)
         blob = _attribute(path, POSIX_ACL_ATTRIBUTE, where)
         try:
             acl = PosixAcl.from_mode(st.st_mode) if blob is None else parse_posix_acl(blob)
         except UninterpretableAcl as exc:
             raise UninterpretableAcl(exc.detail + where) from exc
         return self._holders(acl, st.st_uid, st.st_gid, bit)
+
+    def nt_acl_grantees(
+        self, attribute: str, blob: bytes, bit: int, where: str = ""
+    ) -> frozenset[Principal]:
+        """Who holds `bit` (READ or EXECUTE) under the NT ACL in `attribute`, by the rule in
+        the module's docstring. Raises UninterpretableAcl."""
+        right = ntacl.TRAVERSE if bit == EXECUTE else ntacl.READ
+        try:
+            entries = ntacl.named(ntacl.read_descriptor(attribute, blob), right)
+        except ntacl.NtAclError as exc:
+            raise UninterpretableAcl(f"{attribute}{where}: {exc}", _FIX_NT_ACL) from exc
+        if entries.allowed is None:
+            return frozenset({ALL})
+        accounts = self._accounts()
+        granted = {_principal(accounts.resolve(sid)) for sid in entries.allowed}
+        denied = {accounts.resolve(sid) for sid in entries.denied} - {ntacl.SERVICE}
+        holders = frozenset(p for p in granted if p is not None)
+        return self._without(holders, denied) if denied else holders
+
+    def _accounts(self) -> ntacl.SidResolver:
+        if self._sids is None:
+            if self._sid_map is None:
+                self._sid_map = Settings().access.sid_map
+            self._sids = ntacl.SidResolver(self._sid_map)
+        return self._sids
+
+    def _without(
+        self, holders: frozenset[Principal], denied: set[ntacl.Account]
+    ) -> frozenset[Principal]:
+        """The users among `holders` that no denied account can include."""
+        if any(_members_unknown(a) for a in denied):
+            return frozenset()
+        users = {p for p in holders if p.kind == "user"}
+        for group in (p for p in holders if p.kind == "group" and p.id >= 0):
+            users |= {Principal("user", uid) for uid in self._members_of(group.id)}
+        users -= {_principal(a) for a in denied if a.kind == "user"}
+        refused_groups = {a.id for a in denied if a.kind == "group"}
+        if refused_groups:
+            users = {u for u in users if not self._may_belong(u, refused_groups)}
+        return frozenset(users)
+
+    def _may_belong(self, user: Principal, gids: set[int]) -> bool:
+        if user.id < 0:
+            return True
+        if user.id not in self._host_groups:
+            self._host_groups[user.id] = _host_groups(user.id)
+        groups = self._host_groups[user.id]
+        return groups is None or bool(groups & gids)
 
     def _holders(self, acl: PosixAcl, uid: int, gid: int, bit: int) -> frozenset[Principal]:
         mask = 7 if acl.mask is None else acl.mask
@@ -249,7 +311,7 @@ class ShareAccess:
             return {x}
         if x == ALL:
             return {y}
-        if x.kind == y.kind == "user":
+        if x.kind == y.kind == "user" or "sid" in (x.kind, y.kind):
             return set()
         if x.kind == y.kind == "group":
             both = self._members_of(x.id) & self._members_of(y.id)
@@ -259,6 +321,8 @@ class ShareAccess:
 
     def _members_of(self, gid: int) -> frozenset[int]:
         """Uids of the group's members on this host: listed members and primary members."""
+        if gid < 0:
+            return frozenset()
         if gid not in self._members:
             uids = {entry.pw_uid for entry in pwd.getpwall() if entry.pw_gid == gid}
             try:
@@ -292,9 +356,38 @@ def _attribute(path: str, name: str, where: str) -> bytes | None:
         raise UnreadablePermissions(f"cannot read {name}{where} ({exc.strerror})") from exc
 
 
+def _principal(account: ntacl.Account) -> Principal | None:
+    """The principal that holds an NT ACL's account; None when no signed-in user does."""
+    if account.kind == "everyone":
+        return ALL
+    if account.kind in ("user", "group"):
+        return Principal(account.kind, account.id, "" if account.id >= 0 else account.name)
+    if account.kind == "unknown" and account.name.startswith(ntacl.DOMAIN_PREFIX):
+        return Principal("sid", name=account.name)
+    return None
+
+
+def _members_unknown(account: ntacl.Account) -> bool:
+    """Whether a deny of `account` may refuse users this module cannot name: everyone, a
+    well-known class, an unresolved SID, a group the host does not know."""
+    return account.kind not in ("user", "group") or (account.kind == "group" and account.id < 0)
+
+
+def _host_groups(uid: int) -> frozenset[int] | None:
+    """The host's groups of the user with `uid` (winbind includes nested domain groups);
+    None when they cannot be listed."""
+    try:
+        entry = pwd.getpwuid(uid)
+        return frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    except (KeyError, OSError):
+        return None
+
+
 def _render(principal: Principal) -> str:
     if principal == ALL:
         return EVERYONE
+    if principal.name:
+        return f"{principal.kind}:{principal.name}"
     try:
         if principal.kind == "user":
             return f"user:{pwd.getpwuid(principal.id).pw_name}"

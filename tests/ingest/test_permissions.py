@@ -214,10 +214,17 @@ def test_a_malformed_acl_is_refused(blob: bytes) -> None:
         parse_posix_acl(blob)
 
 
-def test_an_nt_acl_attribute_makes_permissions_unreadable(tmp_path: Path) -> None:
+def test_an_nt_acl_overrides_the_mode_bits_and_a_malformed_one_makes_them_unreadable(
+    tmp_path: Path,
+) -> None:
     path = make(tmp_path / "doc.txt", 0o644)
+    empty_dacl = struct.pack("<BBHIIII", 1, 0, 0x8004, 0, 0, 0, 20) + struct.pack(
+        "<BBHHH", 2, 0, 8, 0, 0
+    )
+    os.setxattr(path, "security.NTACL", struct.pack("<HHI", 1, 1, 0x20000) + empty_dacl)
+    assert readers(path, path) == set()  # nobody, although the mode bits say everyone
     os.setxattr(path, "security.NTACL", b"\x04\x00\x04\x00")
-    with pytest.raises(UninterpretableAcl, match="security.NTACL holds an NT ACL"):
+    with pytest.raises(UninterpretableAcl, match="security.NTACL: the Samba NT ACL is truncated"):
         readers(path, tmp_path)
 
 
