@@ -209,7 +209,7 @@ class Ingestor:
         self._embedder = embedder
         self._store = store
         self._ledger = ledger
-        self._access = ShareAccess()
+        self._access = ShareAccess(settings.access.sid_map)
 
     def run(
         self,
@@ -232,7 +232,8 @@ class Ingestor:
             self._store.drop()
             self._ledger.clear()
         self._store.ensure_collection(self._embedder.dimension)
-        self._access = ShareAccess()  # folders' permissions are read once per run
+        # Folders' permissions are read once per run.
+        self._access = ShareAccess(self._settings.access.sid_map)
         files: dict[str, str] = {}  # path: the outermost root it was found under
         links_and_specials: list[str] = []
         protected: list[str] = []  # folders we could not list: what they held is kept
