@@ -75,9 +75,9 @@ def supported(answer: str, question: str, cited: Sequence[Hit]) -> bool:
     words = words_of(answer)
     if not words:
         return False
-    figures = {_digits(f) for f in _FIGURE.findall(answer)} - {""}
-    context_figures = {_digits(f) for f in _FIGURE.findall(context)}
-    if not figures <= context_figures:
+    if not _codes(answer) <= _codes(context):
+        return False
+    if not _figures(answer) <= _figures(context):
         return False
     overlap = len(words & context_words) / len(words)
     says_something_new = bool((words & context_words) - words_of(question))
@@ -139,6 +139,22 @@ def _sentences(text: str) -> list[str]:
     parts = _SENTENCE_END.split(without_instructions(text))
     sentences = [" ".join(part.split()) for part in parts]
     return [s for s in sentences if _QUOTE_MIN <= len(s) <= _QUOTE_MAX and REDACTED not in s]
+
+
+def _codes(text: str) -> set[str]:
+    """The tokens mixing letters and digits (`ST-800`, `harbour-2026`, `B-112`), normalised."""
+    return {_normalised(token) for token in _TOKEN.findall(text) if _is_code(token)}
+
+
+def _figures(text: str) -> set[str]:
+    """The numbers standing alone, not inside a code: `2026` is not a figure of `harbour-2026`,
+    so an answer that keeps only the number of a code is not borne out by it."""
+    alone = _TOKEN.sub(lambda m: " " if _is_code(m.group()) else m.group(), text)
+    return {_digits(figure) for figure in _FIGURE.findall(alone)} - {""}
+
+
+def _is_code(token: str) -> bool:
+    return any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
 
 
 def _normalised(text: str) -> str:

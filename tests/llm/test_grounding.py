@@ -57,6 +57,12 @@ def test_an_answer_stands_on_its_passage_only_with_its_figures_there() -> None:
     # Repeating the question adds nothing from the passage.
     assert not supported("A cycle of the ST-800 is long.", question, passage)
     assert not supported("Paris is the capital of France.", question, passage)
+    # A code is borne out whole: the number alone is not the password "harbour-2026".
+    wifi = [hit("The guest Wi-Fi password is harbour-2026.")]
+    wifi_question = "What is the guest Wi-Fi password?"
+    assert supported("The guest Wi-Fi password is harbour-2026 [1].", wifi_question, wifi)
+    assert not supported("The guest Wi-Fi password is 2026 [1].", wifi_question, wifi)
+    assert not supported("The guest Wi-Fi password is harbour-2025 [1].", wifi_question, wifi)
 
 
 def test_instructions_planted_in_a_passage_do_not_reach_the_model() -> None:
