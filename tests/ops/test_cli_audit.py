@@ -17,6 +17,7 @@ SECRET_SENTENCE = "The vault combination for the Lyon archive is 7-31-44-09."
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     share = tmp_path_factory.mktemp("audit-share")
+    share.chmod(0o755)  # a share everyone may enter (pytest makes its folders private)
     (share / "vault.md").write_text(f"# Archive vault\n\n{SECRET_SENTENCE}\n")
     (share / "canteen.md").write_text("# Canteen\n\nThe canteen opens at 11:30 on weekdays.\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
