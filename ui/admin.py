@@ -150,7 +150,7 @@ def last_runs() -> None:
             "failed": len(report.get("failed", [])),
             "seconds": report.get("seconds"),
         })  # fmt: skip
-    st.dataframe(rows, hide_index=True, use_container_width=True)
+    st.dataframe(rows, hide_index=True, width="stretch")
 
 
 def users_panel(admin: User) -> None:
@@ -159,7 +159,7 @@ def users_panel(admin: User) -> None:
     st.dataframe(
         [{t("username"): u.name, t("groups"): ", ".join(u.groups), t("is_admin"): u.admin}
          for u in directory.list()],
-        hide_index=True, use_container_width=True,
+        hide_index=True, width="stretch",
     )  # fmt: skip
     with st.form("add-user", clear_on_submit=True):
         st.caption(t("add_user"))

@@ -35,14 +35,14 @@ def chat_page() -> None:
 def conversation_list(user: User) -> None:
     store = resources.conversations()
     current = st.session_state.get("conversation_id")
-    if st.button(t("new_conversation"), icon=":material/add:", use_container_width=True):
+    if st.button(t("new_conversation"), icon=":material/add:", width="stretch"):
         st.session_state.pop("conversation_id", None)
         st.rerun()
     st.caption(t("conversations"))
     for conversation in store.list(user.name):
         selected = conversation.id == current
         if st.button(
-            conversation.title, key=f"open-{conversation.id}", use_container_width=True,
+            conversation.title, key=f"open-{conversation.id}", width="stretch",
             type="primary" if selected else "secondary",
         ):  # fmt: skip
             st.session_state.conversation_id = conversation.id

@@ -32,7 +32,7 @@ def library_page() -> None:
                 for doc in documents
             ],
             hide_index=True,
-            use_container_width=True,
+            width="stretch",
         )
     if user.admin:
         failed = resources.catalog().failed()
@@ -40,5 +40,5 @@ def library_page() -> None:
         st.dataframe(
             [{t("folder"): f.folder, "Name": f.name, t("reason"): f.error} for f in failed],
             hide_index=True,
-            use_container_width=True,
+            width="stretch",
         )
