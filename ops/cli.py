@@ -245,14 +245,14 @@ def _audit(
 
 
 def cmd_users_add(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from retrieval.users import UserDirectory
+    from retrieval.users import build_user_directory
 
     if sys.stdin.isatty():
         password = getpass.getpass(f"Password for {args.name}: ")
     else:
         password = sys.stdin.readline().rstrip("\n")
     groups = [g.strip() for g in (args.groups or "").split(",") if g.strip()]
-    directory = UserDirectory(settings.users_path)
+    directory = build_user_directory(settings)
     try:
         user = directory.add(args.name, password, groups, admin=args.admin)
     finally:
@@ -263,9 +263,9 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings) -> dict[str, Any
 
 
 def cmd_users_list(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from retrieval.users import UserDirectory
+    from retrieval.users import build_user_directory
 
-    directory = UserDirectory(settings.users_path)
+    directory = build_user_directory(settings)
     try:
         return {"users": [user.as_json() for user in directory.list()]}
     finally:
@@ -273,9 +273,9 @@ def cmd_users_list(args: argparse.Namespace, settings: Settings) -> dict[str, An
 
 
 def cmd_users_remove(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from retrieval.users import UserDirectory
+    from retrieval.users import build_user_directory
 
-    directory = UserDirectory(settings.users_path)
+    directory = build_user_directory(settings)
     try:
         directory.remove(args.name)
     finally:
@@ -307,11 +307,11 @@ def cmd_feedback_export(args: argparse.Namespace, settings: Settings) -> dict[st
 
 
 def _scope(args: argparse.Namespace, settings: Settings) -> Scope:
-    from retrieval.users import UserDirectory
+    from retrieval.users import build_user_directory
 
     if args.user is None:
         return Scope.operator()
-    directory = UserDirectory(settings.users_path)
+    directory = build_user_directory(settings)
     try:
         return directory.get(args.user).reading_scope(settings.access.admins_read_everything)
     finally:

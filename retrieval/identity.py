@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from retrieval.audit import AuditLog, build_audit
-from retrieval.users import User, UserDirectory
+from retrieval.users import User, UserDirectory, build_user_directory
 from settings import Settings
 
 # A name as typed is kept in the failure table and the audit log at most this long.
@@ -179,4 +179,4 @@ def build_sign_in(settings: Settings) -> SignInGuard:
 
 def build_identity(settings: Settings) -> IdentityProvider:
     """The identity provider the UI signs users in with (the local directory, for now)."""
-    return LocalIdentity(UserDirectory(settings.users_path, settings.access.group_map))
+    return LocalIdentity(build_user_directory(settings))

@@ -158,3 +158,7 @@ class UserDirectory:
 
     def close(self) -> None:
         self._connection.close()
+
+
+def build_user_directory(settings: Settings) -> UserDirectory:
+    return UserDirectory(settings.users_path, settings.access.group_map)

@@ -122,24 +122,26 @@ def _reports() -> list[Path]:
     return sorted(folder.glob("ingest-*.json"), reverse=True) if folder.exists() else []
 
 
-def _last_report() -> dict[str, Any] | None:
-    for path in _reports()[:1]:
+def _read_reports(limit: int) -> list[dict[str, Any]]:
+    """The newest run reports, newest first; an unreadable one is left out."""
+    reports = []
+    for path in _reports()[:limit]:
         try:
-            report: dict[str, Any] = json.loads(path.read_text())
-            return report
+            reports.append(json.loads(path.read_text()))
         except (OSError, ValueError):
-            return None
-    return None
+            continue
+    return reports
+
+
+def _last_report() -> dict[str, Any] | None:
+    newest = _read_reports(1)
+    return newest[0] if newest else None
 
 
 def last_runs() -> None:
     st.subheader(t("last_runs"))
     rows = []
-    for path in _reports()[:_RUNS_SHOWN]:
-        try:
-            report = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
+    for report in _read_reports(_RUNS_SHOWN):
         rows.append({
             "finished": report.get("finished"),
             "roots": ", ".join(report.get("roots", [])),

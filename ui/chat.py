@@ -9,6 +9,7 @@ import streamlit as st
 
 from llm.errors import LLMError
 from llm.history import Turn, default_title
+from retrieval.access import Scope
 from retrieval.audit import clip_query
 from retrieval.store import SearchFilters
 from retrieval.users import User
@@ -61,9 +62,7 @@ def conversation_list(user: User) -> None:
 
 def filter_panel(user: User) -> SearchFilters:
     """Folder, file type and date filters, offering only what the user may read."""
-    documents = resources.catalog().documents(reading_scope(user))
-    folders = sorted({doc.folder for doc in documents})
-    types = sorted({doc.file_type for doc in documents if doc.file_type})
+    folders, types = _filter_choices(reading_scope(user))
     with st.expander(t("filters")):
         folder = st.selectbox(t("folder"), ["", *folders], key="filter-folder")
         file_type = st.selectbox(t("file_type"), ["", *types], key="filter-type")
@@ -75,6 +74,15 @@ def filter_panel(user: User) -> SearchFilters:
         modified_after=_epoch(after, time.min),
         modified_before=_epoch(before, time.max),
     )
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _filter_choices(scope: Scope) -> tuple[list[str], list[str]]:
+    """The folders and file types the scope may read. Every click reruns the page: the
+    library is read at most once a minute per scope, not on each rerun."""
+    documents = resources.catalog().documents(scope)
+    folders = sorted({doc.folder for doc in documents})
+    return folders, sorted({doc.file_type for doc in documents if doc.file_type})
 
 
 def _epoch(day: object, at: time) -> float | None:

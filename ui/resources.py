@@ -12,7 +12,7 @@ from retrieval.audit import AuditLog, build_audit
 from retrieval.build import build_retriever
 from retrieval.catalog import Catalog
 from retrieval.identity import IdentityProvider, SignInGuard, build_identity, build_sign_in
-from retrieval.users import UserDirectory
+from retrieval.users import UserDirectory, build_user_directory
 from settings import Settings
 
 
@@ -58,4 +58,4 @@ def identity() -> IdentityProvider:
 
 @st.cache_resource
 def user_directory() -> UserDirectory:
-    return UserDirectory(settings().users_path)
+    return build_user_directory(settings())

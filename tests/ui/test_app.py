@@ -40,8 +40,10 @@ def app_env(
     users.add("root-admin", "admin-password", [], admin=True)
     users.close()
     st.cache_resource.clear()
+    st.cache_data.clear()
     yield settings
     st.cache_resource.clear()
+    st.cache_data.clear()
 
 
 def signed_in(
