@@ -104,7 +104,7 @@ def erase(
             audit.record(by, "erase", detail)
             for content in {t.sha256 for t in tombstones if t.sha256}:
                 pending.extend(ledger.copies_of(content, file.path))
-        store.optimize()
+        store.compact()  # the engine's log and old segments still hold the erased chunks
     finally:
         store.close()
         ledger.close()

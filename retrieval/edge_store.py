@@ -9,7 +9,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +38,17 @@ SPARSE = "bm25"
 RRF_K = 60
 _CONFIG_FILE = "edge_config.json"
 _WAITING_PREFIX = ".waiting-"
+# Replacing the shard's files (compaction, restore): new files are written into BUILDING,
+# which is renamed READY once complete; the old files then move into RETIRED, READY is
+# renamed INSTALLING, and its files move into place. An interrupted swap is finished (or,
+# before READY, abandoned) by the next process that takes the lock.
+_BUILDING = ".swap-building"
+_READY = ".swap-ready"
+_INSTALLING = ".swap-installing"
+_RETIRED = ".swap-retired"
+_SWAP_FOLDERS = (_BUILDING, _READY, _INSTALLING, _RETIRED)
+_BACKUP_FILE = "store.json"
+_BACKUP_FORMAT = "qdrant-edge shard files"
 
 
 class EdgeStore:
@@ -64,21 +75,9 @@ class EdgeStore:
         if self._exists():
             with self._open():  # opening checks the format
                 return
-        config = qe.EdgeConfig(
-            vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
-            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-        )
-        with self._shard.use(create=config) as (shard, created):
-            if not created:
-                return
-            indexes = [
-                *((field, qe.PayloadSchemaType.Keyword) for field in KEYWORD_FIELDS),
-                *((field, qe.PayloadSchemaType.Integer) for field in INTEGER_FIELDS),
-                *((field, qe.PayloadSchemaType.Float) for field in FLOAT_FIELDS),
-            ]
-            for field, schema in indexes:
-                shard.update(qe.UpdateOperation.create_field_index(field, schema))
-            shard.flush()
+        with self._shard.use(create=_config(dimension)) as (shard, created):
+            if created:
+                _create_payload_indexes(shard)
 
     def upsert(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
         points = self._points(chunks, vectors)
@@ -224,6 +223,45 @@ class EdgeStore:
         with self._open() as shard:
             shard.optimize()
 
+    def compact(self) -> None:
+        """Copies the live chunks into new shard files and deletes the old ones: the engine's
+        write-ahead log and its old segments keep deleted chunks' text until then."""
+        if self._exists():
+            self._shard.replace(_copy_live_points)
+
+    def backup(self, folder: Path) -> dict[str, Any]:
+        """The shard's files, copied while no process holds the shard."""
+        if not self._exists():
+            raise StoreUnavailable(f"no index at {self._path} to back up")
+        with self._shard.files():
+            for entry in _shard_entries(self._path):
+                _copy_entry(entry, folder / entry.name)
+        copy = qe.EdgeShard.load(str(folder))
+        try:
+            points = copy.count(qe.CountRequest(exact=True))
+        finally:
+            copy.close()
+        described = {"engine": "qdrant-edge", "format": _BACKUP_FORMAT, "points": points}
+        (folder / _BACKUP_FILE).write_text(json.dumps(described))
+        return described
+
+    def restore(self, folder: Path) -> None:
+        described = _read_backup_description(folder)
+        if described.get("format") != _BACKUP_FORMAT:
+            raise StoreUnavailable(
+                f"the backup in {folder} holds {described.get('format')!r}, not the embedded "
+                "index's files; restore it with the store it was taken from "
+                "(RAG_QDRANT__URL set or not)"
+            )
+        _check_format(folder)
+
+        def copy_backup(target: Path, current: qe.EdgeShard | None) -> None:
+            for entry in folder.iterdir():
+                if entry.name != _BACKUP_FILE:
+                    _copy_entry(entry, target / entry.name)
+
+        self._shard.replace(copy_backup)
+
     def describe(self) -> dict[str, Any]:
         return {"engine": "qdrant-edge (embedded)", "location": str(self._path.resolve())}
 
@@ -235,7 +273,8 @@ class EdgeStore:
             yield shard
 
     def _exists(self) -> bool:
-        return (self._path / _CONFIG_FILE).exists()
+        # A swap in progress in another process still means an index is there.
+        return any((self._path / name).exists() for name in (_CONFIG_FILE, _READY, _INSTALLING))
 
     def _points(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> list[Any]:
         if len(chunks) != len(vectors):
@@ -292,24 +331,47 @@ class _SharedShard:
 
     def drop(self) -> None:
         """Deletes the shard's files, waiting for other processes to hand it over."""
+        with self.files():
+            for entry in _shard_entries(self._path):
+                _remove_entry(entry)
+
+    @contextmanager
+    def files(self) -> Iterator[Path]:
+        """The shard's folder, locked, with the shard closed: its files hold still."""
         with self._mutex:
             if self._shard is not None:
                 self._shard.close()
                 self._shard = None
             if self._lock_file is None:
                 self._lock_file = self._lock()
-            for entry in self._path.iterdir():
-                if entry.name == ".lock" or entry.name.startswith(_WAITING_PREFIX):
-                    continue
-                if entry.is_dir():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-            self.release()
+            try:
+                _finish_swap(self._path)
+                yield self._path
+            finally:
+                self.release()
+
+    def replace(self, prepare: Callable[[Path, qe.EdgeShard | None], None]) -> None:
+        """Swaps the shard's files for those `prepare(folder, current_shard)` writes into an
+        empty folder; other processes see the old shard or the new one, and a crash at any
+        point leaves one of them whole."""
+        with self.files():
+            building = self._path / _BUILDING
+            building.mkdir()
+            exists = (self._path / _CONFIG_FILE).exists()
+            current = qe.EdgeShard.load(str(self._path)) if exists else None
+            try:
+                prepare(building, current)
+            finally:
+                if current is not None:
+                    current.close()
+            _sync(building)
+            os.rename(building, self._path / _READY)
+            _finish_swap(self._path)
 
     def _acquire(self, create: qe.EdgeConfig | None) -> bool:
         lock_file = self._lock()
         try:
+            _finish_swap(self._path)
             created = False
             if (self._path / _CONFIG_FILE).exists():
                 _check_format(self._path)
@@ -365,6 +427,115 @@ class _SharedShard:
                 if idle >= self._linger or self._others_waiting():
                     self.release()
                     return
+
+
+def _config(dimension: int) -> qe.EdgeConfig:
+    return qe.EdgeConfig(
+        vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
+        sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+    )
+
+
+def _create_payload_indexes(shard: qe.EdgeShard) -> None:
+    indexes = [
+        *((field, qe.PayloadSchemaType.Keyword) for field in KEYWORD_FIELDS),
+        *((field, qe.PayloadSchemaType.Integer) for field in INTEGER_FIELDS),
+        *((field, qe.PayloadSchemaType.Float) for field in FLOAT_FIELDS),
+    ]
+    for field, schema in indexes:
+        shard.update(qe.UpdateOperation.create_field_index(field, schema))
+    shard.flush()
+
+
+def _copy_live_points(target: Path, current: qe.EdgeShard | None) -> None:
+    if current is None:
+        return
+    config = json.loads((target.parent / _CONFIG_FILE).read_text())
+    fresh = qe.EdgeShard.create(str(target), _config(int(config["vectors"][DENSE]["size"])))
+    try:
+        _create_payload_indexes(fresh)
+        offset = None
+        while True:
+            records, offset = current.scroll(
+                qe.ScrollRequest(offset=offset, limit=512, with_payload=True, with_vector=True)
+            )
+            points = [qe.Point(id=r.id, vector=r.vector or {}, payload=r.payload) for r in records]
+            if points:
+                fresh.update(qe.UpdateOperation.upsert_points(points))
+            if offset is None:
+                break
+        fresh.flush()
+        fresh.optimize()
+    finally:
+        fresh.close()
+
+
+def _shard_entries(path: Path) -> list[Path]:
+    """The shard's own files and folders: not the lock, the waiting markers or a swap."""
+    return [
+        entry
+        for entry in path.iterdir()
+        if entry.name != ".lock"
+        and not entry.name.startswith(_WAITING_PREFIX)
+        and entry.name not in _SWAP_FOLDERS
+    ]
+
+
+def _finish_swap(path: Path) -> None:
+    """Completes a swap of the shard's files that a process began and did not finish."""
+    if not path.is_dir():
+        return
+    building, ready = path / _BUILDING, path / _READY
+    installing, retired = path / _INSTALLING, path / _RETIRED
+    if building.exists():  # never completed: the old files are whole
+        shutil.rmtree(building)
+    if ready.exists():
+        retired.mkdir(exist_ok=True)
+        for entry in _shard_entries(path):
+            os.rename(entry, retired / entry.name)
+        os.rename(ready, installing)
+    if installing.exists():
+        for entry in list(installing.iterdir()):
+            os.rename(entry, path / entry.name)
+        installing.rmdir()
+        _sync(path)
+    if retired.exists():
+        shutil.rmtree(retired)
+
+
+def _copy_entry(source: Path, target: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
+def _remove_entry(entry: Path) -> None:
+    if entry.is_dir():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()
+
+
+def _sync(folder: Path) -> None:
+    """Makes the folder's entries durable before the swap builds on them."""
+    for entry in folder.rglob("*"):
+        if entry.is_file():
+            with open(entry, "rb") as handle:
+                os.fsync(handle.fileno())
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _read_backup_description(folder: Path) -> dict[str, Any]:
+    try:
+        described: dict[str, Any] = json.loads((folder / _BACKUP_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise StoreUnavailable(f"{folder} is not a backup of the index: {exc}") from exc
+    return described
 
 
 def _check_format(path: Path) -> None:

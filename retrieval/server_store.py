@@ -6,7 +6,10 @@ API, since no Qdrant server binary runs on the build machines.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from qdrant_client import QdrantClient
@@ -31,6 +34,9 @@ from retrieval.store import (
 
 DENSE = "dense"
 SPARSE = "bm25"
+_BACKUP_FILE = "store.json"
+_POINTS_FILE = "points.jsonl"
+_BACKUP_FORMAT = "qdrant points (JSON lines)"
 
 
 class QdrantServerStore:
@@ -54,24 +60,25 @@ class QdrantServerStore:
             if self._client.collection_exists(self._collection):
                 self._check_format()
                 return
-            self._client.create_collection(
-                self._collection,
-                vectors_config={
-                    DENSE: qm.VectorParams(size=dimension, distance=qm.Distance.COSINE)
-                },
-                sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
-            )
-            indexes = [
-                *((field, qm.PayloadSchemaType.KEYWORD) for field in KEYWORD_FIELDS),
-                *((field, qm.PayloadSchemaType.INTEGER) for field in INTEGER_FIELDS),
-                *((field, qm.PayloadSchemaType.FLOAT) for field in FLOAT_FIELDS),
-            ]
-            for field, schema in indexes:
-                self._client.create_payload_index(self._collection, field, schema)
+            self._create(self._collection, dimension)
         except StoreUnavailable:
             raise
         except Exception as exc:
             raise StoreUnavailable(f"Qdrant at {self._location}: {exc}") from exc
+
+    def _create(self, name: str, dimension: int) -> None:
+        self._client.create_collection(
+            name,
+            vectors_config={DENSE: qm.VectorParams(size=dimension, distance=qm.Distance.COSINE)},
+            sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+        )
+        indexes = [
+            *((field, qm.PayloadSchemaType.KEYWORD) for field in KEYWORD_FIELDS),
+            *((field, qm.PayloadSchemaType.INTEGER) for field in INTEGER_FIELDS),
+            *((field, qm.PayloadSchemaType.FLOAT) for field in FLOAT_FIELDS),
+        ]
+        for field, schema in indexes:
+            self._client.create_payload_index(name, field, schema)
 
     def _check_format(self) -> None:
         info = self._client.get_collection(self._collection)
@@ -211,10 +218,105 @@ class QdrantServerStore:
 
     def drop(self) -> None:
         if self._exists():
-            self._client.delete_collection(self._collection)
+            physical = self._physical_name()
+            if physical != self._collection:
+                self._client.update_collection_aliases(
+                    change_aliases_operations=[_delete_alias(self._collection)]
+                )
+            self._client.delete_collection(physical)
 
     def optimize(self) -> None:
         """The server builds its indexes in the background."""
+
+    def compact(self) -> None:
+        """Copies the live chunks into a new collection, points the collection's name (an
+        alias) at it and deletes the old one, write-ahead log and segments included.
+
+        The first compaction of a collection created under the name itself deletes it
+        before the alias can take the name: searches in that instant find nothing."""
+        if not self._exists():
+            return
+        old = self._physical_name()
+        new = f"{self._collection}-{time.time_ns()}"
+        self._create(new, self._dimension(old))
+        for points in self._batches(old):
+            self._client.upsert(new, points=points, wait=True)
+        switch: list[Any] = [_create_alias(self._collection, new)]
+        if old == self._collection:
+            self._client.delete_collection(old)
+        else:
+            switch.insert(0, _delete_alias(self._collection))
+        self._client.update_collection_aliases(change_aliases_operations=switch)
+        if old != self._collection:
+            self._client.delete_collection(old)
+
+    def backup(self, folder: Path) -> dict[str, Any]:
+        """Every point with its vectors and payload as JSON lines (the server's own snapshot
+        files are on its volume; `rag backup` keeps one portable copy with the rest)."""
+        if not self._exists():
+            raise StoreUnavailable(f"no collection {self._collection!r} at {self._location}")
+        physical = self._physical_name()
+        count = 0
+        with open(folder / _POINTS_FILE, "w", encoding="utf-8") as out:
+            for points in self._batches(physical):
+                for point in points:
+                    out.write(json.dumps(_point_record(point)) + "\n")
+                    count += 1
+        described = {
+            "engine": "qdrant server",
+            "format": _BACKUP_FORMAT,
+            "points": count,
+            "dimension": self._dimension(physical),
+        }
+        (folder / _BACKUP_FILE).write_text(json.dumps(described))
+        return described
+
+    def restore(self, folder: Path) -> None:
+        try:
+            described = json.loads((folder / _BACKUP_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise StoreUnavailable(f"{folder} is not a backup of the index: {exc}") from exc
+        if described.get("format") != _BACKUP_FORMAT:
+            raise StoreUnavailable(
+                f"the backup in {folder} holds {described.get('format')!r}, not a Qdrant "
+                "server's points; restore it with the store it was taken from "
+                "(RAG_QDRANT__URL set or not)"
+            )
+        self.drop()
+        self.ensure_collection(int(described["dimension"]))
+        with open(folder / _POINTS_FILE, encoding="utf-8") as source:
+            batch: list[qm.PointStruct] = []
+            for line in source:
+                batch.append(_point_from_record(json.loads(line)))
+                if len(batch) == 256:
+                    self._client.upsert(self._collection, points=batch, wait=True)
+                    batch = []
+            if batch:
+                self._client.upsert(self._collection, points=batch, wait=True)
+
+    def _physical_name(self) -> str:
+        """The collection the name points at: itself, or the target of its alias."""
+        for alias in self._client.get_aliases().aliases:
+            if alias.alias_name == self._collection:
+                return alias.collection_name
+        return self._collection
+
+    def _dimension(self, name: str) -> int:
+        vectors = self._client.get_collection(name).config.params.vectors
+        assert isinstance(vectors, dict)
+        return int(vectors[DENSE].size)
+
+    def _batches(self, name: str) -> Iterator[list[qm.PointStruct]]:
+        offset = None
+        while True:
+            records, offset = self._client.scroll(
+                name, limit=256, offset=offset, with_payload=True, with_vectors=True
+            )
+            yield [
+                qm.PointStruct(id=r.id, vector=_named(r.vector), payload=r.payload) for r in records
+            ]
+            if offset is None:
+                return
 
     def describe(self) -> dict[str, Any]:
         return {"engine": "qdrant server", "location": self._location}
@@ -256,6 +358,42 @@ def _selection(scope: Scope, filters: SearchFilters) -> qm.Filter | None:
 def _dense(vector: Any) -> list[float]:
     named: dict[str, Any] = vector if isinstance(vector, dict) else {}
     return [float(x) for x in named.get(DENSE) or []]
+
+
+def _create_alias(alias: str, collection: str) -> qm.CreateAliasOperation:
+    return qm.CreateAliasOperation(
+        create_alias=qm.CreateAlias(collection_name=collection, alias_name=alias)
+    )
+
+
+def _delete_alias(alias: str) -> qm.DeleteAliasOperation:
+    return qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias))
+
+
+def _named(vector: Any) -> dict[str, Any]:
+    return dict(vector) if isinstance(vector, dict) else {}
+
+
+def _point_record(point: qm.PointStruct) -> dict[str, Any]:
+    vectors = point.vector if isinstance(point.vector, dict) else {}
+    sparse = vectors.get(SPARSE)
+    return {
+        "id": str(point.id),
+        "payload": point.payload,
+        "dense": vectors.get(DENSE),
+        "sparse": (
+            {"indices": list(sparse.indices), "values": list(sparse.values)}
+            if isinstance(sparse, qm.SparseVector)
+            else None
+        ),
+    }
+
+
+def _point_from_record(record: dict[str, Any]) -> qm.PointStruct:
+    vectors: dict[str, Any] = {DENSE: record["dense"]}
+    if record.get("sparse"):
+        vectors[SPARSE] = qm.SparseVector(**record["sparse"])
+    return qm.PointStruct(id=record["id"], vector=vectors, payload=record["payload"])
 
 
 def _match(key: str, value: str) -> qm.Filter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from retrieval.access import Scope
@@ -136,6 +136,12 @@ class VectorStore(Protocol):
     - `drop()` deletes the collection with every chunk; `ensure_collection` makes it anew.
     - `optimize()` builds the search indexes of what was written, where the engine leaves
       that to its caller; ingestion calls it at the end of a run.
+    - `compact()` rewrites the collection from its live chunks, so that no file of the
+      engine (write-ahead log, old segments) still holds a deleted chunk; erasure calls it.
+      Searches go on meanwhile and give the same results.
+    - `backup(folder)` writes a consistent copy of the collection into the empty `folder`
+      and describes it (`engine`, `format`, `points`); `restore(folder)` replaces the
+      collection with such a copy, or raises StoreUnavailable for another engine's copy.
     """
 
     def ensure_collection(self, dimension: int) -> None: ...
@@ -163,6 +169,12 @@ class VectorStore(Protocol):
     def drop(self) -> None: ...
 
     def optimize(self) -> None: ...
+
+    def compact(self) -> None: ...
+
+    def backup(self, folder: Path) -> dict[str, Any]: ...
+
+    def restore(self, folder: Path) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
 

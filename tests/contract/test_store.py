@@ -17,6 +17,7 @@ from qdrant_client import QdrantClient
 
 from retrieval.access import EVERYONE, Scope
 from retrieval.edge_store import EdgeStore
+from retrieval.errors import StoreUnavailable
 from retrieval.models import Chunk, chunk_id, document_id
 from retrieval.server_store import QdrantServerStore
 from retrieval.sparse import SparseEncoder
@@ -28,6 +29,7 @@ OTHER_PROCESS_COUNTS = """
 import sys
 from pathlib import Path
 from retrieval.edge_store import EdgeStore
+from retrieval.errors import StoreUnavailable
 from retrieval.sparse import SparseEncoder
 store = EdgeStore(Path(sys.argv[1]), SparseEncoder(["en"]), linger_seconds=0)
 print(store.count())
@@ -57,6 +59,10 @@ def make_chunks(path: str, count: int, acl: set[str], start: int = 0) -> list[Ch
         )
         for ordinal in range(start, start + count)
     ]
+
+
+def files_holding(folder: Path, needle: bytes) -> list[Path]:
+    return [f for f in folder.rglob("*") if f.is_file() and needle in f.read_bytes()]
 
 
 def axis(i: int) -> list[float]:
@@ -271,6 +277,68 @@ class StoreContract:
         assert len(hits) == 2
         assert all(h.chunk.acl == frozenset({"user:bob"}) for h in hits)
 
+    def test_compaction_leaves_no_deleted_chunk_in_the_files_and_keeps_the_rest(
+        self, store: VectorStore, store_files: Path
+    ) -> None:
+        secret = make_chunks("/share/secret.pdf", 2, {EVERYONE})
+        secret = [c.model_copy(update={"text": f"Quaxolinde {c.ordinal}"}) for c in secret]
+        store.upsert(secret, [axis(0), axis(1)])
+        kept = [[1.0, 0.0, 0.0, 0.0], [0.8, 0.6, 0.0, 0.0], [0.6, 0.8, 0.0, 0.0]]
+        store.upsert(make_chunks("/share/kept.pdf", 3, {"group:staff"}), kept)
+        store.delete_document(document_id("/share/secret.pdf"))
+        before = store.search(query(axis(1)), Scope.operator(), 10)
+
+        store.compact()
+
+        assert not files_holding(store_files, b"Quaxolinde")
+        after = store.search(query(axis(1)), Scope.operator(), 10)
+        assert [h.chunk.ordinal for h in after] == [2, 1, 0]
+        assert [(h.chunk, round(h.similarity, 6)) for h in after] == [
+            (h.chunk, round(h.similarity, 6)) for h in before
+        ]
+        staff = Scope.of({"group:staff"})
+        assert len(store.search(query(axis(2), "passage"), staff, 10)) == 3
+        store.upsert(make_chunks("/share/new.pdf", 1, {EVERYONE}), [axis(3)])
+        assert store.count() == 4
+        store.compact()
+        assert store.count() == 4
+        assert store.term_frequencies([], Scope.operator(), 5) == {}
+
+    def test_a_backup_restores_the_same_search_results(
+        self, store: VectorStore, tmp_path: Path
+    ) -> None:
+        # Vectors without ties: engines order equal scores by how points were written.
+        vectors = [[1.0, 0.1 * i, 0.2 * (i % 2), 0.05 * i * i] for i in range(5)]
+        store.upsert(make_chunks("/share/a.pdf", 3, {EVERYONE}), vectors[:3])
+        store.upsert(make_chunks("/share/b.pdf", 2, {"group:hr"}), vectors[3:])
+        questions = [query(axis(i)) for i in range(DIM)]
+        before = [store.search(q, Scope.operator(), 5) for q in questions]
+        copy = tmp_path / "backup"
+        copy.mkdir()
+
+        described = store.backup(copy)
+        store.drop()
+        assert store.count() == 0
+        store.restore(copy)
+
+        assert described["points"] == 5
+        assert store.count() == 5
+        assert [store.search(q, Scope.operator(), 5) for q in questions] == before
+        hr = Scope.of({"group:hr"})
+        assert {h.chunk.path for h in store.search(questions[1], hr, 5)} == {"/share/b.pdf"}
+        assert store.term_frequencies([SPARSE.query("passage").indices[0]], hr, 10) == {
+            SPARSE.query("passage").indices[0]: 2
+        }
+
+    def test_a_backup_of_another_engine_is_refused(
+        self, store: VectorStore, tmp_path: Path
+    ) -> None:
+        foreign = tmp_path / "foreign"
+        foreign.mkdir()
+        (foreign / "store.json").write_text('{"format": "something else"}')
+        with pytest.raises(StoreUnavailable, match="restore it with the store it was taken"):
+            store.restore(foreign)
+
     def test_ensure_collection_is_idempotent(self, store: VectorStore) -> None:
         store.upsert(make_chunks("/share/a.pdf", 1, {EVERYONE}), [axis(0)])
         store.ensure_collection(DIM)
@@ -284,6 +352,62 @@ class TestEdgeStore(StoreContract):
         store.ensure_collection(DIM)
         yield store
         store.close()
+
+    @pytest.fixture
+    def store_files(self, tmp_path: Path) -> Path:
+        return tmp_path / "index"
+
+    def test_deleted_chunks_stay_in_the_engine_files_until_compaction(
+        self, store: VectorStore, store_files: Path
+    ) -> None:
+        """Why erasure compacts: deleting alone leaves the text in the write-ahead log."""
+        secret = make_chunks("/share/secret.pdf", 1, {EVERYONE})
+        store.upsert([secret[0].model_copy(update={"text": "Quaxolinde"})], [axis(0)])
+        store.delete_document(document_id("/share/secret.pdf"))
+        store.optimize()
+        assert files_holding(store_files, b"Quaxolinde")
+        store.compact()
+        assert not files_holding(store_files, b"Quaxolinde")
+
+    def test_a_swap_interrupted_before_its_files_were_complete_is_abandoned(
+        self, tmp_path: Path
+    ) -> None:
+        store = EdgeStore(tmp_path / "index", SPARSE, linger_seconds=0)
+        store.ensure_collection(DIM)
+        store.upsert(make_chunks("/share/a.pdf", 2, {EVERYONE}), [axis(0), axis(1)])
+        half_built = tmp_path / "index" / ".swap-building"
+        half_built.mkdir()
+        (half_built / "edge_config.json").write_text("{}")
+        assert store.count() == 2
+        assert not half_built.exists()
+
+    def test_a_swap_interrupted_after_its_files_were_complete_is_finished(
+        self, tmp_path: Path
+    ) -> None:
+        old = EdgeStore(tmp_path / "index", SPARSE, linger_seconds=0)
+        old.ensure_collection(DIM)
+        old.upsert(make_chunks("/share/old.pdf", 1, {EVERYONE}), [axis(0)])
+        new = EdgeStore(tmp_path / "new", SPARSE, linger_seconds=0)
+        new.ensure_collection(DIM)
+        new.upsert(make_chunks("/share/new.pdf", 3, {EVERYONE}), [axis(0)] * 3)
+        ready = tmp_path / "index" / ".swap-ready"
+        ready.mkdir()
+        entries = [e for e in (tmp_path / "new").iterdir() if not e.name.startswith(".")]
+        for entry in entries:
+            entry.rename(ready / entry.name)
+        # Crashed halfway through retiring the old files: one moved, the rest still in place.
+        retired = tmp_path / "index" / ".swap-retired"
+        retired.mkdir()
+        (tmp_path / "index" / "wal").rename(retired / "wal")
+
+        assert old.count() == 3
+        assert {h.chunk.path for h in old.search(query(axis(0)), Scope.operator(), 5)} == {
+            "/share/new.pdf"
+        }
+        assert (
+            sorted(e.name for e in (tmp_path / "index").iterdir() if e.name.startswith(".swap"))
+            == []
+        )
 
     def test_writes_are_durable_across_instances(self, tmp_path: Path) -> None:
         first = EdgeStore(tmp_path / "index", SPARSE)
@@ -323,6 +447,10 @@ class TestQdrantServerStore(StoreContract):
         store.ensure_collection(DIM)
         yield store
         store.close()
+
+    @pytest.fixture
+    def store_files(self, tmp_path: Path) -> Path:
+        return tmp_path / "qdrant"
 
 
 def test_both_engines_rank_the_same_way(tmp_path: Path) -> None:

@@ -88,6 +88,10 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def files_holding(folder: Path, needle: bytes) -> list[Path]:
+    return [f for f in folder.rglob("*") if f.is_file() and needle in f.read_bytes()]
+
+
 def test_an_erased_document_leaves_no_trace_and_is_not_indexed_again(
     share: Path, settings: Settings, embedder: Any
 ) -> None:
@@ -120,6 +124,8 @@ def test_an_erased_document_leaves_no_trace_and_is_not_indexed_again(
     feedback.record("bob", "How do I book?", other_quote, "down", "too short")
     picture = page_image(pdf, 2, doc_id, settings.page_images_dir)
     assert picture is not None and picture.is_file()
+    passage = from_pdf[0].chunk.text[:60].encode()
+    assert files_holding(settings.data_dir, passage)
 
     erasure = erase(settings, path=str(pdf), by="dpo", records=[history, feedback])
 
@@ -141,6 +147,8 @@ def test_an_erased_document_leaves_no_trace_and_is_not_indexed_again(
         assert quoted_sentence.encode() not in kept.read_bytes()
         assert from_pdf[0].chunk.text[:60].encode() not in kept.read_bytes()
     assert not (settings.page_images_dir / doc_id).exists()
+    # Nor in any file of the data dir: the index's write-ahead log and old segments included.
+    assert files_holding(settings.data_dir, passage) == []
     ledger = ledger_of(settings)
     row = ledger.get(str(pdf))
     assert row is not None
