@@ -12,6 +12,7 @@ import getpass
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,6 +25,8 @@ from settings import Settings, enforce_offline
 enforce_offline()  # before any library that could reach a hub or send telemetry is imported
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# `rag ingest --watch` keeps its pass's progress here; `rag metrics` reads the queue from it.
+WATCH_PROGRESS = "ingest-watch.progress.json"
 
 
 class UsageError(Exception):
@@ -93,7 +96,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         return result
     from ops.watch import watch
 
-    watch(ingestor, args.paths, args.watch, workers)
+    watch(ingestor, args.paths, args.watch, workers, settings.run_dir / WATCH_PROGRESS)
     return {}
 
 
@@ -123,8 +126,11 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     scope = _scope(args, settings)
     filters = _filters(args)
     k = args.k or settings.retrieval.top_k
-    hits = build_retriever(settings).search(args.query, scope, k, filters)
-    _audit(settings, args, "search", {"chunk_ids": [hit.chunk.id for hit in hits]}, args.query)
+    retriever = build_retriever(settings)
+    started = time.monotonic()
+    hits = retriever.search(args.query, scope, k, filters)
+    shown = {"chunk_ids": [hit.chunk.id for hit in hits], "ms": _elapsed_ms(started)}
+    _audit(settings, args, "search", shown, args.query)
     return {
         "hits": [
             {
@@ -147,15 +153,19 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     scope = _scope(args, settings)
     filters = _filters(args)
     answerer = build_answerer(settings, build_retriever(settings))
+    started = time.monotonic()
     answer = answerer.answer(args.question, scope, filters)
-    shown = {"chunk_ids": [c.chunk_id for c in answer.citations], "refused": answer.refused}
+    shown = {"chunk_ids": [c.chunk_id for c in answer.citations], "refused": answer.refused,
+             "ms": _elapsed_ms(started)}  # fmt: skip
     _audit(settings, args, "ask", shown, args.question)
     return answer.as_json()
 
 
-def cmd_eval(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    import time
+def _elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
 
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from llm.answer import Answerer
     from llm.build import build_answerer
     from llm.errors import LLMUnavailable
@@ -234,6 +244,50 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         raise UsageError("--limit must be 0 (every event) or more")
     events = log.events(args.limit or None)
     return {"events": [event.as_json() for event in events]}
+
+
+def cmd_metrics(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from ops import metrics
+
+    if args.every is not None and (args.textfile is None or args.every <= 0):
+        raise UsageError("--every SECONDS (above 0) goes with --textfile PATH")
+    if args.serve is not None:
+        _serve_metrics(settings, args.host, args.serve)
+        return {}
+    if args.textfile is not None:
+        while True:
+            try:
+                metrics.write_textfile(settings, args.textfile)
+            except OSError as exc:
+                raise CommandFailed(f"cannot write {args.textfile} ({exc.strerror or exc}); "
+                                    "give a file in a folder you may write") from exc  # fmt: skip
+            if args.every is None:
+                return {"textfile": str(args.textfile)} if args.json else {}
+            time.sleep(args.every)
+    families = metrics.collect(settings)
+    if args.json:
+        return {"metrics": metrics.as_flat_json(families)}
+    print(metrics.format_families(families), end="")
+    return {}
+
+
+def _serve_metrics(settings: Settings, host: str, port: int) -> None:
+    from ops.metrics import make_server
+
+    if not 0 < port < 65536:
+        raise UsageError(f"--serve {port}: give a port from 1 to 65535")
+    try:
+        server = make_server(settings, host, port)
+    except OSError as exc:
+        raise CommandFailed(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                            "choose another port with --serve") from exc  # fmt: skip
+    print(f"serving metrics on http://{host}:{port}/metrics", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def _audit(
@@ -465,6 +519,18 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", parents=[common], help="start the local LLM server and UI")
     p.add_argument("--no-ui", action="store_true", help="start only the LLM server")
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("metrics", parents=[common],
+                       help="operator metrics in the Prometheus text format")  # fmt: skip
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--serve", type=int, default=None, metavar="PORT",
+                     help="serve GET /metrics on this port until interrupted")  # fmt: skip
+    out.add_argument("--textfile", type=Path, default=None, metavar="PATH",
+                     help="write them to PATH atomically, for node_exporter")  # fmt: skip
+    p.add_argument("--host", default="127.0.0.1", help="address --serve binds")
+    p.add_argument("--every", type=float, default=None, metavar="SECONDS",
+                   help="with --textfile: write it again on this interval")  # fmt: skip
+    p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("audit", parents=[common], help="who signed in, searched, asked, and when")
     p.add_argument("--limit", type=int, default=100, help="newest events shown (0: all)")

@@ -3,6 +3,7 @@ from the documents the user may read, streamed as the model writes."""
 
 from __future__ import annotations
 
+import time as clock
 from datetime import UTC, date, datetime, time
 
 import streamlit as st
@@ -91,6 +92,10 @@ def _epoch(day: object, at: time) -> float | None:
     return datetime.combine(day, at, tzinfo=UTC).timestamp()
 
 
+def _elapsed_ms(started: float) -> int:
+    return round((clock.monotonic() - started) * 1000)
+
+
 def _provisional(text: str) -> str:
     """The answer so far, greyed, a line at a time (a colour directive ends at a line end)."""
     lines = literal_markdown(text).split("  \n")
@@ -103,6 +108,8 @@ def ask(user: User, question: str, turns: list[Turn], filters: SearchFilters) ->
     with st.chat_message("assistant"):
         engine = resources.answerer()
         history = [(turn.question, turn.text) for turn in turns]
+        started = clock.monotonic()
+        timing: dict[str, int] = {}
         with st.spinner():
             prepared = engine.prepare(question, reading_scope(user), filters, history)
         text = ""
@@ -112,12 +119,14 @@ def ask(user: User, question: str, turns: list[Turn], filters: SearchFilters) ->
             placeholder = st.empty()
             try:
                 for token in engine.chat.stream(prepared.messages):
+                    timing.setdefault("first_token_ms", _elapsed_ms(started))
                     text += token
                     placeholder.markdown(_provisional(text))
             except LLMError as exc:
                 st.error(t("llm_unavailable", error=exc))
                 return
         answer = engine.finish(prepared, text)
+        timing["ms"] = _elapsed_ms(started)
     store = resources.conversations()
     conversation_id = st.session_state.get("conversation_id")
     if conversation_id is None:
@@ -128,6 +137,6 @@ def ask(user: User, question: str, turns: list[Turn], filters: SearchFilters) ->
     resources.audit().record(
         user.name,
         "ask",
-        {"query": clip_query(question), "chunk_ids": shown, "refused": answer.refused},
+        {"query": clip_query(question), "chunk_ids": shown, "refused": answer.refused, **timing},
     )
     st.rerun()

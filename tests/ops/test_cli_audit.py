@@ -48,11 +48,15 @@ def test_commands_record_who_did_what_without_document_text(env: dict[str, str])
     assert search["detail"] == {
         "query": "vault combination Lyon archive",
         "chunk_ids": [hit["chunk_id"] for hit in hits],
+        "ms": search["detail"]["ms"],
     }
+    assert isinstance(search["detail"]["ms"], int) and search["detail"]["ms"] >= 0
     assert (ask["user"], ask["action"]) == ("operator", "ask")
     assert ask["detail"] == {
-        "query": "How many penguins live in Antarctica?", "chunk_ids": [], "refused": True
+        "query": "How many penguins live in Antarctica?", "chunk_ids": [], "refused": True,
+        "ms": ask["detail"]["ms"],
     }  # fmt: skip
+    assert isinstance(ask["detail"]["ms"], int) and ask["detail"]["ms"] >= 0
     assert ask["ts"] >= search["ts"] >= user_add["ts"]
 
     written = audit_file(env).read_text(encoding="utf-8")

@@ -155,6 +155,8 @@ def test_a_conversation_is_kept_for_its_user_only(app_env: Settings) -> None:
     events = AuditLog(app_env.audit_path, 365).events()
     asked = next(e for e in events if e.action == "ask")
     assert asked.user == "erika" and asked.detail["refused"] is True
+    # Its latency is kept for `rag metrics`; a refusal streamed nothing, so no first token.
+    assert isinstance(asked.detail["ms"], int) and "first_token_ms" not in asked.detail
 
 
 def test_a_conversation_can_be_renamed_and_deleted(app_env: Settings) -> None:
