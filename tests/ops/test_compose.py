@@ -1,0 +1,604 @@
+"""The appliance's Compose stack, checked on paper (no Docker engine here) and, where the
+command is ours, run natively: the Compose files, the app image's Dockerfile, Qdrant's
+config and the env-file template keep the rules the appliance is installed under."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from llm.server import health_url
+from ops.cli import _parser as rag_parser
+from settings import OFFLINE_ENVIRONMENT, PROJECT_ROOT, Settings
+from tests.conftest import RAG, free_port
+
+COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+SCALE = PROJECT_ROOT / "ops" / "docker" / "compose.scale.yml"
+DOCKERFILE = PROJECT_ROOT / "ops" / "docker" / "app.Dockerfile"
+ENTRYPOINT = PROJECT_ROOT / "ops" / "docker" / "entrypoint.sh"
+ENV_TEMPLATE = PROJECT_ROOT / "ops" / "docker" / "appliance.env.example"
+QDRANT_CONFIG = PROJECT_ROOT / "ops" / "qdrant" / "config.yaml"
+LLM_SERVER_PYTHON = PROJECT_ROOT / ".venv-llm" / "bin" / "python"
+
+APP_SERVICES = ("ingest", "ui")
+# Compose replaces these sequences when merging files; it appends every other one.
+REPLACED_ON_MERGE = {"command", "entrypoint", "test"}
+PINNED_TAG = re.compile(r":(v?\d+\.\d+\.\d+|\$\{[A-Z_]+:-\d+\.\d+\.\d+\})$")
+SECRET_NAME = re.compile(r"(^|_)(API_?KEY|KEY|PASSWORD|PASSWD|PASS|TOKEN|SECRET|CREDENTIALS?)(_|$)")
+TOKEN_SHAPED = re.compile(r"[A-Za-z0-9+/=_.\-]{20,}")
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(:-(?P<default>[^}]*))?\}")
+
+
+# -- reading the files ------------------------------------------------------------------------
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """YAML as Compose reads it: PyYAML's safe loader resolves anchors and `<<:` merge keys."""
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict), f"{path} is not a YAML mapping"
+    return data
+
+
+def compose_merge(base: Any, override: Any, key: str = "") -> Any:
+    """Compose's rule for `-f a.yml -f b.yml`: mappings merge, sequences append (command,
+    entrypoint and healthcheck test are replaced), scalars are replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for name, value in override.items():
+            merged[name] = compose_merge(base[name], value, name) if name in base else value
+        return merged
+    if isinstance(base, list) and isinstance(override, list) and key not in REPLACED_ON_MERGE:
+        return base + override
+    return override
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    logical: list[str] = []
+    pending = ""
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    pairs = []
+    for line in logical:
+        instruction, _, arguments = line.strip().partition(" ")
+        pairs.append((instruction.upper(), arguments.strip()))
+    return pairs
+
+
+def final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    starts = [index for index, (name, _) in enumerate(instructions) if name == "FROM"]
+    return instructions[starts[-1] :]
+
+
+def image_env(instructions: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name, arguments in instructions:
+        if name == "ENV":
+            for pair in arguments.split():
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+def template_settings(path: Path) -> list[tuple[int, str, str, bool]]:
+    """(line index, NAME, value, commented) of each `NAME=value` or `# NAME=value` line."""
+    found = []
+    for index, line in enumerate(path.read_text().splitlines()):
+        match = re.fullmatch(r"(?P<hash>#\s*)?(?P<name>RAG_[A-Z0-9_]+)=(?P<value>.*)", line)
+        if match:
+            value = match["value"]
+            if len(value) >= 2 and value[0] == value[-1] == "'":
+                value = value[1:-1]
+            found.append((index, match["name"], value, match["hash"] is not None))
+    return found
+
+
+def setting_env_names(model: type[BaseModel], prefix: str = "RAG_") -> Iterator[str]:
+    """Every leaf setting's environment variable: prefix RAG_, `__` between nested names."""
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from setting_env_names(annotation, f"{prefix}{name.upper()}__")
+        else:
+            yield f"{prefix}{name.upper()}"
+
+
+def looks_like_secret(name: str, value: object) -> bool:
+    """A value that is, or may be, a key, password or token written out in the open."""
+    text = str(value)
+    if text == "":
+        return False
+    if SECRET_NAME.search(name.upper()):
+        return True
+    if TOKEN_SHAPED.fullmatch(text) and not text.startswith(("/", "$")):
+        return bool(re.search(r"\d", text)) and bool(re.search(r"[A-Za-z]", text))
+    return False
+
+
+def default_of(value: str) -> str:
+    match = INTERPOLATION.fullmatch(value)
+    assert match and match["default"], f"{value!r} is not ${{VARIABLE:-default}}"
+    return match["default"]
+
+
+def flag_value(command: list[str], flag: str) -> str:
+    assert flag in command, f"{flag} missing from {command}"
+    return str(command[command.index(flag) + 1])
+
+
+def network_names(service: dict[str, Any]) -> set[str]:
+    networks = service.get("networks", {})
+    return set(networks) if isinstance(networks, dict | list) else set()
+
+
+def volume_targets(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Target path → {source, read_only} for short (`src:dst[:ro]`) and long volume syntax."""
+    targets = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            targets[target] = {"source": source, "read_only": mode == ["ro"]}
+        else:
+            targets[volume["target"]] = volume
+    return targets
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack() -> dict[str, Any]:
+    return load_yaml(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def scaled(stack: dict[str, Any]) -> dict[str, Any]:
+    merged = compose_merge(stack, load_yaml(SCALE))
+    assert isinstance(merged, dict)
+    return merged
+
+
+@pytest.fixture(scope="module", params=["docker-compose.yml", "with compose.scale.yml"])
+def any_stack(request: pytest.FixtureRequest, stack: Any, scaled: Any) -> dict[str, Any]:
+    return stack if request.param == "docker-compose.yml" else scaled
+
+
+@pytest.fixture(scope="module")
+def vllm_flags() -> str:
+    """The help of the vLLM server the test suite runs (the CPU build of the same release)."""
+    result = subprocess.run(
+        [str(LLM_SERVER_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--help=all"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **OFFLINE_ENVIRONMENT},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+# -- services, networks, common rules --------------------------------------------------------
+
+
+def test_the_stack_has_the_four_services(stack: dict[str, Any]) -> None:
+    assert set(stack["services"]) == {"qdrant", "vllm", "ingest", "ui"}
+
+
+def test_every_service_keeps_the_common_rules(any_stack: dict[str, Any]) -> None:
+    for name, service in any_stack["services"].items():
+        assert service.get("pull_policy") == "never", name
+        assert service.get("restart") in ("unless-stopped", "always"), name
+        assert service.get("logging", {}).get("driver") == "json-file", name
+        healthcheck = service.get("healthcheck", {})
+        assert healthcheck.get("test") and not healthcheck.get("disable"), name
+        assert healthcheck["test"][0] in ("CMD", "CMD-SHELL"), name
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert {"cpus", "memory"} <= set(limits), name
+        image = str(service.get("image", ""))
+        assert PINNED_TAG.search(image) and "latest" not in image, f"{name}: {image!r}"
+
+
+def test_every_service_carries_the_common_offline_switches(any_stack: dict[str, Any]) -> None:
+    for name, service in any_stack["services"].items():
+        environment = service.get("environment", {})
+        assert isinstance(environment, dict), f"{name}: write `environment` as a mapping"
+        assert environment.get("HF_HUB_OFFLINE") == "1", name
+        assert environment.get("DO_NOT_TRACK") == "1", name
+
+
+def test_each_service_carries_its_own_offline_switches(any_stack: dict[str, Any]) -> None:
+    services = any_stack["services"]
+    for name, service in services.items():
+        environment = service["environment"]
+        if name.startswith("qdrant"):
+            assert environment["QDRANT__TELEMETRY_DISABLED"] == "true", name
+        if name.startswith("vllm"):
+            assert environment["VLLM_NO_USAGE_STATS"] == "1", name
+            assert environment["VLLM_DO_NOT_TRACK"] == "1", name
+            assert environment["HF_HUB_DISABLE_TELEMETRY"] == "1", name
+    for name in APP_SERVICES:
+        environment = services[name]["environment"]
+        assert {key: environment.get(key) for key in OFFLINE_ENVIRONMENT} == OFFLINE_ENVIRONMENT
+
+
+def test_only_the_ui_publishes_a_port_and_only_on_loopback(any_stack: dict[str, Any]) -> None:
+    publishing = {name for name, service in any_stack["services"].items() if "ports" in service}
+    assert publishing == {"ui"}
+    for port in any_stack["services"]["ui"]["ports"]:
+        assert str(port).startswith("127.0.0.1:"), port
+
+
+def test_the_backend_network_is_internal_and_only_the_ui_leaves_it(
+    any_stack: dict[str, Any],
+) -> None:
+    networks = any_stack["networks"]
+    assert networks["backend"]["internal"] is True
+    assert not (networks["frontend"] or {}).get("internal", False)
+    for name, service in any_stack["services"].items():
+        expected = {"backend", "frontend"} if name == "ui" else {"backend"}
+        assert network_names(service) == expected, name
+
+
+def test_our_services_run_our_image_as_a_non_root_user(stack: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        service = stack["services"][name]
+        assert str(service["image"]).startswith("rag-appliance:"), name
+        assert service["build"]["dockerfile"] == "ops/docker/app.Dockerfile", name
+        assert (PROJECT_ROOT / service["build"]["dockerfile"]).exists()
+        assert "user" not in service, f"{name}: the image's USER decides"
+
+
+def test_shares_and_models_reach_the_apps_read_only(stack: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        mounts = volume_targets(stack["services"][name])
+        assert mounts["/shares"]["read_only"] is True, name
+        assert mounts["/models"]["read_only"] is True, name
+        assert "/data" in mounts, name
+    assert volume_targets(stack["services"]["vllm"])["/models/llm"]["read_only"] is True
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+def test_the_secret_detector_catches_literals_and_passes_switches() -> None:
+    assert looks_like_secret("RAG_QDRANT__API_KEY", "hunter2")
+    assert looks_like_secret("VLLM_API_KEY", "${VLLM_KEY}")
+    assert looks_like_secret("SOME_SETTING", "sk-4f9a8b7c6d5e4f3a2b1c0d9e")
+    assert not looks_like_secret("TOKENIZERS_PARALLELISM", "false")
+    assert not looks_like_secret("RAG_LLM__MODEL", "mistral-nemo-instruct")
+    assert not looks_like_secret("RAG_QDRANT__URL", "http://qdrant:6333")
+    assert not looks_like_secret("RAG_QDRANT__API_KEY", "")
+
+
+def test_no_key_password_or_token_is_written_as_a_value(any_stack: dict[str, Any]) -> None:
+    for name, service in any_stack["services"].items():
+        for key, value in service.get("environment", {}).items():
+            assert not looks_like_secret(key, value), f"{name}: {key}"
+        command = [str(part) for part in service.get("command", [])]
+        assert "--api-key" not in command, f"{name}: the key would show in the process list"
+    for key, value in image_env(dockerfile_instructions(DOCKERFILE)).items():
+        assert not looks_like_secret(key, value), f"app.Dockerfile: {key}"
+    for _, key, value, _ in template_settings(ENV_TEMPLATE):
+        assert not looks_like_secret(key, value), f"appliance.env.example: {key}"
+
+
+def test_api_keys_reach_the_services_as_compose_secrets(any_stack: dict[str, Any]) -> None:
+    declared = any_stack["secrets"]
+    assert all("file" in secret for secret in declared.values())
+    for name, service in any_stack["services"].items():
+        wanted = {"qdrant_api_key"} if name.startswith("qdrant") else {"vllm_api_key"}
+        if name in APP_SERVICES:
+            wanted = {"qdrant_api_key", "vllm_api_key"}
+        assert set(service.get("secrets", [])) == wanted, name
+        assert wanted <= set(declared), name
+    entrypoint = ENTRYPOINT.read_text()
+    assert "RAG_QDRANT__API_KEY /run/secrets/qdrant_api_key" in entrypoint
+    assert "RAG_LLM__API_KEY /run/secrets/vllm_api_key" in entrypoint
+
+
+# -- the app image ----------------------------------------------------------------------------
+
+
+def test_the_app_image_is_multi_stage_and_runs_as_a_non_root_user() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE)
+    assert sum(name == "FROM" for name, _ in instructions) >= 2
+    users = [arguments for name, arguments in final_stage(instructions) if name == "USER"]
+    assert users and users[-1] not in ("root", "0", "0:0"), users
+    assert any(
+        name == "COPY" and arguments.startswith("--from=") for name, arguments in instructions
+    )
+
+
+def test_the_app_image_sets_every_offline_switch() -> None:
+    env = image_env(final_stage(dockerfile_instructions(DOCKERFILE)))
+    assert {key: env.get(key) for key in OFFLINE_ENVIRONMENT} == OFFLINE_ENVIRONMENT
+
+
+def test_the_app_image_installs_the_offline_spacy_model() -> None:
+    runs = " ".join(args for name, args in dockerfile_instructions(DOCKERFILE) if name == "RUN")
+    assert "pip install --no-build-isolation ./ops/spacy_model_alias" in runs
+    alias = tomllib.loads((PROJECT_ROOT / "ops/spacy_model_alias/pyproject.toml").read_text())
+    assert alias["project"]["name"] == "en_core_web_sm"
+
+
+def test_the_healthcheck_entrypoint_is_the_one_the_image_installs(
+    stack: dict[str, Any],
+) -> None:
+    test = stack["services"]["ingest"]["healthcheck"]["test"]
+    copies = [args for name, args in dockerfile_instructions(DOCKERFILE) if name == "COPY"]
+    installed = f"ops/docker/entrypoint.sh /usr/local/bin/{test[1]}"
+    assert any(args.endswith(installed) for args in copies), test
+
+
+# -- vLLM -------------------------------------------------------------------------------------
+
+
+def test_vllm_serves_the_model_with_the_sizing_flags(stack: dict[str, Any]) -> None:
+    vllm = stack["services"]["vllm"]
+    command = [str(part) for part in vllm["command"]]
+    assert command[0] == "/models/llm"
+    tensor_parallel = flag_value(command, "--tensor-parallel-size")
+    assert tensor_parallel == "${VLLM_TENSOR_PARALLEL_SIZE:-1}"
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert [str(device["count"]) for device in devices] == [tensor_parallel]
+    assert all("gpu" in device["capabilities"] for device in devices)
+    memory = flag_value(command, "--gpu-memory-utilization")
+    assert INTERPOLATION.fullmatch(memory)["name"] == "VLLM_GPU_MEMORY_UTILIZATION"  # type: ignore[index]
+    assert 0.5 <= float(default_of(memory)) <= 0.95
+    sequences = flag_value(command, "--max-num-seqs")
+    assert INTERPOLATION.fullmatch(sequences)["name"] == "VLLM_MAX_NUM_SEQS"  # type: ignore[index]
+    assert int(default_of(sequences)) >= 1
+    assert "--enable-prefix-caching" in command
+    assert (
+        flag_value(command, "--served-model-name")
+        == (stack["services"]["ui"]["environment"]["RAG_LLM__MODEL"])
+    )
+
+
+def test_vllm_flags_exist_in_the_vllm_release_the_suite_runs(
+    any_stack: dict[str, Any], vllm_flags: str
+) -> None:
+    for name, service in any_stack["services"].items():
+        if not name.startswith("vllm"):
+            continue
+        for flag in (str(part) for part in service["command"] if str(part).startswith("--")):
+            assert re.search(rf"(^|\s){re.escape(flag)}[\s=,]", vllm_flags), f"{name}: {flag}"
+
+
+def test_the_vllm_image_is_the_release_the_suite_runs(any_stack: dict[str, Any]) -> None:
+    local = subprocess.run(
+        [str(LLM_SERVER_PYTHON), "-c", "import vllm; print(vllm.__version__)"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert local.returncode == 0, local.stderr[-2000:]
+    for name, service in any_stack["services"].items():
+        if name.startswith("vllm"):
+            assert service["image"] == f"vllm/vllm-openai:v{local.stdout.strip()}", name
+
+
+def test_the_vllm_healthcheck_asks_the_path_the_local_server_answers(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    test = " ".join(stack["services"]["vllm"]["healthcheck"]["test"])
+    url = re.search(r"http://127\.0\.0\.1:8000(/\S*?)'", test)
+    assert url, test
+    assert url[1] == urlparse(health_url(Settings(data_dir=tmp_path))).path
+
+
+# -- Qdrant -----------------------------------------------------------------------------------
+
+
+def test_qdrant_server_matches_the_client_release(any_stack: dict[str, Any]) -> None:
+    client = importlib.metadata.version("qdrant-client").split(".")[:2]
+    for name, service in any_stack["services"].items():
+        if name.startswith("qdrant"):
+            tag = str(service["image"]).removeprefix("qdrant/qdrant:v")
+            assert tag.split(".")[:2] == client, f"{name}: {service['image']}"
+
+
+def test_qdrant_reads_its_config_and_keeps_its_data_on_the_volumes(
+    any_stack: dict[str, Any],
+) -> None:
+    config = load_yaml(QDRANT_CONFIG)
+    assert config["telemetry_disabled"] is True
+    assert isinstance(config["storage"]["on_disk_payload"], bool)
+    assert config["service"]["enable_static_content"] is False
+    for name, service in any_stack["services"].items():
+        if not name.startswith("qdrant"):
+            continue
+        mounts = volume_targets(service)
+        mounted = mounts["/qdrant/config/local.yaml"]
+        assert (PROJECT_ROOT / mounted["source"]).resolve() == QDRANT_CONFIG.resolve(), name
+        assert mounted["read_only"] is True, name
+        for path in (config["storage"]["storage_path"], config["storage"]["snapshots_path"]):
+            assert path in mounts and mounts[path]["source"] in any_stack["volumes"], name
+        assert "--bootstrap" in service.get("command", []) or name == "qdrant"
+
+
+# -- our commands, run natively ---------------------------------------------------------------
+
+
+def test_the_ingest_command_is_the_rag_script_watching_the_shares(stack: dict[str, Any]) -> None:
+    ingest = stack["services"]["ingest"]
+    command = [str(part) for part in ingest["command"]]
+    scripts = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert command[0] in scripts
+    args = rag_parser().parse_args(command[1:])
+    assert args.command == "ingest" and args.watch and args.watch > 0
+    assert set(args.paths) <= set(volume_targets(ingest))
+    assert ingest["stop_signal"] == "SIGINT"  # `rag ingest --watch` ends cleanly on it
+    help_text = subprocess.run(
+        [str(RAG), "ingest", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert help_text.returncode == 0 and "--watch" in help_text.stdout
+
+
+def test_the_ingest_healthcheck_runs_through_the_entrypoint(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    test = stack["services"]["ingest"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "rag-entrypoint", "rag"]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAG_")}
+    env |= {"RAG_DATA_DIR": str(tmp_path / "data"), "RAG_LLM__PORT": str(free_port())}
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT), str(RAG), *test[3:]],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {"documents", "chunks", "failed", "store", "llm"} <= set(json.loads(result.stdout))
+
+
+def test_the_ui_command_serves_streamlit_privately_and_passes_its_healthcheck(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    ui = stack["services"]["ui"]
+    command = [str(part) for part in ui["command"]]
+    assert command[:3] == ["streamlit", "run", "ui/app.py"]
+    assert (PROJECT_ROOT / command[2]).is_file()
+    assert flag_value(command, "--browser.gatherUsageStats") == "false"
+    assert flag_value(command, "--server.headless") == "true"
+    published = str(ui["ports"][0]).rsplit(":", 1)[1]
+    assert flag_value(command, "--server.port") == published
+    port = str(free_port())
+    native = list(command)
+    native[native.index("--server.port") + 1] = port
+    native[native.index("--server.address") + 1] = "127.0.0.1"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAG_")}
+    env |= OFFLINE_ENVIRONMENT | {"RAG_DATA_DIR": str(tmp_path / "data")}
+    streamlit = Path(sys.executable).parent / native[0]
+    server = subprocess.Popen(
+        [str(streamlit), *native[1:]], cwd=PROJECT_ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        healthcheck = [str(part) for part in ui["healthcheck"]["test"][1:]]
+        assert healthcheck[0] == "python"
+        healthcheck = [
+            sys.executable,
+            *(arg.replace(":8501/", f":{port}/") for arg in healthcheck[1:]),
+        ]
+        deadline = time.monotonic() + 120
+        while True:
+            probe = subprocess.run(healthcheck, capture_output=True, text=True, timeout=30)
+            if probe.returncode == 0:
+                break
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, probe.stderr[-1000:]
+            time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+# -- env template -----------------------------------------------------------------------------
+
+
+def test_the_env_template_describes_every_setting() -> None:
+    lines = ENV_TEMPLATE.read_text().splitlines()
+    listed = {name: index for index, name, _, _ in template_settings(ENV_TEMPLATE)}
+    setting_lines = set(listed.values())
+    for name in setting_env_names(Settings):
+        assert name in listed, f"{name} is missing from {ENV_TEMPLATE.name}"
+        above = listed[name] - 1
+        assert above >= 0 and above not in setting_lines, f"{name} has no description above it"
+        description = lines[above].lstrip("#").strip()
+        assert lines[above].startswith("#") and len(description.split()) >= 2, name
+    assert set(listed) == set(setting_env_names(Settings)), "the template lists unknown settings"
+
+
+def test_the_env_template_values_are_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [key for key in os.environ if key.startswith("RAG_")]:
+        monkeypatch.delenv(key)
+    for _, name, value, _ in template_settings(ENV_TEMPLATE):
+        if value:
+            monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.ingest.shares == [Path("/shares")]
+    assert settings.access.group_map["finance-team"] == ["finance", "fin-ro"]
+    assert settings.llm.base_url == "http://vllm:8000/v1"
+
+
+def test_the_compose_environment_values_are_valid_settings(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in [key for key in os.environ if key.startswith("RAG_")]:
+        monkeypatch.delenv(key)
+    for key, value in stack["services"]["ui"]["environment"].items():
+        if key.startswith("RAG_"):
+            monkeypatch.setenv(key, str(value))
+    settings = Settings()
+    assert settings.qdrant.url == "http://qdrant:6333"
+    assert settings.embedder_dir == Path("/models/embedder")
+
+
+# -- scale-out and the header -----------------------------------------------------------------
+
+
+def test_the_scale_file_changes_base_services_only_where_compose_replaces() -> None:
+    scale = load_yaml(SCALE)
+    base = load_yaml(COMPOSE)
+    for name, service in scale["services"].items():
+        if name in base["services"]:
+            assert set(service) <= {"command", "environment"}, name
+
+
+def test_scale_out_runs_qdrant_as_a_cluster_and_two_vllm_replicas(
+    scaled: dict[str, Any],
+) -> None:
+    services = scaled["services"]
+    nodes = {name: service for name, service in services.items() if name.startswith("qdrant")}
+    assert len(nodes) >= 2
+    first_uri = flag_value([str(part) for part in nodes["qdrant"]["command"]], "--uri")
+    assert urlparse(first_uri).hostname == "qdrant"
+    for name, node in nodes.items():
+        assert node["environment"]["QDRANT__CLUSTER__ENABLED"] == "true", name
+        assert int(node["environment"]["QDRANT__STORAGE__COLLECTION__REPLICATION_FACTOR"]) >= 2
+        if name != "qdrant":
+            command = [str(part) for part in node["command"]]
+            assert flag_value(command, "--bootstrap") == first_uri, name
+            assert urlparse(flag_value(command, "--uri")).hostname == name
+    text = SCALE.read_text()
+    assert "shard_number" in text and "replication_factor" in text
+
+    replicas = {name: service for name, service in services.items() if name.startswith("vllm")}
+    assert len(replicas) >= 2
+    taken = set(
+        range(int(default_of(flag_value(services["vllm"]["command"], "--tensor-parallel-size"))))
+    )
+    for name, replica in replicas.items():
+        if name == "vllm":
+            continue
+        assert "vllm" in replica["networks"]["backend"]["aliases"], name
+        devices = replica["deploy"]["resources"]["reservations"]["devices"]
+        gpus = {int(gpu) for device in devices for gpu in device["device_ids"]}
+        tensor_parallel = int(
+            flag_value([str(p) for p in replica["command"]], "--tensor-parallel-size")
+        )
+        assert len(gpus) == tensor_parallel and not gpus & taken, name
+        taken |= gpus
+
+
+def test_the_header_names_every_host_variable(stack: dict[str, Any]) -> None:
+    text = COMPOSE.read_text()
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    used = {match["name"] for match in INTERPOLATION.finditer(text)}
+    assert used, "no host variables found"
+    for name in used:
+        assert name in header, f"{name} is used but not described in the header"
