@@ -38,11 +38,13 @@ SPARSE = "bm25"
 RRF_K = 60
 _CONFIG_FILE = "edge_config.json"
 _WAITING_PREFIX = ".waiting-"
-# Replacing the shard's files (compaction, restore): new files are written into BUILDING,
-# which is renamed READY once complete; the old files then move into RETIRED, READY is
-# renamed INSTALLING, and its files move into place. An interrupted swap is finished (or,
-# before READY, abandoned) by the next process that takes the lock.
+# Replacing the shard's files (compaction, restore): new files are written into BUILDING
+# (suffixed with the builder's process id), which is renamed READY once complete; the old
+# files then move into RETIRED, READY is renamed INSTALLING, and its files move into place.
+# An interrupted swap is finished (or, before READY, abandoned) by the next process that
+# takes the lock.
 _BUILDING = ".swap-building"
+_GENERATION_FILE = ".generation"  # counts writes: a build outside the lock checks it
 _READY = ".swap-ready"
 _INSTALLING = ".swap-installing"
 _RETIRED = ".swap-retired"
@@ -83,14 +85,14 @@ class EdgeStore:
         points = self._points(chunks, vectors)
         if not points:
             return
-        with self._open() as shard:
+        with self._write() as shard:
             shard.update(qe.UpdateOperation.upsert_points(points))
             shard.flush()
 
     def replace_documents(self, versions: Sequence[DocumentVersion]) -> None:
         batches = [(v.doc_id, self._points(v.chunks, v.vectors)) for v in versions]
         # One operation holding the shard: other processes see the old versions or the new.
-        with self._open() as shard:
+        with self._write() as shard:
             points = [point for _, document_points in batches for point in document_points]
             if points:
                 shard.update(qe.UpdateOperation.upsert_points(points))
@@ -104,13 +106,13 @@ class EdgeStore:
         if not self._exists():
             return 0
         selector = _tail(doc_id, from_ordinal)
-        with self._open() as shard:
+        with self._write() as shard:
             shard.update(qe.UpdateOperation.delete_points_by_filter(selector))
             shard.flush()
             return shard.count(qe.CountRequest(exact=True, filter=selector))
 
     def set_acl(self, doc_id: str, acl: frozenset[str]) -> None:
-        with self._open() as shard:
+        with self._write() as shard:
             shard.update(
                 qe.UpdateOperation.set_payload_by_filter(
                     _match("doc_id", doc_id), {"acl": sorted(acl)}
@@ -227,7 +229,7 @@ class EdgeStore:
         """Copies the live chunks into new shard files and deletes the old ones: the engine's
         write-ahead log and its old segments keep deleted chunks' text until then."""
         if self._exists():
-            self._shard.replace(_copy_live_points)
+            self._shard.replace(_copy_live_points, _build_indexes)
 
     def backup(self, folder: Path) -> dict[str, Any]:
         """The shard's files, copied while no process holds the shard."""
@@ -272,6 +274,11 @@ class EdgeStore:
         with self._shard.use() as (shard, _):
             yield shard
 
+    @contextmanager
+    def _write(self) -> Iterator[qe.EdgeShard]:
+        with self._shard.use(writing=True) as (shard, _):
+            yield shard
+
     def _exists(self) -> bool:
         # A swap in progress in another process still means an index is there.
         return any((self._path / name).exists() for name in (_CONFIG_FILE, _READY, _INSTALLING))
@@ -304,13 +311,17 @@ class _SharedShard:
         atexit.register(self.release)
 
     @contextmanager
-    def use(self, create: qe.EdgeConfig | None = None) -> Iterator[tuple[qe.EdgeShard, bool]]:
+    def use(
+        self, create: qe.EdgeConfig | None = None, writing: bool = False
+    ) -> Iterator[tuple[qe.EdgeShard, bool]]:
         with self._mutex:
             created = False
             if self._shard is None:
                 created = self._acquire(create)
             assert self._shard is not None
             try:
+                if writing:
+                    _count_write(self._path)
                 yield self._shard, created
             finally:
                 self._last_used = time.monotonic()
@@ -350,23 +361,38 @@ class _SharedShard:
             finally:
                 self.release()
 
-    def replace(self, prepare: Callable[[Path, qe.EdgeShard | None], None]) -> None:
+    def replace(self, prepare: Builder, finish: Builder | None = None) -> None:
         """Swaps the shard's files for those `prepare(folder, current_shard)` writes into an
         empty folder; other processes see the old shard or the new one, and a crash at any
-        point leaves one of them whole."""
-        with self.files():
-            building = self._path / _BUILDING
-            building.mkdir()
-            exists = (self._path / _CONFIG_FILE).exists()
-            current = qe.EdgeShard.load(str(self._path)) if exists else None
-            try:
-                prepare(building, current)
-            finally:
-                if current is not None:
-                    current.close()
-            _sync(building)
-            os.rename(building, self._path / _READY)
-            _finish_swap(self._path)
+        point leaves one of them whole. `finish(folder, None)`, the slow part, runs without
+        the lock, so others search meanwhile; the swap happens only if nothing was written
+        in between, else the build starts over (the last try keeps the lock throughout)."""
+        building = self._path / f"{_BUILDING}-{os.getpid()}"
+        for attempt in range(_BUILD_ATTEMPTS):
+            locked_throughout = attempt == _BUILD_ATTEMPTS - 1
+            with self.files():
+                generation = _generation(self._path)
+                shutil.rmtree(building, ignore_errors=True)  # a process that had our id
+                building.mkdir()
+                exists = (self._path / _CONFIG_FILE).exists()
+                current = qe.EdgeShard.load(str(self._path)) if exists else None
+                try:
+                    prepare(building, current)
+                finally:
+                    if current is not None:
+                        current.close()
+                if finish is not None and locked_throughout:
+                    finish(building, None)
+            if finish is not None and not locked_throughout:
+                finish(building, None)
+            with self.files():
+                if _generation(self._path) != generation:
+                    shutil.rmtree(building)
+                    continue
+                _sync(building)
+                os.rename(building, self._path / _READY)
+                _finish_swap(self._path)
+                return
 
     def _acquire(self, create: qe.EdgeConfig | None) -> bool:
         lock_file = self._lock()
@@ -447,6 +473,10 @@ def _create_payload_indexes(shard: qe.EdgeShard) -> None:
     shard.flush()
 
 
+Builder = Callable[[Path, "qe.EdgeShard | None"], None]
+_BUILD_ATTEMPTS = 3
+
+
 def _copy_live_points(target: Path, current: qe.EdgeShard | None) -> None:
     if current is None:
         return
@@ -465,9 +495,27 @@ def _copy_live_points(target: Path, current: qe.EdgeShard | None) -> None:
             if offset is None:
                 break
         fresh.flush()
+    finally:
+        fresh.close()
+
+
+def _build_indexes(target: Path, current: qe.EdgeShard | None) -> None:
+    fresh = qe.EdgeShard.load(str(target))
+    try:
         fresh.optimize()
     finally:
         fresh.close()
+
+
+def _generation(path: Path) -> int:
+    try:
+        return int((path / _GENERATION_FILE).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _count_write(path: Path) -> None:
+    (path / _GENERATION_FILE).write_text(str(_generation(path) + 1))
 
 
 def _shard_entries(path: Path) -> list[Path]:
@@ -475,8 +523,8 @@ def _shard_entries(path: Path) -> list[Path]:
     return [
         entry
         for entry in path.iterdir()
-        if entry.name != ".lock"
-        and not entry.name.startswith(_WAITING_PREFIX)
+        if entry.name not in (".lock", _GENERATION_FILE)
+        and not entry.name.startswith((_WAITING_PREFIX, _BUILDING))
         and entry.name not in _SWAP_FOLDERS
     ]
 
@@ -485,10 +533,10 @@ def _finish_swap(path: Path) -> None:
     """Completes a swap of the shard's files that a process began and did not finish."""
     if not path.is_dir():
         return
-    building, ready = path / _BUILDING, path / _READY
-    installing, retired = path / _INSTALLING, path / _RETIRED
-    if building.exists():  # never completed: the old files are whole
-        shutil.rmtree(building)
+    ready, installing, retired = path / _READY, path / _INSTALLING, path / _RETIRED
+    for building in path.glob(f"{_BUILDING}-*"):
+        if not _process_alive(building.name[len(_BUILDING) + 1 :]):
+            shutil.rmtree(building)  # never completed: the old files are whole
     if ready.exists():
         retired.mkdir(exist_ok=True)
         for entry in _shard_entries(path):
@@ -548,7 +596,8 @@ def _check_format(path: Path) -> None:
 
 
 def _process_alive(marker: str) -> bool:
-    pid = int(marker[len(_WAITING_PREFIX) :].split("-")[0])
+    """Whether the process that left a marker (`.waiting-PID-…`, or a bare `PID`) runs."""
+    pid = int(marker.removeprefix(_WAITING_PREFIX).split("-")[0])
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

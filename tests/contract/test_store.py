@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
+from retrieval import edge_store
 from retrieval.access import EVERYONE, Scope
 from retrieval.edge_store import EdgeStore
 from retrieval.errors import StoreUnavailable
@@ -28,6 +29,7 @@ DIM = 4
 OTHER_PROCESS_COUNTS = """
 import sys
 from pathlib import Path
+from retrieval import edge_store
 from retrieval.edge_store import EdgeStore
 from retrieval.errors import StoreUnavailable
 from retrieval.sparse import SparseEncoder
@@ -59,6 +61,13 @@ def make_chunks(path: str, count: int, acl: set[str], start: int = 0) -> list[Ch
         )
         for ordinal in range(start, start + count)
     ]
+
+
+def gone_pid() -> int:
+    """The id of a process that has ended."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
 
 
 def files_holding(folder: Path, needle: bytes) -> list[Path]:
@@ -375,11 +384,45 @@ class TestEdgeStore(StoreContract):
         store = EdgeStore(tmp_path / "index", SPARSE, linger_seconds=0)
         store.ensure_collection(DIM)
         store.upsert(make_chunks("/share/a.pdf", 2, {EVERYONE}), [axis(0), axis(1)])
-        half_built = tmp_path / "index" / ".swap-building"
+        half_built = tmp_path / "index" / f".swap-building-{gone_pid()}"
         half_built.mkdir()
         (half_built / "edge_config.json").write_text("{}")
         assert store.count() == 2
         assert not half_built.exists()
+
+    def test_searches_go_on_while_compaction_builds_the_new_indexes(self, tmp_path: Path) -> None:
+        store = EdgeStore(tmp_path / "index", SPARSE, linger_seconds=0)
+        store.ensure_collection(DIM)
+        store.upsert(make_chunks("/share/a.pdf", 3, {EVERYONE}), [axis(0), axis(1), axis(2)])
+        searched: list[int] = []
+
+        def search_from_another_process(target: Path, current: object) -> None:
+            other = subprocess.run(
+                [sys.executable, "-c", OTHER_PROCESS_COUNTS, str(tmp_path / "index")],
+                capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+            )  # fmt: skip
+            searched.append(int(other.stdout))
+            edge_store._build_indexes(target, None)
+
+        store._shard.replace(edge_store._copy_live_points, search_from_another_process)
+        assert searched == [3]
+        assert store.count() == 3
+
+    def test_a_write_during_compaction_starts_the_build_over(self, tmp_path: Path) -> None:
+        store = EdgeStore(tmp_path / "index", SPARSE, linger_seconds=0)
+        store.ensure_collection(DIM)
+        store.upsert(make_chunks("/share/a.pdf", 1, {EVERYONE}), [axis(0)])
+        builds: list[int] = []
+
+        def write_once_meanwhile(target: Path, current: object) -> None:
+            builds.append(1)
+            if len(builds) == 1:
+                store.upsert(make_chunks("/share/b.pdf", 1, {EVERYONE}), [axis(1)])
+            edge_store._build_indexes(target, None)
+
+        store._shard.replace(edge_store._copy_live_points, write_once_meanwhile)
+        assert len(builds) == 2
+        assert store.count() == 2  # the write made meanwhile is not lost
 
     def test_a_swap_interrupted_after_its_files_were_complete_is_finished(
         self, tmp_path: Path
