@@ -34,7 +34,8 @@ ENV_TEMPLATE = PROJECT_ROOT / "ops" / "docker" / "appliance.env.example"
 QDRANT_CONFIG = PROJECT_ROOT / "ops" / "qdrant" / "config.yaml"
 LLM_SERVER_PYTHON = PROJECT_ROOT / ".venv-llm" / "bin" / "python"
 
-APP_SERVICES = ("ingest", "ui")
+APP_SERVICES = ("ingest", "ui", "metrics")
+SHARE_READERS = ("ingest", "ui")
 # Compose replaces these sequences when merging files; it appends every other one.
 REPLACED_ON_MERGE = {"command", "entrypoint", "test"}
 PINNED_TAG = re.compile(r":(v?\d+\.\d+\.\d+|\$\{[A-Z_]+:-\d+\.\d+\.\d+\})$")
@@ -197,8 +198,8 @@ def vllm_flags() -> str:
 # -- services, networks, common rules --------------------------------------------------------
 
 
-def test_the_stack_has_the_four_services(stack: dict[str, Any]) -> None:
-    assert set(stack["services"]) == {"qdrant", "vllm", "ingest", "ui"}
+def test_the_stack_has_its_services(stack: dict[str, Any]) -> None:
+    assert set(stack["services"]) == {"qdrant", "vllm", "ingest", "ui", "metrics"}
 
 
 def test_every_service_keeps_the_common_rules(any_stack: dict[str, Any]) -> None:
@@ -266,7 +267,7 @@ def test_our_services_run_our_image_as_a_non_root_user(stack: dict[str, Any]) ->
 
 
 def test_shares_and_models_reach_the_apps_read_only(stack: dict[str, Any]) -> None:
-    for name in APP_SERVICES:
+    for name in SHARE_READERS:
         mounts = volume_targets(stack["services"][name])
         assert mounts["/shares"]["read_only"] is True, name
         assert mounts["/models"]["read_only"] is True, name
@@ -448,6 +449,35 @@ def test_the_ingest_command_is_the_rag_script_watching_the_shares(stack: dict[st
         [str(RAG), "ingest", "--help"], capture_output=True, text=True, timeout=120
     )
     assert help_text.returncode == 0 and "--watch" in help_text.stdout
+
+
+def test_the_metrics_service_serves_what_its_healthcheck_asks(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    service = stack["services"]["metrics"]
+    command = [str(part) for part in service["command"]]
+    args = rag_parser().parse_args(command[1:])
+    assert args.command == "metrics" and args.serve == 9108
+    assert "ports" not in service and network_names(service) == {"backend"}
+    port = free_port()
+    native = [str(RAG), *[str(port) if part == "9108" else part for part in command[1:]]]
+    native[native.index("0.0.0.0")] = "127.0.0.1"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAG_")}
+    env["RAG_DATA_DIR"] = str(tmp_path / "data")
+    server = subprocess.Popen(native, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        check = service["healthcheck"]["test"]
+        probe = check[3].replace("9108", str(port))
+        deadline = time.monotonic() + 120
+        while True:
+            result = subprocess.run([sys.executable, "-c", probe], capture_output=True)
+            if result.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_the_ingest_healthcheck_runs_through_the_entrypoint(
