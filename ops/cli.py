@@ -120,6 +120,35 @@ def cmd_erase(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return erasure.as_json()
 
 
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from ops.backup import BackupDamaged, BackupRefused, backup
+
+    try:
+        return backup(settings, args.dir, _stage_printer(args))
+    except BackupRefused as exc:
+        raise UsageError(str(exc)) from exc
+    except BackupDamaged as exc:
+        raise CommandFailed(str(exc)) from exc
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from ops.backup import BackupError, BackupRefused, restore
+
+    try:
+        return restore(settings, args.dir, args.force, _stage_printer(args))
+    except BackupRefused as exc:
+        raise UsageError(str(exc)) from exc
+    except BackupError as exc:
+        raise CommandFailed(str(exc)) from exc
+
+
+def _stage_printer(args: argparse.Namespace) -> Callable[[str], None]:
+    """What a long backup or restore is doing, on a terminal's stderr."""
+    if args.json or not sys.stderr.isatty():
+        return lambda stage: None
+    return lambda stage: print(f"rag {args.command}: {stage}", file=sys.stderr, flush=True)
+
+
 def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from retrieval.build import build_retriever
 
@@ -537,6 +566,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="check the hash chain; exit 1 when it is broken")  # fmt: skip
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("backup", parents=[common],
+                       help="copy the index, ledger, users, conversations, ratings and audit "
+                       "log into a new folder")  # fmt: skip
+    p.add_argument("dir", type=Path, metavar="DIR", help="a new or empty folder")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", parents=[common],
+                       help="replace the data folder's state with a backup")  # fmt: skip
+    p.add_argument("dir", type=Path, metavar="DIR", help="the folder `rag backup` wrote")
+    p.add_argument("--force", action="store_true",
+                   help="replace a data folder that holds an index or a ledger")  # fmt: skip
+    p.set_defaults(func=cmd_restore)
 
     users = sub.add_parser("users", help="manage the appliance's users")
     users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)

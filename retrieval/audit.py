@@ -48,7 +48,7 @@ _ACTION = re.compile(r"^[a-z][a-z_]{0,31}$")
 # The actions the appliance records; others of the same shape are accepted.
 ACTIONS = frozenset(
     {"login", "login_failed", "login_locked", "logout", "search", "ask", "ingest", "erase",
-     "user_add", "user_remove", "feedback"}
+     "user_add", "user_remove", "feedback", "backup", "restore"}
 )  # fmt: skip
 
 
