@@ -29,6 +29,8 @@ OFFLINE_ENVIRONMENT: dict[str, str] = {
     "UNSTRUCTURED_DISABLE_NOTICE": "1",
     "VLLM_NO_USAGE_STATS": "1",
     "VLLM_DO_NOT_TRACK": "1",
+    # onnxruntime (under unstructured's parsers) tries to send usage events to Microsoft.
+    "ORT_DISABLE_TELEMETRY": "1",
     "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     "STREAMLIT_SERVER_HEADLESS": "true",
     # Not network, but noise: no download-style progress bars in logs and JSON output.
