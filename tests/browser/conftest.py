@@ -25,6 +25,15 @@ from playwright.sync_api import Browser, Page, Playwright, Route, sync_playwrigh
 from settings import PROJECT_ROOT, Settings
 from tests.conftest import SAMPLE_SHARE, free_port, make_settings
 
+# Playwright's own --disable-features (1.65), which a --disable-features of ours replaces.
+PLAYWRIGHT_DISABLED_FEATURES = [
+    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding",
+    "ThirdPartyStoragePartitioning", "AvoidCorsURLLoaderRestartOnRedirect",
+    "TcpPortRandomizationWin", "OptimizationHints", "NetworkTimeServiceQuerying", "AimEnabled",
+    "PreconnectToSearch",
+]  # fmt: skip
+DISABLED_FEATURES = [*PLAYWRIGHT_DISABLED_FEATURES, "AutofillServerCommunication"]
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -33,6 +42,13 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # What tests/airgap/test_zero_egress.py found Chromium 156 reaching for despite the flags
+    # above: update.googleapis.com for its optimization guide's on-device model manifest (an
+    # empty override file makes it read none), and content-autofill.googleapis.com for the
+    # sign-in form's field types (AutofillServerCommunication). Only the last
+    # --disable-features counts, so this one repeats Playwright's own list before ours.
+    "--optimization-guide-manifest-override=/dev/null",
+    "--disable-features=" + ",".join(DISABLED_FEATURES),
 ]
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts" / "browser"
 RESTRICTED_FILE = "finance/board-minutes-2026-03.pdf"
