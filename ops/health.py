@@ -1,15 +1,27 @@
-"""What `rag doctor` and `rag status` check: offline switches, models, store, LLM, OCR."""
+"""What `rag doctor` and `rag status` check: offline switches, models, services, OCR, egress.
+
+Every check is `{"name", "ok", "detail"}`; a failing detail says what to do next. Doctor never
+contacts a configured URL it cannot prove is inside the network, and never looks a name up.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
+from ops.processes import ManagedProcess, is_healthy
 from settings import OFFLINE_ENVIRONMENT, Settings
+
+# Host names that are internal by convention (RFC 6762, RFC 8375, and the usual private ones).
+LOCAL_NAME_SUFFIXES = (".local", ".internal", ".lan", ".corp", ".home.arpa")
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
 def llm_status(settings: Settings) -> dict[str, Any]:
@@ -33,13 +45,134 @@ def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
     return {"name": name, "ok": bool(ok), "detail": detail}
 
 
-def check_offline() -> dict[str, Any]:
+# -- offline switches ---------------------------------------------------------------------------
+
+
+def check_offline_switches() -> list[dict[str, Any]]:
+    """One check per switch in `settings.OFFLINE_ENVIRONMENT`, as this process holds it."""
+    checks = []
+    for name, wanted in OFFLINE_ENVIRONMENT.items():
+        value = os.environ.get(name)
+        if value == wanted:
+            checks.append(_check(f"offline:{name}", True, f"{name}={wanted} (forced)"))
+        else:
+            shown = "unset" if value is None else f"{value!r}"
+            detail = f"{name} is {shown}, must be {wanted!r}; run it through `rag`, which sets it"
+            checks.append(_check(f"offline:{name}", False, detail))
+    return checks
+
+
+def check_hub_offline() -> dict[str, Any]:
+    """The model hub library read its switch: nothing it loads goes looking for a download."""
     from huggingface_hub import constants
 
-    missing = [k for k, v in OFFLINE_ENVIRONMENT.items() if os.environ.get(k) != v]
-    ok = not missing and constants.HF_HUB_OFFLINE
-    detail = "model hub offline, telemetry off" if ok else f"not set: {', '.join(missing)}"
+    ok = bool(constants.HF_HUB_OFFLINE)
+    detail = "huggingface_hub runs offline" if ok else "huggingface_hub is online; see offline:*"
     return _check("offline_switches", ok, detail)
+
+
+def missing_switches(pid: int) -> list[str] | None:
+    """Offline switches missing from a running process's environment; None when unreadable."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    environ = dict(
+        entry.split("=", 1) for entry in raw.decode(errors="replace").split("\0") if "=" in entry
+    )
+    return [name for name, value in OFFLINE_ENVIRONMENT.items() if environ.get(name) != value]
+
+
+# -- egress -------------------------------------------------------------------------------------
+
+
+def host_locality(host: str) -> tuple[bool, str]:
+    """Whether `host` is inside the network, decided without a name lookup, and why."""
+    host = host.strip().rstrip(".").lower()
+    if not host:
+        return False, "no host"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return _name_locality(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return True, f"{host} is this machine"
+    if address.is_private or address.is_link_local:
+        return True, f"{host} is a private address"
+    return False, f"{host} is a public address"
+
+
+def _name_locality(host: str) -> tuple[bool, str]:
+    if host == "localhost":
+        return True, "localhost is this machine"
+    if "." not in host:
+        return True, f"{host} is a service name on the internal network"
+    if host.endswith(LOCAL_NAME_SUFFIXES):
+        return True, f"{host} is an internal name"
+    suffixes = "/".join(LOCAL_NAME_SUFFIXES)
+    return False, (
+        f"{host} cannot be proved local without a DNS lookup; use an IP address, a service "
+        f"name without dots, or a name under {suffixes}"
+    )
+
+
+def url_locality(url: str) -> tuple[bool, str]:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False, "not a URL"
+    if host is None:
+        return False, "not a URL with a host"
+    return host_locality(host)
+
+
+def configured_urls(settings: Settings) -> list[tuple[str, str]]:
+    """Every URL in the settings, with the variable that sets it; the local LLM server too."""
+    urls = list(_urls_in(settings.model_dump(), "RAG_"))
+    if settings.llm.base_url is None:
+        urls.append(("RAG_LLM__HOST", settings.llm.resolved_base_url()))
+    return urls
+
+
+def _urls_in(values: dict[str, Any], prefix: str) -> Iterator[tuple[str, str]]:
+    for key, value in values.items():
+        variable = f"{prefix}{key.upper()}"
+        if isinstance(value, dict):
+            yield from _urls_in(value, variable + "__")
+        elif isinstance(value, str) and "://" in value:
+            yield variable, value
+
+
+def check_egress(settings: Settings) -> dict[str, Any]:
+    problems: list[str] = []
+    fine = [] if settings.qdrant.url else ["store embedded under RAG_DATA_DIR"]
+    for variable, url in configured_urls(settings):
+        local, why = url_locality(url)
+        (fine if local else problems).append(f"{variable}: {why}")
+    for variable in PROXY_VARIABLES:
+        for name in (variable, variable.lower()):
+            if os.environ.get(name):
+                proxy_host = _host_of(os.environ[name])
+                problems.append(
+                    f"{name} is set (proxy {proxy_host}): the Qdrant client and other libraries "
+                    f"would send requests through it; unset it for the appliance"
+                )
+    if problems:
+        return _check("egress", False, "; ".join(problems))
+    return _check("egress", True, "; ".join(fine) + "; no proxy variables")
+
+
+def _host_of(url: str) -> str:
+    """A proxy's host for a message: never its user name or password."""
+    try:
+        return urlsplit(url if "://" in url else f"http://{url}").hostname or "?"
+    except ValueError:
+        return "?"
+
+
+# -- models, tools ------------------------------------------------------------------------------
 
 
 def check_model_folder(name: str, folder: Path) -> dict[str, Any]:
@@ -60,9 +193,39 @@ def check_spacy_model() -> dict[str, Any]:
     return _check("spacy_model", ok, detail)
 
 
+def check_ocr(settings: Settings) -> dict[str, Any]:
+    from ingest.ocr import installed_languages
+
+    if shutil.which("tesseract") is None:
+        return _check("ocr_languages", False, "tesseract not installed; run `make setup`")
+    wanted = set(settings.ocr.languages.split("+"))
+    missing = wanted - installed_languages()
+    if missing:
+        names = ", ".join(sorted(missing))
+        return _check(
+            "ocr_languages",
+            False,
+            f"missing traineddata: {names}; install tesseract-ocr-<lang> or change "
+            "RAG_OCR__LANGUAGES",
+        )
+    return _check("ocr_languages", True, f"tesseract with {settings.ocr.languages}")
+
+
+def check_pdf_renderer() -> dict[str, Any]:
+    ok = shutil.which("pdftoppm") is not None
+    return _check(
+        "pdf_renderer", ok, "pdftoppm" if ok else "poppler-utils missing; run `make setup`"
+    )
+
+
+# -- services -----------------------------------------------------------------------------------
+
+
 def check_store(settings: Settings) -> dict[str, Any]:
     from retrieval.build import build_store
 
+    if settings.qdrant.url and not url_locality(settings.qdrant.url)[0]:
+        return _check("store", False, "not contacted: RAG_QDRANT__URL may be outside (see egress)")
     try:
         store = build_store(settings)
         chunks = store.count()
@@ -74,42 +237,58 @@ def check_store(settings: Settings) -> dict[str, Any]:
 
 
 def check_llm(settings: Settings) -> dict[str, Any]:
+    from ops.stack import llm_process
+
+    url = settings.llm.resolved_base_url()
+    if not url_locality(url)[0]:
+        return _check("llm_server", False, f"not contacted: {url} may be outside (see egress)")
     status = llm_status(settings)
     if not status["reachable"]:
-        return _check("llm_server", False, f"{status['url']} unreachable; start it with `rag up`")
+        return _check("llm_server", False, f"{url} unreachable; start it with `rag up`")
     if not status.get("serves_model"):
-        return _check("llm_server", False, f"{status['url']} does not serve {settings.llm.model}")
-    return _check("llm_server", True, f"{status['url']} serves {settings.llm.model}")
+        return _check("llm_server", False, f"{url} does not serve {settings.llm.model}")
+    detail = f"{url} serves {settings.llm.model}"
+    if settings.llm.base_url is None:
+        return _with_process_switches("llm_server", llm_process(settings), detail)
+    return _check("llm_server", True, detail)
 
 
-def check_ocr(settings: Settings) -> dict[str, Any]:
-    from ingest.ocr import installed_languages
+def check_ui(settings: Settings) -> dict[str, Any] | None:
+    """The UI's health when `rag up` started it; None when it is not running."""
+    from ops.stack import ui_process, ui_url
 
-    if shutil.which("tesseract") is None:
-        return _check("ocr_languages", False, "tesseract not installed; run `make setup`")
-    wanted = set(settings.ocr.languages.split("+"))
-    missing = wanted - installed_languages()
+    process = ui_process(settings)
+    if process.pid() is None:
+        return None
+    url = ui_url(settings)
+    if not is_healthy(f"{url}_stcore/health"):
+        return _check(
+            "ui", False, f"running but {url} does not answer; restart it: `rag down && rag up`"
+        )
+    return _with_process_switches("ui", process, f"{url} healthy")
+
+
+def _with_process_switches(name: str, process: ManagedProcess, detail: str) -> dict[str, Any]:
+    pid = process.pid()
+    missing = missing_switches(pid) if pid is not None else None
     if missing:
-        return _check("ocr_languages", False, f"missing traineddata: {', '.join(sorted(missing))}")
-    return _check("ocr_languages", True, f"tesseract with {settings.ocr.languages}")
-
-
-def check_pdf_renderer() -> dict[str, Any]:
-    ok = shutil.which("pdftoppm") is not None
-    return _check(
-        "pdf_renderer", ok, "pdftoppm" if ok else "poppler-utils missing; run `make setup`"
-    )
+        return _check(
+            name,
+            False,
+            f"running without {', '.join(missing)}; restart it: `rag down && rag up`",
+        )
+    return _check(name, True, detail if missing is None else f"{detail}, offline switches set")
 
 
 def run_checks(settings: Settings) -> list[dict[str, Any]]:
-    checks = [
-        check_offline(),
-        check_model_folder("embedder_model", settings.embedder_dir),
-    ]
+    checks = [*check_offline_switches(), check_hub_offline(), check_egress(settings)]
+    checks.append(check_model_folder("embedder_model", settings.embedder_dir))
     if settings.llm.base_url is None:
         checks.append(check_model_folder("llm_model", settings.llm_model_dir))
         server_ok = settings.llm.server_python.exists()
         checks.append(_check("llm_server_env", server_ok, str(settings.llm.server_python)))
+    if settings.retrieval.reranker_dir is not None:
+        checks.append(check_model_folder("reranker_model", settings.retrieval.reranker_dir))
     checks += [
         check_spacy_model(),
         check_ocr(settings),
@@ -117,4 +296,7 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
         check_store(settings),
         check_llm(settings),
     ]
+    ui = check_ui(settings)
+    if ui is not None:
+        checks.append(ui)
     return checks
