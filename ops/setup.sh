@@ -10,13 +10,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-# iproute2 (ip) sets up the loopback-only network namespace of the offline test.
+# iproute2 (ip) sets up the loopback-only network namespace of the offline test; strace
+# records every connect/send of every process in it for the zero-egress test.
 # pandoc reads ODT, RTF and EPUB for unstructured (whose pypandoc-binary wheel brings a newer
 # pandoc that it prefers) and writes the format tests' files; antiword reads legacy Word .doc.
 # acl's setfacl gives the permission tests' files and folders POSIX ACL entries.
 # chromium is the browser the UI tests drive (through Playwright, which never downloads one).
 APT_PACKAGES=(chromium tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu poppler-utils
-    iproute2 pandoc antiword acl)
+    iproute2 strace pandoc antiword acl)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 say() { printf '[setup] %s\n' "$*"; }
