@@ -41,6 +41,8 @@ def server_environment(settings: Settings) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAG_")}
     env.update(OFFLINE_ENVIRONMENT)
     env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.llm.kv_cache_gib)
+    # Its own address, which vLLM would otherwise learn by routing a UDP socket to 8.8.8.8.
+    env["VLLM_HOST_IP"] = "127.0.0.1"
     return env
 
 

@@ -13,7 +13,8 @@ address in it is judged:
 - One exception, a known route probe (`ROUTE_PROBES`): `connect()` on a UDP socket sends
   no packet; it asks the kernel which route and source address a datagram would take.
   Chromium does this for every host resolution (its IPv6 reachability check, to
-  2001:4860:4860::8888:443), and vLLM to learn its own address (8.8.8.8:80). Such a probe
+  2001:4860:4860::8888:443). (vLLM does it to learn its own address unless VLLM_HOST_IP
+  names it, which the local server's environment does.) Such a probe
   is reported, not failed; any other UDP connect fails (telemetry can connect, then
   send), and so does any send on a socket connected to a non-loopback peer.
 - Name-service daemons: glibc asks nscd (and the nss-resolve module asks
@@ -42,8 +43,6 @@ HARMLESS_FAMILIES = frozenset({"AF_UNIX", "AF_NETLINK", "AF_UNSPEC"})
 # UDP connects that only ask the kernel for a route; no packet is sent (see the docstring).
 ROUTE_PROBES = {
     ("2001:4860:4860::8888", 443): "Chromium's IPv6 reachability check",
-    ("8.8.8.8", 80): "vLLM looking up its own address",
-    ("2001:4860:4860::8888", 80): "vLLM looking up its own address",
 }
 STRACE_OPTIONS = [
     "-f", "-qq", "-Y", "-yy", "--seccomp-bpf", "-e", "signal=none",
