@@ -61,7 +61,7 @@ def service_switches(data_dir: Path) -> dict[str, list[str] | None]:
 
 def browse(ui_url: str, origin: str) -> dict[str, Any]:
     """Sign in and ask one question in headless Chromium, as the browser tests do."""
-    from playwright.sync_api import Route, expect, sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     from tests.browser.conftest import CHROMIUM_FLAGS, Traffic
     from tests.browser.test_ui_browser import ask, assistant_messages, chat_input, source
@@ -72,18 +72,7 @@ def browse(ui_url: str, origin: str) -> dict[str, Any]:
         browser = driver.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         context = browser.new_context(locale="en-US", service_workers="block")
         context.set_default_timeout(60_000)
-
-        def route(route: Route) -> None:
-            if traffic.is_local(route.request.url):
-                route.continue_()
-            else:
-                traffic.aborted.append(route.request.url)
-                route.abort("blockedbyclient")
-
-        context.route("**/*", route)
-        page = context.new_page()
-        page.on("request", lambda request: traffic.requests.append(request.url))
-        page.on("websocket", lambda websocket: traffic.websockets.append(websocket.url))
+        page = traffic.watched_page(context)
         page.goto(ui_url)
         page.get_by_label("Username").fill(ACCOUNT[0])
         page.get_by_label("Password", exact=True).fill(ACCOUNT[1])

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, Route, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, sync_playwright
 
 from settings import PROJECT_ROOT, Settings
 from tests.conftest import SAMPLE_SHARE, free_port, make_settings
@@ -192,6 +192,23 @@ class Traffic:
         seen = [*self.requests, *self.websockets, *self.aborted]
         return sorted({url for url in seen if not self.is_local(url)})
 
+    def watched_page(self, context: BrowserContext) -> Page:
+        """A new page of the context whose every request and WebSocket is recorded, and
+        whose requests to other hosts are refused."""
+
+        def route(route: Route) -> None:
+            if self.is_local(route.request.url):
+                route.continue_()
+            else:
+                self.aborted.append(route.request.url)
+                route.abort("blockedbyclient")
+
+        context.route("**/*", route)
+        page = context.new_page()
+        page.on("request", lambda request: self.requests.append(request.url))
+        page.on("websocket", lambda websocket: self.websockets.append(websocket.url))
+        return page
+
     def assert_only_local(self) -> None:
         assert self.requests, "the browser made no request at all: nothing was recorded"
         assert self.websockets, "the browser opened no WebSocket to the UI"
@@ -231,19 +248,9 @@ def browser(
         locale="en-US", viewport={"width": 1280, "height": 900}, service_workers="block"
     )
     context.set_default_timeout(30_000)
-
-    def route(route: Route) -> None:
-        if traffic.is_local(route.request.url):
-            route.continue_()
-        else:
-            traffic.aborted.append(route.request.url)
-            route.abort("blockedbyclient")
-
-    context.route("**/*", route)
-    page = context.new_page()
-    page.on("request", lambda request: traffic.requests.append(request.url))
-    page.on("websocket", lambda websocket: traffic.websockets.append(websocket.url))
-    session = BrowserSession(page, traffic, Screenshots(folder), browser_ui)
+    session = BrowserSession(
+        traffic.watched_page(context), traffic, Screenshots(folder), browser_ui
+    )
     try:
         yield session
     finally:
