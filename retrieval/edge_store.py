@@ -345,6 +345,7 @@ class _SharedShard:
         with self.files():
             for entry in _shard_entries(self._path):
                 _remove_entry(entry)
+            _count_write(self._path)
 
     @contextmanager
     def files(self) -> Iterator[Path]:
@@ -392,6 +393,7 @@ class _SharedShard:
                 _sync(building)
                 os.rename(building, self._path / _READY)
                 _finish_swap(self._path)
+                _count_write(self._path)  # a build going on elsewhere must not swap this out
                 return
 
     def _acquire(self, create: qe.EdgeConfig | None) -> bool:
