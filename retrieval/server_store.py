@@ -241,11 +241,11 @@ class QdrantServerStore:
         self._create(new, self._dimension(old))
         for points in self._batches(old):
             self._client.upsert(new, points=points, wait=True)
-        switch: list[Any] = [_create_alias(self._collection, new)]
-        if old == self._collection:
+        if old == self._collection:  # no alias yet: the name must be free for one
             self._client.delete_collection(old)
+            switch: list[Any] = [_create_alias(self._collection, new)]
         else:
-            switch.insert(0, _delete_alias(self._collection))
+            switch = [_delete_alias(self._collection), _create_alias(self._collection, new)]
         self._client.update_collection_aliases(change_aliases_operations=switch)
         if old != self._collection:
             self._client.delete_collection(old)
