@@ -194,7 +194,7 @@ class ParserPool:
                 path = worker.path
                 self._replace(worker)
                 yield path, f"timed out after {self._timeout:.0f}s (the parser was stopped)"
-            elif tree_rss(worker.process.pid) > self._memory_bytes:
+            elif tree_memory(worker.process.pid) > self._memory_bytes:
                 path = worker.path
                 self._replace(worker)
                 cap = self._memory_bytes // (1024 * 1024)
@@ -235,16 +235,33 @@ def _tree(pid: int | None) -> list[int]:
     return found
 
 
-def tree_rss(pid: int | None) -> int:
-    """Resident memory of a process and its children (OCR runs Tesseract as a child)."""
+def tree_memory(pid: int | None) -> int:
+    """Memory of a process and its children (OCR runs Tesseract as a child), in bytes: the
+    process's resident size, and what each child holds of its own. A child just forked
+    shares every page of its parent; adding resident sizes would count them twice, and a
+    worker of 800 MB would look like 1.6 GB while it starts Tesseract."""
     total = 0
     for member in _tree(pid):
         try:
-            with open(f"/proc/{member}/statm") as handle:
-                total += int(handle.read().split()[1]) * _PAGE_SIZE
+            total += _resident(member) if member == pid else _private(member)
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             continue
     return total
+
+
+def _resident(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as handle:
+        return int(handle.read().split()[1]) * _PAGE_SIZE
+
+
+def _private(pid: int) -> int:
+    """The pages only this process maps, resident or swapped."""
+    private = 0
+    with open(f"/proc/{pid}/smaps_rollup") as handle:
+        for line in handle:
+            if line.startswith(("Private_Clean:", "Private_Dirty:", "Swap:")):
+                private += int(line.split()[1]) * 1024
+    return private
 
 
 def _kill_tree(pid: int) -> None:

@@ -113,14 +113,14 @@ def build_notes(root: Path, files: int, seed: int = 11) -> None:
 
 
 def measured(command: list[str]) -> tuple[dict[str, Any], float]:
-    """Run a phase in its own process; its JSON result and the peak resident memory of its
+    """Run a phase in its own process; its JSON result and the peak memory of its
     whole process tree (workers, OCR children), in MB, sampled every 50 ms."""
-    from ingest.workers import tree_rss
+    from ingest.workers import tree_memory
 
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     peak = 0
     while process.poll() is None:
-        peak = max(peak, tree_rss(process.pid))
+        peak = max(peak, tree_memory(process.pid))
         time.sleep(0.05)
     output = process.stdout.read() if process.stdout else ""
     if process.returncode != 0:

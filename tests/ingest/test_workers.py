@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -10,8 +12,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
+from ingest import workers
 from ingest.document import ParsedDocument
-from ingest.workers import Feed, ParserPool, parse_or_reason
+from ingest.workers import Feed, ParserPool, parse_or_reason, tree_memory
 from settings import OcrSettings
 from tests.conftest import SAMPLE_SHARE
 
@@ -130,3 +133,29 @@ def test_a_feed_gets_results_before_it_is_closed_and_a_cancel_stops_the_pool() -
     assert list(parsed) == []  # cancelled during the OCR of the scan: nothing more comes
     assert time.monotonic() - started < 10
     assert pool._workers == []
+
+
+FORKS_A_CHILD = """
+import os, sys, time
+held = bytearray(os.urandom(300 * 2**20))
+if os.fork() == 0:
+    time.sleep(60)
+    os._exit(0)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_child_just_forked_does_not_count_its_parents_memory_twice() -> None:
+    """Tesseract starts as a fork of the worker: until it execs, it shares all the worker's
+    pages. Counted twice, a worker under the cap would look over it and be stopped."""
+    process = subprocess.Popen([sys.executable, "-c", FORKS_A_CHILD], stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+        time.sleep(0.5)
+        parent = tree_memory(process.pid)
+        assert len(workers._tree(process.pid)) == 2
+        assert 300 * 2**20 < parent < 450 * 2**20
+    finally:
+        workers._kill_tree(process.pid)
+        process.wait()
