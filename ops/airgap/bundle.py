@@ -274,7 +274,11 @@ def collect_images(
 
 def download_model(pin: ModelPin, target: Path, say: Callable[[str], None]) -> None:
     """snapshot_download at the pinned commit, then every file checked against the hub's
-    record of that commit: sha256 for LFS files, the git blob id for the others."""
+    record of that commit: sha256 for LFS files, the git blob id for the others.
+
+    The one place that reaches the model hub, on purpose: `ops/bundle.sh` on the connected
+    build host, without --skip-models. The installer never calls it, and every appliance
+    process forces the hub off."""
     os.environ["HF_HUB_OFFLINE"] = "0"
     from huggingface_hub import HfApi, snapshot_download
 
