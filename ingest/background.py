@@ -7,12 +7,15 @@ import queue
 import threading
 from typing import Any, Generic, Protocol, TypeVar
 
-from ingest.workers import Feed, ParseResult, ParserPool
+from ingest.workers import Feed, ParseResult, ParserPool, ParseSource
 
 
 class _Job(Protocol):
     @property
     def path(self) -> str: ...
+
+    @property
+    def source(self) -> ParseSource: ...
 
 
 J = TypeVar("J", bound=_Job)
@@ -35,7 +38,7 @@ class BackgroundParsing(Generic[J]):
 
     def submit(self, job: J) -> None:
         self._jobs[job.path] = job
-        self._feed.put(job.path)
+        self._feed.put(job.source)
         if self._thread is None:
             self._thread = threading.Thread(target=self._supervise, name="parsers", daemon=True)
             self._thread.start()

@@ -5,7 +5,9 @@ Principals: `user:NAME` (`uid:N` when the id has no name), `group:NAME` (`gid:N`
 Names come from the host's `pwd`/`grp` (SSSD or winbind on the appliance).
 
 What is read, for the file and for every folder from the ingest root down to the file's
-folder (both included; a root that is a file has no folders): an NT ACL if there is one
+folder (both included; a root that is a file has no folders), through the handles that
+`ingest.share_files` opened (never by path: a link swapped in cannot lend its target's
+permissions, nor its folder's): an NT ACL if there is one
 (`system.cifs_acl` on an SMB mount, `system.ntfs_acl`, `security.NTACL`), else owner, owning
 group, mode bits and the POSIX ACL (`system.posix_acl_access`, parsed here; without it the mode
 bits are the ACL). The file needs `r` (NT: read data), each folder `x` (search; NT: traverse).
@@ -48,8 +50,8 @@ pair by pair (a user who reads or traverses by several routes keeps every route)
 Membership: the user's primary group or the group's listed members on the host; a group the
 host lists no members of yields nobody.
 
-Permissions that cannot be read (stat or getxattr failing other than "no such attribute", an
-ACL that cannot be parsed, an NT ACL with entries that are not mapped) raise
+Permissions that cannot be read (getxattr failing other than "no such attribute", an ACL
+that cannot be parsed, an NT ACL with entries that are not mapped) raise
 `UnreadablePermissions`: the pipeline then does not index the file and removes what it had
 indexed.
 """
@@ -61,12 +63,13 @@ import grp
 import os
 import pwd
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from ingest import ntacl
 from ingest.errors import IngestError
+from ingest.share_files import Handle, Identity, OpenedFile, ShareOpener
 from retrieval.access import EVERYONE
 from settings import Settings
 
@@ -162,7 +165,8 @@ def parse_posix_acl(blob: bytes) -> PosixAcl:
 
 class ShareAccess:
     """Effective read principals of files under ingest roots, following the rule in the
-    module's docstring. Folder results and id look-ups are cached: use one per run."""
+    module's docstring. Folder results (by device and inode) and id look-ups are cached: use
+    one per run."""
 
     def __init__(self, sid_map: Mapping[str, str] | None = None) -> None:
         """`sid_map`: SID → principal for NT ACLs; None takes `access.sid_map` from the
@@ -170,34 +174,38 @@ class ShareAccess:
         self._sid_map = sid_map
         self._sids: ntacl.SidResolver | None = None
         self._host_groups: dict[int, frozenset[int] | None] = {}
-        self._own: dict[tuple[str, int], frozenset[Principal] | UnreadablePermissions] = {}
-        self._traverse: dict[tuple[str, str], frozenset[Principal]] = {}
+        self._own: dict[tuple[Identity, int], frozenset[Principal] | UnreadablePermissions] = {}
+        self._traverse: dict[tuple[Identity, ...], frozenset[Principal]] = {}
         self._members: dict[int, frozenset[int]] = {}
         self._names: dict[Principal, str] = {}
 
-    def principals(self, path: str, root: str, st: os.stat_result | None = None) -> frozenset[str]:
-        """Who may read the file `path` found under the ingest `root`. Raises
-        UnreadablePermissions; FileNotFoundError when the file or a folder vanished."""
-        readers = self._grantees(path, READ, st)
-        folder = os.path.dirname(path)
-        if path != root:
-            readers = self._meet(readers, self._traversers(root, folder))
+    def principals(self, path: str, root: str) -> frozenset[str]:
+        """Who may read the file `path` found under the ingest `root`, opened as a run opens
+        it (`ingest.share_files`). Raises UnreadablePermissions, and what the opener raises."""
+        with ShareOpener(root) as opener, opener.open(path) as opened:
+            return self.readers(opened)
+
+    def readers(self, opened: OpenedFile) -> frozenset[str]:
+        """Who may read the opened file: read from its handle and its folders' handles, never
+        from a path. Raises UnreadablePermissions."""
+        readers = self._grantees(opened.file, READ)
+        if opened.folders:
+            readers = self._meet(readers, self._traversers(opened.folders))
         return frozenset(self._name(p) for p in readers)
 
-    def _traversers(self, root: str, folder: str) -> frozenset[Principal]:
-        """Who may search every folder from the root down to `folder`."""
-        key = (root, folder)
+    def _traversers(self, folders: Sequence[Handle]) -> frozenset[Principal]:
+        """Who may search every folder from the root down to the last of `folders`."""
+        key = tuple(folder.identity for folder in folders)
         if key not in self._traverse:
-            own = self._cached_grantees(folder, EXECUTE)
-            if folder == root or not folder.startswith(root.rstrip("/") + "/"):
+            own = self._cached_grantees(folders[-1], EXECUTE)
+            if len(folders) == 1:
                 self._traverse[key] = own
             else:
-                above = self._traversers(root, os.path.dirname(folder))
-                self._traverse[key] = self._meet(above, own)
+                self._traverse[key] = self._meet(self._traversers(folders[:-1]), own)
         return self._traverse[key]
 
-    def _cached_grantees(self, folder: str, bit: int) -> frozenset[Principal]:
-        key = (folder, bit)
+    def _cached_grantees(self, folder: Handle, bit: int) -> frozenset[Principal]:
+        key = (folder.identity, bit)
         if key not in self._own:
             try:
                 self._own[key] = self._grantees(folder, bit)
@@ -208,27 +216,18 @@ class ShareAccess:
             raise found
         return found
 
-    def _grantees(
-        self, path: str, bit: int, st: os.stat_result | None = None
-    ) -> frozenset[Principal]:
-        kind = "folder" if bit == EXECUTE else "file"
-        where = f" of folder {path}" if kind == "folder" else ""
-        try:
-            st = st or os.stat(path)
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            raise UnreadablePermissions(f"cannot stat the {kind}{where} ({exc.strerror})") from exc
+    def _grantees(self, handle: Handle, bit: int) -> frozenset[Principal]:
+        where = f" of folder {handle.path}" if bit == EXECUTE else ""
         for attribute in NT_ACL_ATTRIBUTES:
-            nt_acl = _attribute(path, attribute, where)
+            nt_acl = _attribute(handle, attribute, where)
             if nt_acl is not None:
                 return self.nt_acl_grantees(attribute, nt_acl, bit, where)
-        blob = _attribute(path, POSIX_ACL_ATTRIBUTE, where)
+        blob = _attribute(handle, POSIX_ACL_ATTRIBUTE, where)
         try:
-            acl = PosixAcl.from_mode(st.st_mode) if blob is None else parse_posix_acl(blob)
+            acl = PosixAcl.from_mode(handle.st.st_mode) if blob is None else parse_posix_acl(blob)
         except UninterpretableAcl as exc:
             raise UninterpretableAcl(exc.detail + where) from exc
-        return self._holders(acl, st.st_uid, st.st_gid, bit)
+        return self._holders(acl, handle.st.st_uid, handle.st.st_gid, bit)
 
     def nt_acl_grantees(
         self, attribute: str, blob: bytes, bit: int, where: str = ""
@@ -343,13 +342,11 @@ class ShareAccess:
         return self._names[principal]
 
 
-def _attribute(path: str, name: str, where: str) -> bytes | None:
-    """The extended attribute's value; None when the file has none or the file system has no
-    such attributes."""
+def _attribute(handle: Handle, name: str, where: str) -> bytes | None:
+    """The extended attribute's value, read through the handle; None when the file has none
+    or the file system has no such attributes."""
     try:
-        return os.getxattr(path, name)
-    except FileNotFoundError:
-        raise
+        return os.getxattr(handle.fd, name)
     except OSError as exc:
         if exc.errno in _ABSENT:
             return None

@@ -1,4 +1,13 @@
-"""One ingestion run: crawl the roots, bring the index and the ledger in line with the files."""
+"""One ingestion run: crawl the roots, bring the index and the ledger in line with the files.
+
+Each file is opened once, after the crawl, without following links and only if it is still the
+object the crawl listed (`ingest.share_files`); its permissions, its hash and what the parser
+reads all come from that one object. A file that changed in between (a link, a FIFO or another
+file took its place, or a folder above it was swapped) is not read this run: it is reported
+with the reason, what the ledger and the index held for it stays as it was, and the next run
+tries it again. Nothing in the appliance's own data folder is indexed, even under a root that
+holds it.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +29,15 @@ from ingest.ledger import FileRecord, Ledger, Status, erasure_note
 from ingest.parsers import parser_for
 from ingest.permissions import UNREADABLE_PERMISSIONS, ShareAccess, UnreadablePermissions
 from ingest.run_reports import save_run_report
-from ingest.workers import ParseResult, ParserPool
+from ingest.share_files import (
+    CHANGED_WHILE_READ,
+    FileChanged,
+    Identity,
+    InsideDataFolder,
+    OpenedFile,
+    ShareOpener,
+)
+from ingest.workers import ParseResult, ParserPool, ParseSource
 from retrieval.embedder import Embedder
 from retrieval.models import Chunk, chunk_id, document_id
 from retrieval.store import DocumentVersion, VectorStore
@@ -107,12 +124,10 @@ def check_roots(roots: Sequence[str]) -> list[str]:
     return checked
 
 
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_of(fd: int) -> str:
+    """The SHA-256 of an open file's content, read from its start."""
+    with open(fd, "rb", buffering=0, closefd=False) as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,12 @@ class ParseJob:
     doc_id: str
     acl: frozenset[str]
     previous: FileRecord | None
+    root: str
+    identity: Identity  # the device and inode whose permissions and content were checked
+
+    @property
+    def source(self) -> ParseSource:
+        return ParseSource(self.path, self.root, self.identity, self.sha256)
 
 
 @dataclass(frozen=True)
@@ -197,8 +218,12 @@ def _parts(
         yield from _parts(inner.document, inner.name, name)
 
 
-def _permissions_were_unreadable(previous: FileRecord | None) -> bool:
-    return previous is not None and (previous.error or "").startswith(UNREADABLE_PERMISSIONS)
+def _retried_every_run(previous: FileRecord | None) -> bool:
+    """Whether the file failed for a reason that is gone once someone fixes it elsewhere
+    (permissions that could not be read, a file that changed while it was read)."""
+    return previous is not None and (previous.error or "").startswith(
+        (UNREADABLE_PERMISSIONS, CHANGED_WHILE_READ)
+    )
 
 
 class Ingestor:
@@ -235,10 +260,12 @@ class Ingestor:
         # Folders' permissions are read once per run.
         self._access = ShareAccess(self._settings.access.sid_map)
         files: dict[str, str] = {}  # path: the outermost root it was found under
+        identities: dict[str, Identity] = {}  # path: the device and inode the crawl saw
         links_and_specials: list[str] = []
         protected: list[str] = []  # folders we could not list: what they held is kept
         for root in absolute_roots:
             crawled = crawl(root)
+            identities.update(crawled.identities)
             for path in crawled.files:
                 if len(files.get(path, root)) >= len(root):
                     files[path] = root
@@ -256,12 +283,15 @@ class Ingestor:
         # Parsing starts with the first file that needs it, while the rest are still checked.
         parsing: BackgroundParsing[ParseJob] = BackgroundParsing(
             ParserPool(workers, self._settings.ocr, self._settings.ingest.file_timeout_seconds,
-                       self._settings.ingest.worker_memory_mb),
+                       self._settings.ingest.worker_memory_mb, self._settings.run_dir),
             workers,
         )  # fmt: skip
+        openers: dict[str, ShareOpener] = {}
         try:
             for path, root in files.items():
-                planned = self._plan(path, root, report, seen, retry_failed)
+                if root not in openers:
+                    openers[root] = ShareOpener(root, identities, self._settings.data_dir)
+                planned = self._plan(path, openers[root], report, seen, retry_failed)
                 if isinstance(planned, ParseJob):
                     parsing.submit(planned)
                 elif isinstance(planned, _Ready):
@@ -269,10 +299,14 @@ class Ingestor:
                 else:
                     progress.advance(path, 0, 0)
                 self._take(parsing.ready(wait=0.0), batch, report, progress)
+            for opener in openers.values():
+                opener.close()
             parsing.done_submitting()
             while not parsing.finished:
                 self._take(parsing.ready(wait=1.0), batch, report, progress)
         finally:
+            for opener in openers.values():
+                opener.close()
             parsing.close()
         self._flush(batch, report, progress)
         for root in absolute_roots:
@@ -305,10 +339,16 @@ class Ingestor:
         report.skipped += 1
 
     def _plan(
-        self, path: str, root: str, report: IngestReport, seen: set[str], retry_failed: bool
+        self,
+        path: str,
+        opener: ShareOpener,
+        report: IngestReport,
+        seen: set[str],
+        retry_failed: bool,
     ) -> ParseJob | _Ready | None:
-        """Settle a file that needs no parsing (unchanged, unsupported, unreadable, gone);
-        or return the chunks of an identical indexed file; or the job of parsing it."""
+        """Settle a file that needs no parsing (unchanged, unsupported, unreadable, gone,
+        changed since the crawl); or return the chunks of an identical indexed file; or the
+        job of parsing it."""
         shown = storable(path)
         if shown != path:
             reason = "file name is not valid UTF-8; rename the file to index it"
@@ -321,14 +361,32 @@ class Ingestor:
             report.failed.append(Failure(shown, reason))
             return None
         try:
-            st = os.stat(path)
+            opened = opener.open(path)
         except FileNotFoundError:
             seen.discard(path)  # vanished during the run: it counts as deleted
             report.files_seen -= 1
             return None
-        except OSError as exc:
-            report.failed.append(Failure(path, f"cannot stat: {exc.strerror}"))
+        except InsideDataFolder as exc:
+            self._skip(path, str(exc), report)
             return None
+        except FileChanged as exc:
+            self._changed(path, str(exc), report)
+            return None
+        except OSError as exc:
+            self._unopenable(path, exc, report)
+            return None
+        with opened:
+            return self._plan_opened(path, opener, opened, report, retry_failed)
+
+    def _plan_opened(
+        self,
+        path: str,
+        opener: ShareOpener,
+        opened: OpenedFile,
+        report: IngestReport,
+        retry_failed: bool,
+    ) -> ParseJob | _Ready | None:
+        st = opened.file.st
         doc_id = document_id(path)
         previous = self._ledger.get(path)
         if parser_for(Path(path)) is None:
@@ -338,29 +396,21 @@ class Ingestor:
             self._skip(path, erasure_note(erased, path), report)
             return None
         try:
-            acl = self._access.principals(path, root, st)
-        except FileNotFoundError:
-            seen.discard(path)
-            report.files_seen -= 1
-            return None
+            acl = self._access.readers(opened)
         except UnreadablePermissions as exc:
             self._fail_closed(path, st, previous, str(exc), report)
             return None
         indexed = previous is not None and previous.status == "indexed"
-        # A file that failed is tried again when it changes, or when asked to; one whose
-        # permissions could not be read, as soon as they can.
-        retry = retry_failed or _permissions_were_unreadable(previous)
+        # A file that failed is tried again when it changes, or when asked to; one that
+        # failed for a reason fixed elsewhere (permissions, a swap), at every run.
+        retry = retry_failed or _retried_every_run(previous)
         settled = indexed or (previous is not None and previous.status == "failed"
                               and not retry)  # fmt: skip
         if settled and previous and (previous.size, previous.mtime) == (st.st_size, st.st_mtime):
             self._settle_unchanged(previous, acl, report)
             return None
         try:
-            sha = sha256_of(path)
-        except FileNotFoundError:
-            seen.discard(path)
-            report.files_seen -= 1
-            return None
+            sha = sha256_of(opened.file.fd)
         except OSError as exc:
             report.failed.append(Failure(path, f"cannot read: {exc.strerror}"))
             return None
@@ -371,7 +421,8 @@ class Ingestor:
             self._ledger.put(replace(previous, size=st.st_size, mtime=st.st_mtime))
             self._settle_unchanged(previous, acl, report)
             return None
-        job = ParseJob(path, st.st_size, st.st_mtime, sha, doc_id, acl, previous)
+        job = ParseJob(path, st.st_size, st.st_mtime, sha, doc_id, acl, previous,
+                       opener.root, opened.file.identity)  # fmt: skip
         return self._identical_indexed(job) or job
 
     def _identical_indexed(self, job: ParseJob) -> _Ready | None:
@@ -474,7 +525,7 @@ class Ingestor:
     def _fail_closed(
         self,
         path: str,
-        st: os.stat_result,
+        st: os.stat_result | None,
         previous: FileRecord | None,
         reason: str,
         report: IngestReport,
@@ -482,8 +533,30 @@ class Ingestor:
         """Who may read the file is unknown: none of it stays in the index."""
         if previous is not None and previous.status != "skipped":
             self._store.delete_document(previous.doc_id)
-        self._ledger.put(FileRecord(path, st.st_size, st.st_mtime, None, document_id(path),
-                                    frozenset(), "failed", reason))  # fmt: skip
+        size, mtime = (st.st_size, st.st_mtime) if st else (0, 0.0)
+        self._ledger.put(FileRecord(path, size, mtime, None, document_id(path), frozenset(),
+                                    "failed", reason))  # fmt: skip
+        report.failed.append(Failure(path, reason))
+
+    def _unopenable(self, path: str, exc: OSError, report: IngestReport) -> None:
+        """The file, or a folder above it, cannot be opened: refused access means who may
+        read it cannot be known (fail closed); anything else fails it for this run only."""
+        if parser_for(Path(path)) is None:
+            self._skip(path, f"unsupported file type {Path(path).suffix or '(none)'}", report)
+        elif isinstance(exc, PermissionError):
+            where = "the file" if exc.filename in (None, path) else f"folder {exc.filename}"
+            unreadable = UnreadablePermissions(f"cannot open {where} ({exc.strerror})")
+            self._fail_closed(path, None, self._ledger.get(path), str(unreadable), report)
+        else:
+            report.failed.append(Failure(path, f"cannot read: {exc.strerror}"))
+
+    def _changed(self, path: str, reason: str, report: IngestReport) -> None:
+        """The file is no longer what the crawl saw: it is not read this run. A file the
+        ledger knows keeps its row and chunks as they are (they describe the file as it was
+        last read); a new one gets a failed row. Either is read again on the next run."""
+        if self._ledger.get(path) is None:
+            self._ledger.put(FileRecord(path, 0, 0.0, None, document_id(path), frozenset(),
+                                        "failed", reason))  # fmt: skip
         report.failed.append(Failure(path, reason))
 
     def _chunks(self, job: ParseJob, document: ParsedDocument) -> list[Chunk]:

@@ -4,15 +4,29 @@ A hostile file (a decompression bomb, a PDF that sends a parser into a loop) tak
 most its own worker: the supervisor kills a worker that runs past the time limit or whose
 process tree holds more memory than the cap, fails that file with the reason, starts a new
 worker and goes on with the rest.
+
+A worker parses exactly the content whose permissions and hash the run checked
+(`ParseSource`): it opens the file as the run did (`ingest.share_files`: no link followed, the
+same device and inode), copies it through that handle into a private file (0600, in a 0700
+folder of the pool's own) while hashing it, and parses the copy under the file's suffix; a
+file whose hash is no longer the one checked fails as `CHANGED`, and the next run reads it
+again. Each busy worker holds one copy at a time, removed once parsed, when its worker is
+stopped, and with the pool's folder when the pool closes; the folders of pools whose process
+is gone are removed when the next pool starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import itertools
 import multiprocessing
 import os
+import re
 import resource
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections import deque
@@ -23,12 +37,28 @@ from pathlib import Path
 
 from ingest.document import ParsedDocument
 from ingest.errors import ParseError
+from ingest.share_files import CHANGED_WHILE_READ, FileChanged, Identity, ShareOpener
 from settings import OcrSettings
 
 _POLL_SECONDS = 0.1
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+_COPY_BLOCK = 1 << 20
+_POOL_FOLDER = re.compile(r"^parsing-(\d+)-")
+
+CHANGED = f"{CHANGED_WHILE_READ}; run rag ingest again"
 
 ParseResult = ParsedDocument | str  # the document, or why it could not be parsed
+
+
+@dataclass(frozen=True)
+class ParseSource:
+    """A file to parse as the run checked it: found at `path` under the ingest `root`, the
+    object with `identity` (device, inode), its content hashing to `sha256`."""
+
+    path: str
+    root: str
+    identity: Identity
+    sha256: str
 
 
 def parse_or_reason(path: str, ocr: OcrSettings) -> ParseResult:
@@ -38,6 +68,42 @@ def parse_or_reason(path: str, ocr: OcrSettings) -> ParseResult:
         return parse(Path(path), ocr)
     except ParseError as exc:
         return exc.reason
+
+
+def parse_checked(source: ParseSource, copy: str, ocr: OcrSettings) -> ParseResult:
+    """The document in the file `source` names, parsed from a private copy at `copy` (a path
+    with the file's suffix, in a private folder) of the very content the run checked; or why
+    not. The copy is gone on return."""
+    try:
+        try:
+            with ShareOpener(source.root, {source.path: source.identity}) as opener, \
+                    opener.open(source.path) as opened:  # fmt: skip
+                sha256 = _copy(opened.file.fd, copy)
+        except (FileChanged, FileNotFoundError):
+            return CHANGED
+        except OSError as exc:
+            return f"cannot read: {exc.strerror}"
+        if sha256 != source.sha256:
+            return CHANGED
+        result = parse_or_reason(copy, ocr)
+        return result.replace(copy, source.path) if isinstance(result, str) else result
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(copy)
+
+
+def _copy(fd: int, copy: str) -> str:
+    """Copy the open file to a new file `copy` (0600); the SHA-256 of what was copied."""
+    digest = hashlib.sha256()
+    target_fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                        | os.O_CLOEXEC, 0o600)  # fmt: skip
+    buffer = bytearray(_COPY_BLOCK)
+    view = memoryview(buffer)
+    with open(fd, "rb", buffering=0, closefd=False) as source, open(target_fd, "wb") as target:
+        while read := source.readinto(buffer):
+            digest.update(view[:read])
+            target.write(view[:read])
+    return digest.hexdigest()
 
 
 def _worker_main(conn: Connection, ocr: OcrSettings, address_space_bytes: int) -> None:
@@ -50,65 +116,77 @@ def _worker_main(conn: Connection, ocr: OcrSettings, address_space_bytes: int) -
     resource.setrlimit(resource.RLIMIT_AS, (address_space_bytes, address_space_bytes))
     while True:
         try:
-            path = conn.recv()
+            request = conn.recv()
         except EOFError:
             return
-        if path is None:
+        if request is None:
             return
+        source, copy = request
         try:
-            result = parse_or_reason(path, ocr)
+            result = parse_checked(source, copy, ocr)
         except MemoryError:
             result = "out of memory while parsing"
         conn.send(result)
 
 
 class Feed:
-    """Paths for a running pool, handed over from another thread; closed when none remain."""
+    """Files for a running pool, handed over from another thread; closed when none remain."""
 
-    def __init__(self, paths: Iterable[str] = (), closed: bool = False) -> None:
-        self._paths = deque(paths)
+    def __init__(self, sources: Iterable[ParseSource] = (), closed: bool = False) -> None:
+        self._sources = deque(sources)
         self._closed = closed
         self.cancelled = False
         self._lock = threading.Lock()
 
-    def put(self, path: str) -> None:
+    def put(self, source: ParseSource) -> None:
         with self._lock:
-            self._paths.append(path)
+            self._sources.append(source)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
 
     def cancel(self) -> None:
-        """No more paths, and the pool stops parsing those under way."""
+        """No more files, and the pool stops parsing those under way."""
         with self._lock:
             self._closed = self.cancelled = True
-            self._paths.clear()
+            self._sources.clear()
 
-    def take(self) -> str | None:
+    def take(self) -> ParseSource | None:
         with self._lock:
-            return self._paths.popleft() if self._paths else None
+            return self._sources.popleft() if self._sources else None
 
     def exhausted(self) -> bool:
         with self._lock:
-            return self._closed and not self._paths
+            return self._closed and not self._sources
 
 
 @dataclass
 class _Worker:
     process: multiprocessing.process.BaseProcess
     conn: Connection
-    path: str | None = None
+    source: ParseSource | None = None
+    copy: str | None = None
     started: float = 0.0
 
 
 class ParserPool:
-    """`parse(paths)` yields (path, result) as files finish, in completion order."""
+    """`parse(sources)` yields (path, result) as files finish, in completion order."""
 
     def __init__(
-        self, workers: int, ocr: OcrSettings, timeout_seconds: float, memory_mb: int
+        self,
+        workers: int,
+        ocr: OcrSettings,
+        timeout_seconds: float,
+        memory_mb: int,
+        scratch: Path | None = None,
     ) -> None:
+        """`scratch`: where the pool makes its private folder for the copies it parses (the
+        system's temporary folder when None)."""
         self._size = max(1, workers)
+        self._scratch = scratch
+        self._folder: str | None = None
+        self._copies = itertools.count()
         self._ocr = ocr
         self._timeout = timeout_seconds
         self._memory_bytes = memory_mb * 1024 * 1024
@@ -121,15 +199,17 @@ class ParserPool:
         self._context.set_forkserver_preload(["ingest.parsers", "ingest.workers"])
         self._workers: list[_Worker] = []
 
-    def parse(self, paths: Iterable[str] | Feed) -> Generator[tuple[str, ParseResult], None, None]:
-        """Parse the paths; a Feed may still be given paths from another thread meanwhile."""
-        feed = paths if isinstance(paths, Feed) else Feed(paths, closed=True)
+    def parse(
+        self, sources: Iterable[ParseSource] | Feed
+    ) -> Generator[tuple[str, ParseResult], None, None]:
+        """Parse the files; a Feed may still be given files from another thread meanwhile."""
+        feed = sources if isinstance(sources, Feed) else Feed(sources, closed=True)
         try:
             while not feed.cancelled and (
-                not feed.exhausted() or any(w.path for w in self._workers)
+                not feed.exhausted() or any(w.source for w in self._workers)
             ):
                 self._assign(feed)
-                if not any(w.path for w in self._workers):
+                if not any(w.source for w in self._workers):
                     time.sleep(_POLL_SECONDS)  # waiting for the feed
                     continue
                 yield from self._collect()
@@ -146,23 +226,44 @@ class ParserPool:
                 worker.process.join()
             worker.conn.close()
         self._workers = []
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     def _assign(self, feed: Feed) -> None:
-        idle = [w for w in self._workers if w.path is None]
+        idle = [w for w in self._workers if w.source is None]
         while True:
             if not idle and len(self._workers) >= self._size:
                 return
-            path = feed.take()
-            if path is None:
+            source = feed.take()
+            if source is None:
                 return
             if idle:
                 worker = idle.pop()
             else:
                 worker = self._spawn()
                 self._workers.append(worker)
-            worker.path = path
+            worker.source = source
+            worker.copy = os.path.join(
+                self._private_folder(), f"{next(self._copies)}{Path(source.path).suffix}"
+            )
             worker.started = time.monotonic()
-            worker.conn.send(path)
+            worker.conn.send((source, worker.copy))
+
+    def _private_folder(self) -> str:
+        if self._folder is None:
+            parent = self._scratch or Path(tempfile.gettempdir())
+            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _remove_abandoned_folders(parent)
+            self._folder = tempfile.mkdtemp(prefix=f"parsing-{os.getpid()}-", dir=parent)
+        return self._folder
+
+    def _done(self, worker: _Worker) -> None:
+        """The worker's file is settled: its copy goes (a stopped worker leaves it)."""
+        if worker.copy is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(worker.copy)
+        worker.source = worker.copy = None
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
@@ -174,28 +275,27 @@ class ParserPool:
         return _Worker(process, parent)
 
     def _collect(self) -> Iterator[tuple[str, ParseResult]]:
-        busy = {w.conn: w for w in self._workers if w.path is not None}
+        busy = {w.conn: w for w in self._workers if w.source is not None}
         for conn in wait(list(busy), timeout=_POLL_SECONDS):
             worker = busy[conn]  # type: ignore[index]
-            path = worker.path
-            assert path is not None
+            assert worker.source is not None
+            path = worker.source.path
             try:
                 result: ParseResult = worker.conn.recv()
             except (EOFError, OSError):
                 result = self._died(worker)
             else:
-                worker.path = None
+                self._done(worker)
             yield path, result
         now = time.monotonic()
         for worker in list(self._workers):
-            if worker.path is None:
+            if worker.source is None:
                 continue
+            path = worker.source.path
             if now - worker.started > self._timeout:
-                path = worker.path
                 self._replace(worker)
                 yield path, f"timed out after {self._timeout:.0f}s (the parser was stopped)"
             elif tree_memory(worker.process.pid) > self._memory_bytes:
-                path = worker.path
                 self._replace(worker)
                 cap = self._memory_bytes // (1024 * 1024)
                 yield path, f"used more than {cap} MB while parsing (the parser was stopped)"
@@ -213,7 +313,22 @@ class ParserPool:
             _kill_tree(worker.process.pid)
         worker.process.join(timeout=5)
         worker.conn.close()
+        self._done(worker)
         self._workers.remove(worker)
+
+
+def _remove_abandoned_folders(parent: Path) -> None:
+    """Remove the private folders of pools whose process is gone (a run killed outright)."""
+    for entry in parent.iterdir():
+        found = _POOL_FOLDER.match(entry.name)
+        if found is None or not entry.is_dir() or entry.is_symlink():
+            continue
+        try:
+            os.kill(int(found[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except PermissionError:
+            continue  # a live process of another account
 
 
 def _children(pid: int) -> list[int]:

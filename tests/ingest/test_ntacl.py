@@ -34,6 +34,7 @@ from ingest.permissions import (
     UninterpretableAcl,
 )
 from ingest.pipeline import Ingestor
+from ingest.share_files import Handle
 from retrieval.build import build_sparse, build_store
 from retrieval.retriever import Retriever
 from retrieval.users import UserDirectory
@@ -125,10 +126,10 @@ def cifs_acl(monkeypatch: pytest.MonkeyPatch) -> Inject:
     blobs: dict[str, bytes] = {}
     real = permissions._attribute
 
-    def attribute(path: str, name: str, where: str) -> bytes | None:
-        if name == "system.cifs_acl" and str(path) in blobs:
-            return blobs[str(path)]
-        return real(path, name, where)
+    def attribute(handle: Handle, name: str, where: str) -> bytes | None:
+        if name == "system.cifs_acl" and handle.path in blobs:
+            return blobs[handle.path]
+        return real(handle, name, where)
 
     monkeypatch.setattr(permissions, "_attribute", attribute)
     return lambda path, blob: blobs.__setitem__(str(path), blob)

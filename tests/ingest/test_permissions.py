@@ -234,9 +234,10 @@ def test_getxattr_failing_for_another_reason_makes_permissions_unreadable(
     root = make(tmp_path / "share", 0o755)
     path = make(root / "locked" / "doc.txt", 0o644)
     real = os.getxattr
+    locked = os.stat(root / "locked")
 
     def refused_on_the_folder(target: Any, name: str, *args: Any, **kwargs: Any) -> bytes:
-        if str(target) == str(root / "locked"):
+        if isinstance(target, int) and os.path.samestat(os.fstat(target), locked):
             raise OSError(errno.EACCES, "Permission denied")
         return real(target, name, *args, **kwargs)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -14,7 +16,9 @@ from pypdf import PdfWriter
 
 from ingest import workers
 from ingest.document import ParsedDocument
-from ingest.workers import Feed, ParserPool, parse_or_reason, tree_memory
+from ingest.pipeline import sha256_of
+from ingest.share_files import ShareOpener
+from ingest.workers import CHANGED, Feed, ParserPool, ParseSource, parse_or_reason, tree_memory
 from settings import OcrSettings
 from tests.conftest import SAMPLE_SHARE
 
@@ -24,8 +28,16 @@ MARKDOWN = SAMPLE_SHARE / "policies" / "travel-and-expenses.md"
 DOCX = SAMPLE_SHARE / "policies" / "remote-work.docx"
 
 
+def checked(path: Path) -> ParseSource:
+    """The file as a run checks it before parsing: its device, inode and hash."""
+    root = str(path.parent)
+    with ShareOpener(root) as opener, opener.open(str(path)) as opened:
+        return ParseSource(str(path), root, opened.file.identity, sha256_of(opened.file.fd))
+
+
 def run(pool: ParserPool, *paths: Path) -> dict[str, ParsedDocument | str]:
-    return {Path(path).name: result for path, result in pool.parse(str(p) for p in paths)}
+    sources = [checked(path) for path in paths]
+    return {Path(path).name: result for path, result in pool.parse(sources)}
 
 
 def text(result: ParsedDocument | str) -> str:
@@ -92,7 +104,7 @@ def test_a_worker_killed_from_outside_fails_its_file_only() -> None:
 
     def kill_the_busy_worker() -> None:
         for _ in range(100):
-            busy = [w for w in pool._workers if w.path]
+            busy = [w for w in pool._workers if w.source]
             if busy:
                 time.sleep(0.5)
                 busy[0].process.kill()
@@ -123,16 +135,64 @@ def test_a_feed_gets_results_before_it_is_closed_and_a_cancel_stops_the_pool() -
     feed = Feed()
     pool = ParserPool(1, OCR, timeout_seconds=300, memory_mb=2048)
     parsed = pool.parse(feed)
-    feed.put(str(MARKDOWN))
-    path, result = next(parsed)  # while more paths may still come
+    feed.put(checked(MARKDOWN))
+    path, result = next(parsed)  # while more files may still come
     assert path == str(MARKDOWN) and isinstance(result, ParsedDocument)
-    feed.put(str(SCANNED_PDF))
-    feed.put(str(DOCX))
+    feed.put(checked(SCANNED_PDF))
+    feed.put(checked(DOCX))
     threading.Timer(0.5, feed.cancel).start()
     started = time.monotonic()
     assert list(parsed) == []  # cancelled during the OCR of the scan: nothing more comes
     assert time.monotonic() - started < 10
     assert pool._workers == []
+
+
+@pytest.mark.parametrize("swap", ["a link", "another file", "other content"])
+def test_a_file_that_is_no_longer_the_one_checked_is_not_parsed(swap: str, tmp_path: Path) -> None:
+    note, elsewhere = tmp_path / "note.md", tmp_path / "elsewhere.md"
+    note.write_text("# Note\n\nRoom 4 is booked on Fridays.\n")
+    elsewhere.write_text("# Elsewhere\n\nThe salary bands are confidential.\n")
+    source = checked(note)
+    if swap == "a link":
+        note.unlink()
+        note.symlink_to(elsewhere)
+    elif swap == "another file":  # even with the very same content
+        shutil.copy(note, tmp_path / "copy.md")
+        (tmp_path / "copy.md").rename(note)
+    else:
+        note.write_text("# Note\n\nRoom 5 is booked on Mondays.\n")
+    scratch = tmp_path / "run"
+    results = dict(ParserPool(1, OCR, 60, 2048, scratch).parse([source]))
+    assert results == {str(note): CHANGED}
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_worker_parses_a_private_copy_that_is_gone_afterwards(tmp_path: Path) -> None:
+    scratch = tmp_path / "run"
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    abandoned = scratch / f"parsing-{finished.pid}-left-by-a-killed-run"
+    abandoned.mkdir(parents=True)
+    (abandoned / "0.md").write_text("a copy a killed run left behind")
+    pool = ParserPool(1, OCR, timeout_seconds=300, memory_mb=2048, scratch=scratch)
+    seen: list[tuple[str, int, int]] = []
+
+    def watch_the_copy() -> None:  # while the scan is read (OCR takes seconds)
+        for _ in range(600):
+            copies = [c for c in scratch.glob("parsing-*/*") if c.parent != abandoned]
+            if copies:
+                seen.extend((c.name, stat.S_IMODE(c.stat().st_mode),
+                             stat.S_IMODE(c.parent.stat().st_mode)) for c in copies)  # fmt: skip
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch_the_copy)
+    watcher.start()
+    results = run(pool, SCANNED_PDF, MARKDOWN)
+    watcher.join()
+    assert seen == [("0.pdf", 0o600, 0o700)]
+    assert text(results[SCANNED_PDF.name]) == text(parse_or_reason(str(SCANNED_PDF), OCR))
+    assert list(scratch.iterdir()) == []  # the pool's folder, and the abandoned one
 
 
 FORKS_A_CHILD = """
