@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.crawler import crawl, storable
+from ingest import crawler
+from ingest.crawler import FOLDER_CHANGED, crawl, storable
 from settings import PROJECT_ROOT
 
 
@@ -80,6 +81,29 @@ def test_a_name_that_is_not_utf8_gets_a_storable_form(tmp_path: Path) -> None:
     assert shown.endswith("caf\\xe9.md")
     shown.encode("utf-8")
     assert storable(str(tmp_path / "café.md")) == str(tmp_path / "café.md")
+
+
+def test_a_folder_swapped_for_a_link_during_the_crawl_is_not_listed_through_it(
+    share: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    restricted = tmp_path / "restricted"
+    restricted.mkdir()
+    (restricted / "salaries.md").write_text("s")
+    real_kind = crawler._kind
+
+    def swap_when_listed(entry: os.DirEntry[str]) -> object:
+        found = real_kind(entry)
+        if entry.name == "a" and not (share / "a").is_symlink():  # listed, not yet entered
+            (share / "a").rename(tmp_path / "a-moved-away")
+            (share / "a").symlink_to(restricted)
+        return found
+
+    monkeypatch.setattr(crawler, "_kind", swap_when_listed)
+    result = crawl(str(share))
+    assert not any("salaries" in path for path in result.files)
+    assert result.unreadable_folders == [(str(share / "a"), FOLDER_CHANGED)]
+    assert result.files == [str(share / "top.pdf")]
+    assert set(result.identities) == {str(share), str(share / "a"), str(share / "top.pdf")}
 
 
 def as_root_without_file_permission_override(*command: str) -> list[str]:
