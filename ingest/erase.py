@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -159,15 +160,22 @@ def _erase_file(
 
 def _tombstones(file: FileRecord, by: str) -> list[Tombstone]:
     """The file as it is now on the share, and as the ledger knew it when that differs
-    (changed since it was indexed, or already gone)."""
+    (changed since it was indexed, or already gone; a link or a FIFO in its place is not
+    read: the ledger's record alone counts then)."""
     now = time.time()
     recorded = Tombstone(file.path, file.doc_id, file.size, file.mtime, file.sha256, now, by)
-    try:
-        with open(file.path, "rb") as handle:
-            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
-        st = os.stat(file.path)
+    try:  # never through a link, nor from a FIFO: only a file at that very path counts
+        fd = os.open(file.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return [recorded]
+    with open(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return [recorded]
+        try:
+            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        except OSError:
+            return [recorded]
     current = Tombstone(file.path, file.doc_id, st.st_size, st.st_mtime, sha256, now, by)
     if file.sha256 in (None, sha256):
         return [current]

@@ -272,6 +272,23 @@ def test_erasing_again_completes_and_changes_nothing_more(
     ledger.close()
 
 
+def test_erasing_a_path_that_a_link_now_takes_does_not_tombstone_the_link_s_target(
+    share: Path, settings: Settings, embedder: Any
+) -> None:
+    ingest(settings, embedder, share)
+    security = share / "policies" / "information-security.md"
+    travel = share / "policies" / "travel-and-expenses.md"
+    security.unlink()
+    security.symlink_to(travel.name)
+    erase(settings, path=str(security))
+    ledger = ledger_of(settings)
+    assert sha256(travel) not in [t.sha256 for t in ledger.tombstones()]
+    ledger.close()
+    report = ingest(settings, embedder, share)
+    assert report.failed == [] and report.unchanged == 2  # travel is not taken for a copy
+    assert count(settings, document_id(str(travel))) > 0
+
+
 def test_an_unknown_document_says_where_to_find_the_path(
     share: Path, settings: Settings, embedder: Any
 ) -> None:
