@@ -14,11 +14,10 @@ going on) is a file the ledger doesn't know yet, which the next `rag ingest` rec
 A restore refuses a backup holding a symbolic link (or any entry that is neither a file nor a
 folder), and with a manifest key one whose signature is missing or wrong; it says when the
 manifest it trusts is unsigned. It checks every file against the manifest before it changes
-anything, then replaces
-the index, the databases and the audit log (the one it replaces is kept next to it). Erasures
-recorded in the data folder's ledger before the restore are applied again to what was
-restored: a backup taken before an erasure does not bring the document back. Page pictures
-are a cache and are neither backed up nor kept.
+anything, then replaces the index, the databases and the audit log (the one it replaces is
+kept next to it). Erasures recorded in the data folder's ledger before the restore are
+applied again to what was restored: a backup taken before an erasure does not bring the
+document back. Page pictures are a cache and are neither backed up nor kept.
 """
 
 from __future__ import annotations
