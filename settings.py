@@ -8,6 +8,7 @@ field's description is the configuration reference; ``rag doctor`` and the READM
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -43,6 +44,35 @@ OFFLINE_ENVIRONMENT: dict[str, str] = {
 def enforce_offline() -> None:
     """Set the offline switches in this process (and so in every child it starts)."""
     os.environ.update(OFFLINE_ENVIRONMENT)
+
+
+# Permission bits of group and others. Nothing the appliance keeps (password hashes,
+# conversations, restricted passages in the index) may carry any of them.
+OPEN_TO_OTHERS = 0o077
+
+
+def protect_state(data_dir: Path | None = None) -> None:
+    """Make everything this process (and every child it starts) creates its owner's alone:
+    umask 077, so files are 0600 and folders 0700. Every entry point calls it before it
+    creates anything.
+
+    With `data_dir`: a data folder that an older version left open to group or others is
+    closed (its own mode only, which keeps other accounts out of everything under it; `rag
+    doctor` names looser files inside). A folder owned by another account, or one that cannot
+    be changed, is left as it is."""
+    os.umask(OPEN_TO_OTHERS)
+    if data_dir is None:
+        return
+    try:
+        found = data_dir.stat()
+        if (
+            stat.S_ISDIR(found.st_mode)
+            and found.st_mode & OPEN_TO_OTHERS
+            and found.st_uid == os.geteuid()
+        ):
+            data_dir.chmod(stat.S_IMODE(found.st_mode) & ~OPEN_TO_OTHERS)
+    except OSError:
+        pass  # missing (the first command creates it 0700) or on a read-only mount
 
 
 class _Section(BaseModel):
@@ -248,6 +278,20 @@ class AuditSettings(_Section):
     )
 
 
+class BackupSettings(_Section):
+    key_file: Path | None = Field(
+        default=None,
+        description="A file holding a secret (at least 16 bytes, e.g. `head -c 32 /dev/urandom "
+        "> /etc/rag/backup.key`, mode 0400, owned by the account that runs `rag`) on neither "
+        "the data volume nor the backup storage. Set: `rag backup` signs each backup's "
+        "manifest with it (HMAC-SHA256, in `manifest.sig`) and `rag restore` refuses a backup "
+        "whose signature is missing or wrong, so whoever can write to the backups cannot add "
+        "a user or change a file and recompute the checksums. Keep a copy with the recovery "
+        "documents: a backup restores only with the key it was signed with. Unset: manifests "
+        "are unsigned, and a restore says so.",
+    )
+
+
 class AccessSettings(_Section):
     group_map: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -280,7 +324,9 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(
-        default=Path("data"), description="Where all state lives: index, ledger, users, runs."
+        default=Path("data"),
+        description="Where all state lives: index, ledger, users, runs. Kept 0700 with files "
+        "0600: only the account that runs the appliance reads it (`rag doctor` checks).",
     )
     models_dir: Path = Field(
         default=PROJECT_ROOT / "models",
@@ -296,6 +342,7 @@ class Settings(BaseSettings):
     index: IndexSettings = Field(default_factory=IndexSettings)
     ui: UISettings = Field(default_factory=UISettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
 
     @property

@@ -3,16 +3,21 @@
 A backup folder holds consistent copies of the SQLite databases (ledger, users, conversations,
 ratings; taken with SQLite's online backup, so the appliance may keep running), the audit log,
 the vector index as the store writes it (`store/`), and `manifest.json`: when, which version,
-the settings a restore must agree with, counts, and every file's size and SHA-256.
+the settings a restore must agree with, counts, and every file's size and SHA-256. With a
+manifest key (RAG_BACKUP__KEY_FILE), `manifest.sig` holds the manifest's HMAC-SHA256, so the
+checksums also show who wrote them. The folder is 0700 and its files 0600, whatever the modes
+of the data folder's files: a backup holds password hashes, conversations and every passage.
 
 The ledger is copied before the index: whatever the index gains meanwhile (an ingestion run
 going on) is a file the ledger doesn't know yet, which the next `rag ingest` reconciles.
 
-A restore checks every file against the manifest before it changes anything, then replaces
-the index, the databases and the audit log (the one it replaces is kept next to it). Erasures
-recorded in the data folder's ledger before the restore are applied again to what was
-restored: a backup taken before an erasure does not bring the document back. Page pictures
-are a cache and are neither backed up nor kept.
+A restore refuses a backup holding a symbolic link (or any entry that is neither a file nor a
+folder), and with a manifest key one whose signature is missing or wrong; it says when the
+manifest it trusts is unsigned. It checks every file against the manifest before it changes
+anything, then replaces the index, the databases and the audit log (the one it replaces is
+kept next to it). Erasures recorded in the data folder's ledger before the restore are
+applied again to what was restored: a backup taken before an erasure does not bring the
+document back. Page pictures are a cache and are neither backed up nor kept.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import importlib.metadata
 import json
+import logging
 import os
 import shutil
 import sqlite3
+import stat
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -38,14 +46,19 @@ from llm.feedback import FeedbackStore
 from llm.history import ConversationStore
 from retrieval.audit import AuditLog, build_audit
 from retrieval.build import build_embedder, build_store
-from settings import PROJECT_ROOT, Settings
+from settings import OPEN_TO_OTHERS, PROJECT_ROOT, Settings
 
 MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+SIGNATURE_SCHEME = "hmac-sha256"
+SHORTEST_KEY = 16
 FORMAT = 1
 STORE_FOLDER = "store"
 AUDIT_FILE = "audit.jsonl"
 
 Say = Callable[[str], None]
+
+log = logging.getLogger(__name__)
 
 
 class BackupError(Exception):
@@ -80,7 +93,7 @@ def databases(settings: Settings) -> dict[str, Path]:
 
 def backup(settings: Settings, folder: Path, say: Say = _quiet) -> dict[str, Any]:
     """Write a backup of the data folder into `folder` (missing or empty); returns
-    `{"dir", "files", "chunks", "documents", "seconds", "warnings"}`."""
+    `{"dir", "files", "chunks", "documents", "seconds", "warnings", "manifest_signed"}`."""
     started = time.monotonic()
     folder = folder.absolute()
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
@@ -90,12 +103,18 @@ def backup(settings: Settings, folder: Path, say: Say = _quiet) -> dict[str, Any
             f"no ledger at {settings.ledger_path}: nothing to back up; set RAG_DATA_DIR to the "
             "appliance's data folder"
         )
+    key = manifest_key(settings)
     say("reading the embedding model's dimension")
     compatibility = _compatibility(settings)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     try:
+        _make_private(folder)
         manifest = _write_backup(settings, folder, compatibility, say)
+        if key is not None:
+            manifest_bytes = (folder / MANIFEST).read_bytes()
+            _write_atomically(folder / SIGNATURE, _signature(key, manifest_bytes) + "\n")
+        _make_private(folder)
     except BaseException:
         _empty(folder, remove=created)
         raise
@@ -108,7 +127,12 @@ def backup(settings: Settings, folder: Path, say: Say = _quiet) -> dict[str, Any
     }
     build_audit(settings).record("operator", "backup", detail)
     seconds = round(time.monotonic() - started, 3)
-    return {**detail, "seconds": seconds, "warnings": manifest["warnings"]}
+    return {
+        **detail,
+        "seconds": seconds,
+        "warnings": manifest["warnings"],
+        "manifest_signed": key is not None,
+    }
 
 
 def _write_backup(
@@ -246,7 +270,7 @@ def _inventory(folder: Path) -> list[dict[str, Any]]:
             "sha256": _sha256(path),
         }
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.relative_to(folder).as_posix() != MANIFEST
+        if path.is_file() and path.relative_to(folder).as_posix() not in (MANIFEST, SIGNATURE)
     ]
 
 
@@ -255,18 +279,96 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def _make_private(folder: Path) -> None:
+    """Close the backup to group and others: copies keep no mode of the data folder's files."""
+    try:
+        folder.chmod(0o700)
+    except OSError as exc:
+        raise BackupRefused(
+            f"cannot make {folder} private to this account ({exc.strerror or exc}); give a "
+            "folder it owns"
+        ) from exc
+    pending = [folder]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    continue
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if mode & OPEN_TO_OTHERS:
+                    os.chmod(entry.path, stat.S_IMODE(mode) & ~OPEN_TO_OTHERS)
+                if stat.S_ISDIR(mode):
+                    pending.append(Path(entry.path))
+
+
+# -- the manifest's signature ----------------------------------------------------------------
+
+
+def manifest_key(settings: Settings) -> bytes | None:
+    """The secret of RAG_BACKUP__KEY_FILE (surrounding white space dropped); None when unset."""
+    path = settings.backup.key_file
+    if path is None:
+        return None
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise BackupRefused(
+            f"cannot read the manifest key RAG_BACKUP__KEY_FILE={path} "
+            f"({exc.strerror or exc}); make it readable by the account that runs `rag`"
+        ) from exc
+    if len(key) < SHORTEST_KEY:
+        raise BackupRefused(
+            f"the manifest key in {path} holds {len(key)} bytes, fewer than {SHORTEST_KEY}; "
+            f"write a random one: `head -c 32 /dev/urandom > {path}`"
+        )
+    return key
+
+
+def _signature(key: bytes, manifest: bytes) -> str:
+    return f"{SIGNATURE_SCHEME}:{hmac.new(key, manifest, hashlib.sha256).hexdigest()}"
+
+
+def check_signature(folder: Path, key: bytes, manifest: bytes) -> None:
+    """`manifest` (the bytes of the backup's manifest) carries the signature `key` makes of it;
+    refused otherwise."""
+    try:
+        found = (folder / SIGNATURE).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise BackupRefused(
+            f"the backup in {folder} has no {SIGNATURE} and RAG_BACKUP__KEY_FILE is set: it was "
+            "not written by `rag backup` with the key, or its signature was removed; nothing "
+            "was changed; restore a signed backup (one made before the key was set restores "
+            "with RAG_BACKUP__KEY_FILE unset, once you trust it)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise BackupDamaged(f"cannot read {folder / SIGNATURE}: {exc}") from exc
+    if not hmac.compare_digest(found.encode(), _signature(key, manifest).encode()):
+        raise BackupDamaged(
+            f"the manifest of {folder} does not carry the signature of RAG_BACKUP__KEY_FILE: the "
+            "backup was changed after `rag backup` wrote it, or signed with another key; "
+            "nothing was changed; restore from another backup, or set the key it was signed with"
+        )
+
+
 # -- restore ---------------------------------------------------------------------------------
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path, key: bytes | None = None) -> dict[str, Any]:
+    """The backup's manifest; with `key`, only when it carries that key's signature."""
     path = folder / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise BackupRefused(
             f"{folder} is not a backup (no {MANIFEST}); give the folder `rag backup` wrote"
         ) from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise BackupDamaged(f"cannot read {path}: {exc}") from exc
+    if key is not None:
+        check_signature(folder, key, raw)
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
         raise BackupDamaged(f"cannot read {path}: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BackupRefused(
@@ -274,6 +376,25 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             "the appliance version that wrote it"
         )
     return manifest
+
+
+def refuse_links(folder: Path) -> None:
+    """A backup holds files and folders only. A symbolic link (or a device, a pipe) anywhere in
+    it is refused before anything is read through it: a restore copies nothing from outside."""
+    pending = [folder]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif not entry.is_file(follow_symlinks=False):
+                    name = Path(entry.path).relative_to(folder).as_posix()
+                    kind = "a symbolic link" if entry.is_symlink() else "not a regular file"
+                    raise BackupRefused(
+                        f"backup entry {name} in {folder} is {kind}: `rag backup` writes only "
+                        "files and folders, so the backup was changed; nothing was changed; "
+                        "restore from another backup"
+                    )
 
 
 def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
@@ -293,7 +414,7 @@ def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
             )
     for path in sorted(folder.rglob("*")):
         name = path.relative_to(folder).as_posix()
-        if path.is_file() and name != MANIFEST and name not in listed:
+        if path.is_file() and name not in (MANIFEST, SIGNATURE) and name not in listed:
             raise BackupDamaged(
                 f"backup file {name} is not in the manifest: the backup was changed; nothing "
                 "was changed; restore from another backup"
@@ -304,9 +425,19 @@ def restore(
     settings: Settings, folder: Path, force: bool = False, say: Say = _quiet
 ) -> dict[str, Any]:
     """Replace the data folder's state with the backup in `folder`; returns
-    `{"dir", "documents", "chunks", "erasures_reapplied", "previous_audit_log"}`."""
+    `{"dir", "documents", "chunks", "erasures_reapplied", "previous_audit_log",
+    "manifest_signed"}`."""
     folder = folder.absolute()
-    manifest = read_manifest(folder)
+    key = manifest_key(settings)
+    manifest = read_manifest(folder, key)
+    if key is None:
+        log.warning(
+            "the manifest of %s is not signed: its checksums show the files are whole, not who "
+            "wrote them; set RAG_BACKUP__KEY_FILE to sign backups and check restores",
+            folder,
+        )
+    say("checking that the backup holds only files and folders")
+    refuse_links(folder)
     say("checking every file of the backup")
     verify_files(folder, manifest)
     say("checking the embedding model")
@@ -337,6 +468,7 @@ def restore(
         "chunks": chunks,
         "erasures_reapplied": reapplied,
         "previous_audit_log": previous_log,
+        "manifest_signed": key is not None,
     }
     detail = {**result, "created_at": manifest["created_at"]}
     build_audit(settings).record("operator", "restore", detail)
@@ -391,7 +523,7 @@ def _restore_audit(settings: Settings, source: Path) -> str | None:
             kept = target.with_name(f"{target.name}.replaced-{stamp}")
             os.replace(target, kept)
         if source.exists():
-            _write_atomically(target, source.read_text(encoding="utf-8"), mode=0o640)
+            _write_atomically(target, source.read_text(encoding="utf-8"))
         else:
             target.unlink(missing_ok=True)
     return kept.name if kept else None
@@ -439,13 +571,13 @@ def _totals(settings: Settings) -> tuple[int, int]:
 # -- files -----------------------------------------------------------------------------------
 
 
-def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+def _write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.partial")
     with partial.open("w", encoding="utf-8") as out:
         out.write(text)
         out.flush()
         os.fsync(out.fileno())
-    partial.chmod(mode)
+    partial.chmod(0o600)
     os.replace(partial, path)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.pdf_writer import one_page_text_pdf
-from settings import Settings, enforce_offline
+from settings import Settings, enforce_offline, protect_state
 
 enforce_offline()
 
@@ -211,6 +211,7 @@ def main() -> int:
     parser.add_argument("--share", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    protect_state()
     if args.phase:
         run = phase_naive if args.phase == "naive" else phase_pipeline
         print(json.dumps(run(args.share, args.data)))

@@ -58,7 +58,7 @@ from retrieval.embedder import Embedder
 from retrieval.models import Chunk, chunk_id, document_id
 from retrieval.retriever import Retriever
 from retrieval.store import SearchQuery, VectorStore
-from settings import Settings, enforce_offline
+from settings import Settings, enforce_offline, protect_state
 
 enforce_offline()
 
@@ -461,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="seed of the generated corpus")
     parser.add_argument("--skip-llm", action="store_true", help="no `answer` line")
     args = parser.parse_args(argv)
+    protect_state()
 
     with tempfile.TemporaryDirectory(prefix="rag-bench-query-") as work:
         settings = bench_settings(Path(work), free_port())

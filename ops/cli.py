@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from retrieval.access import Scope
 from retrieval.audit import build_audit, clip_query
 from retrieval.store import SearchFilters
-from settings import Settings, enforce_offline
+from settings import Settings, enforce_offline, protect_state
 
 enforce_offline()  # before any library that could reach a hub or send telemetry is imported
 
@@ -632,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     command = f"{args.command} {verb}" if verb else args.command
     try:
         settings = Settings()
+        protect_state(settings.data_dir)  # before anything is created; children inherit it
         with _stdout_to_stderr(args.json):
             result = func(args, settings)
     except KeyboardInterrupt:

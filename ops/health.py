@@ -1,4 +1,6 @@
-"""What `rag doctor` and `rag status` check: offline switches, models, services, OCR, egress.
+"""What `rag doctor` and `rag status` check: offline switches, models, services, OCR, egress,
+and the modes of the state files (the data folder and all in it, the backup key: none open to
+group or others).
 
 Every check is `{"name", "ok", "detail"}`; a failing detail says what to do next. Doctor never
 contacts a configured URL it cannot prove is inside the network, and never looks a name up.
@@ -8,7 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +21,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from ops.processes import ManagedProcess, is_healthy
-from settings import OFFLINE_ENVIRONMENT, Settings
+from settings import OFFLINE_ENVIRONMENT, OPEN_TO_OTHERS, Settings
 
 # Host names that are internal by convention (RFC 6762, RFC 8375, and the usual private ones).
 LOCAL_NAME_SUFFIXES = (".local", ".internal", ".lan", ".corp", ".home.arpa")
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+OPEN_PATHS_SHOWN = 3
 
 
 def llm_status(settings: Settings) -> dict[str, Any]:
@@ -218,6 +223,87 @@ def check_pdf_renderer() -> dict[str, Any]:
     )
 
 
+# -- file modes ---------------------------------------------------------------------------------
+
+
+def check_file_modes(settings: Settings) -> dict[str, Any]:
+    """The data folder and everything in it closed to group and others: any local account reads
+    a state file open to them (password hashes, conversations, restricted passages)."""
+    root = settings.data_dir.absolute()
+    if not root.exists():
+        return _check("file_modes", True, f"no data folder yet at {root}; it is created 0700")
+    entries, opened = 0, 0
+    shown: list[str] = []
+    for path, mode in _entries_with_modes(root):
+        entries += 1
+        if mode & OPEN_TO_OTHERS:
+            opened += 1
+            if len(shown) < OPEN_PATHS_SHOWN:
+                shown.append(f"{path} ({stat.S_IMODE(mode):04o})")
+    if not opened:
+        detail = f"{root}: {entries} files and folders, none open to group or others"
+        return _check("file_modes", True, detail)
+    more = f" and {opened - len(shown)} more" if opened > len(shown) else ""
+    return _check(
+        "file_modes",
+        False,
+        f"{opened} of {entries} files and folders in the data folder are open to group or "
+        f"others, who could read password hashes, conversations and restricted passages: "
+        f"{', '.join(shown)}{more}; close them: `chmod -R go-rwx {shlex.quote(str(root))}`",
+    )
+
+
+def _entries_with_modes(root: Path) -> Iterator[tuple[str, int]]:
+    """`root` and everything under it, with their modes; symbolic links are neither followed
+    nor reported (a link's own mode grants nothing)."""
+    yield str(root), root.stat().st_mode
+    pending = [str(root)]
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:
+            continue  # gone meanwhile, or not ours to read: its own mode was reported
+        with entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    continue
+                try:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                except OSError:
+                    continue  # removed while we looked
+                yield entry.path, mode
+                if stat.S_ISDIR(mode):
+                    pending.append(entry.path)
+
+
+def check_backup_key(settings: Settings) -> dict[str, Any]:
+    """RAG_BACKUP__KEY_FILE (when set) can be read, is long enough, and is its owner's alone."""
+    from ops.backup import BackupError, manifest_key
+
+    path = settings.backup.key_file
+    assert path is not None
+    try:
+        manifest_key(settings)
+    except BackupError as exc:
+        return _check("backup_key", False, str(exc))
+    mode = path.stat().st_mode
+    if mode & OPEN_TO_OTHERS:
+        return _check(
+            "backup_key",
+            False,
+            f"{path} ({stat.S_IMODE(mode):04o}) is open to group or others, who could sign a "
+            f"rewritten backup with it; close it: `chmod 0400 {shlex.quote(str(path))}`",
+        )
+    if path.resolve().is_relative_to(settings.data_dir.resolve()):
+        return _check(
+            "backup_key",
+            False,
+            f"{path} lies in the data folder: whoever gets the data volume gets the key too; "
+            "move it elsewhere (e.g. /etc/rag) and set RAG_BACKUP__KEY_FILE to it",
+        )
+    return _check("backup_key", True, f"{path}: manifests are signed and checked")
+
+
 # -- services -----------------------------------------------------------------------------------
 
 
@@ -293,9 +379,12 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
         check_spacy_model(),
         check_ocr(settings),
         check_pdf_renderer(),
+        check_file_modes(settings),
         check_store(settings),
         check_llm(settings),
     ]
+    if settings.backup.key_file is not None:
+        checks.append(check_backup_key(settings))
     ui = check_ui(settings)
     if ui is not None:
         checks.append(ui)

@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -51,6 +52,7 @@ _RETIRED = ".swap-retired"
 _SWAP_FOLDERS = (_BUILDING, _READY, _INSTALLING, _RETIRED)
 _BACKUP_FILE = "store.json"
 _BACKUP_FORMAT = "qdrant-edge shard files"
+_COPY_BUFFER = 1 << 20
 
 
 class EdgeStore:
@@ -554,10 +556,25 @@ def _finish_swap(path: Path) -> None:
 
 
 def _copy_entry(source: Path, target: Path) -> None:
-    if source.is_dir():
-        shutil.copytree(source, target)
-    else:
-        shutil.copy2(source, target)
+    """Copies a file or folder of a shard (to or from a backup): its content only, created with
+    this process's umask rather than the source's mode, and never through a symbolic link."""
+    mode = source.lstat().st_mode
+    if stat.S_ISDIR(mode):
+        target.mkdir()
+        for entry in source.iterdir():
+            _copy_entry(entry, target / entry.name)
+        return
+    if stat.S_ISLNK(mode):
+        raise StoreUnavailable(f"{source} is a symbolic link; the index holds only files")
+    try:
+        descriptor = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot copy {source}: {exc.strerror or exc}") from exc
+    with open(descriptor, "rb") as reader:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise StoreUnavailable(f"{source} is not a regular file; the index holds only those")
+        with open(target, "xb") as writer:
+            shutil.copyfileobj(reader, writer, _COPY_BUFFER)
 
 
 def _remove_entry(entry: Path) -> None:

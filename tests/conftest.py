@@ -67,6 +67,16 @@ def block_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
 
+@pytest.fixture(autouse=True)
+def keep_umask() -> Iterator[None]:
+    """An entry point run in this process (the Streamlit script under AppTest, a benchmark's
+    main) makes later files private with its umask: give the next test the umask it had."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield
+    os.umask(umask)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

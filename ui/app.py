@@ -7,9 +7,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from settings import enforce_offline  # noqa: E402
+from settings import enforce_offline, protect_state  # noqa: E402
 
 enforce_offline()
+protect_state()
 
 import streamlit as st  # noqa: E402
 

@@ -67,10 +67,11 @@ RUN apt-get update \
         libgl1 libglib2.0-0 libmagic1 \
     && rm -rf /var/lib/apt/lists/*
 
-# /data is created owned by `rag` so that a fresh named volume mounted there inherits it.
+# /data is created owned by `rag`, for it alone, so that a fresh named volume mounted there
+# inherits both.
 RUN groupadd --gid 10001 rag \
     && useradd --uid 10001 --gid rag --create-home --shell /usr/sbin/nologin rag \
-    && install -d -o rag -g rag -m 0750 /data
+    && install -d -o rag -g rag -m 0700 /data
 
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /app /app

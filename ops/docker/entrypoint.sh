@@ -3,7 +3,13 @@
 # Compose mounts as secret files into the settings pydantic-settings reads, then run the
 # command. A secret file that exists but cannot be read stops the container: starting
 # without the key would only fail later with a less clear 401/403.
+# Whatever the command creates is its owner's alone (umask 077, as settings.protect_state),
+# and a data folder left open to others by an older image is closed.
 set -eu
+umask 077
+if [ -d "${RAG_DATA_DIR:-}" ] && [ -O "$RAG_DATA_DIR" ]; then
+    chmod go-rwx "$RAG_DATA_DIR" 2>/dev/null || true
+fi
 
 load_secret() {
     # load_secret VARIABLE FILE: export VARIABLE with FILE's content (trailing newline dropped).

@@ -1,14 +1,17 @@
 """`rag backup` and `rag restore` as an operator runs them, on the real pipeline and the real
 embedded index: a restore onto a fresh data folder finds the same hits; damaged backups, busy
 folders and another embedding model are refused before anything changes; an erasure made
-after a backup survives restoring it."""
+after a backup survives restoring it; a backup rewritten by whoever can write to the backups
+(links, a user added and the checksums recomputed) is refused."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +242,114 @@ def test_an_erasure_made_after_the_backup_survives_restoring_it(
     assert any(e["action"] == "erase" and e["user"] == "dpo" for e in events)
     replaced = Path(env["RAG_DATA_DIR"]) / restored["previous_audit_log"]
     assert '"action": "erase"' in replaced.read_text()  # the log it replaced is kept
+
+
+# -- what someone who can write to the backups may try ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    key = tmp_path_factory.mktemp("keys") / "backup.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o400)
+    return key
+
+
+def with_key(env: dict[str, str], key: Path) -> dict[str, str]:
+    return {**env, "RAG_BACKUP__KEY_FILE": str(key)}
+
+
+@pytest.fixture(scope="module")
+def signed_backup(
+    tmp_path_factory: pytest.TempPathFactory, source: dict[str, str], key_file: Path
+) -> Path:
+    folder = tmp_path_factory.mktemp("signed") / "nightly"
+    assert rag_json(with_key(source, key_file), "backup", str(folder))["manifest_signed"]
+    return folder
+
+
+def add_admin(users_db: Path, scratch: Path) -> None:
+    """Put an admin `mallory` into a backup's users database, as an attacker would."""
+    made = rag(data_env(scratch), "users", "add", "mallory", "--admin", stdin="mallory-pw\n")
+    assert made.returncode == 0, made.stderr
+    with contextlib.closing(sqlite3.connect(users_db)) as db:
+        db.execute("ATTACH DATABASE ? AS scratch", (str(scratch / "users.sqlite3"),))
+        db.execute("INSERT INTO users SELECT * FROM scratch.users")
+        db.commit()
+        db.execute("DETACH DATABASE scratch")
+
+
+def recompute_manifest(folder: Path) -> None:
+    manifest = manifest_of(folder)
+    manifest["files"] = [
+        {"path": path.relative_to(folder).as_posix(), "size": path.stat().st_size,
+         "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name not in ("manifest.json", "manifest.sig")
+    ]  # fmt: skip
+    manifest["counts"]["users"] += 1
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def test_a_signed_backup_restores_with_its_key(
+    tmp_path: Path, signed_backup: Path, key_file: Path
+) -> None:
+    restored = rag_json(with_key(data_env(tmp_path / "data"), key_file), "restore",
+                        str(signed_backup))  # fmt: skip
+    assert restored["manifest_signed"] is True and restored["documents"] == 4
+
+
+def test_a_backup_rewritten_with_an_added_admin_and_a_recomputed_manifest_is_refused_with_a_key(
+    tmp_path: Path, signed_backup: Path, key_file: Path
+) -> None:
+    tampered = tmp_path / "tampered"
+    shutil.copytree(signed_backup, tampered)
+    add_admin(tampered / "users.sqlite3", tmp_path / "scratch")
+    recompute_manifest(tampered)
+    target = tmp_path / "data"
+    keyed = with_key(data_env(target), key_file)
+
+    resigned = rag(keyed, "restore", str(tampered))
+
+    assert resigned.returncode == 1
+    assert_one_line_error(resigned)
+    assert "signature" in resigned.stderr and "RAG_BACKUP__KEY_FILE" in resigned.stderr
+    assert not target.exists() or not any(target.iterdir())
+    (tampered / "manifest.sig").unlink()
+    unsigned = rag(keyed, "restore", str(tampered))
+    assert unsigned.returncode == 2
+    assert_one_line_error(unsigned)
+    assert "manifest.sig" in unsigned.stderr
+    assert not target.exists() or not any(target.iterdir())
+    # Without a key the checksums cannot tell: the restore goes ahead and says so.
+    trusted = rag(data_env(target), "restore", str(tampered), "--json")
+    assert trusted.returncode == 0, trusted.stderr
+    assert json.loads(trusted.stdout)["manifest_signed"] is False
+    assert "not signed" in trusted.stderr
+    admins = [u["user"] for u in rag_json(data_env(target), "users", "list")["users"]
+              if u["admin"]]  # fmt: skip
+    assert admins == ["mallory"]
+
+
+def test_a_symlinked_folder_inside_the_store_copy_is_refused_and_nothing_is_read_through_it(
+    tmp_path: Path, backup_dir: Path
+) -> None:
+    tampered = tmp_path / "tampered"
+    shutil.copytree(backup_dir, tampered)
+    folder = next(p for p in sorted((tampered / "store").iterdir()) if p.is_dir())
+    elsewhere = tmp_path / "elsewhere" / folder.name
+    elsewhere.parent.mkdir()
+    shutil.move(folder, elsewhere)
+    folder.symlink_to(elsewhere, target_is_directory=True)  # every checksum still matches
+    untouched = {p: (p.read_bytes(), p.stat().st_mtime_ns)
+                 for p in elsewhere.rglob("*") if p.is_file()}  # fmt: skip
+    target = tmp_path / "data"
+
+    result = rag(data_env(target), "restore", str(tampered))
+
+    assert result.returncode == 2
+    assert_one_line_error(result)
+    assert f"store/{folder.name}" in result.stderr and "symbolic link" in result.stderr
+    assert not target.exists() or not any(target.iterdir())
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in elsewhere.rglob("*") if p.is_file()} == untouched  # fmt: skip

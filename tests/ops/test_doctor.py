@@ -1,10 +1,12 @@
-"""`rag doctor`: one check per offline switch, model folder, service and the egress rules;
-each failure mode as an operator meets it, through the real command."""
+"""`rag doctor`: one check per offline switch, model folder, service, the egress rules and the
+modes of the state files; each failure mode as an operator meets it, through the real command."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +18,7 @@ from ops.health import host_locality
 from settings import OFFLINE_ENVIRONMENT
 from tests.airgap.egress import STRACE_OPTIONS, judge_log
 from tests.conftest import RAG, free_port
+from tests.ops.test_cli import rag
 
 PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -187,3 +190,41 @@ def test_a_ui_that_runs_but_does_not_answer_fails(env: dict[str, str], tmp_path:
     check = by_name(report)["ui"]
     assert code == 1 and not check["ok"]
     assert f"127.0.0.1:{env['RAG_UI__PORT']}" in check["detail"] and "rag up" in check["detail"]
+
+
+def test_a_state_file_open_to_other_accounts_fails_and_the_command_it_names_closes_it(
+    env: dict[str, str],
+) -> None:
+    data = Path(env["RAG_DATA_DIR"])
+    added = rag(env, "users", "add", "alice", "--json", stdin="alice-password\n")
+    assert added.returncode == 0, added.stderr
+    users = data / "users.sqlite3"
+    users.chmod(0o644)  # as an older version left it: any local account reads the hashes
+
+    code, report = doctor(env)
+
+    check = by_name(report)["file_modes"]
+    assert code == 1 and not check["ok"]
+    assert f"{users} (0644)" in check["detail"] and "1 of " in check["detail"]
+    fix = re.search(r"`(chmod [^`]+)`", check["detail"])
+    assert fix is not None and fix.group(1) == f"chmod -R go-rwx {data}"
+    subprocess.run(shlex.split(fix.group(1)), check=True)
+    _, after = doctor(env)
+    assert by_name(after)["file_modes"]["ok"], by_name(after)["file_modes"]
+
+
+def test_a_backup_key_other_accounts_can_read_fails_naming_the_command_that_closes_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    key = tmp_path / "backup.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o644)
+    env["RAG_BACKUP__KEY_FILE"] = str(key)
+
+    _, report = doctor(env)
+
+    check = by_name(report)["backup_key"]
+    assert not check["ok"] and f"`chmod 0400 {key}`" in check["detail"]
+    key.chmod(0o400)
+    _, after = doctor(env)
+    assert by_name(after)["backup_key"]["ok"], by_name(after)["backup_key"]
