@@ -49,7 +49,8 @@ def test_recorded_events_chain_and_read_back_newest_first(tmp_path: Path) -> Non
     assert datetime.fromisoformat(events[0].ts).utcoffset() == timedelta(0)
     assert [e.detail["query"] for e in log.events(2)] == ["question 2", "question 1"]
     assert log.verify().as_json() == {
-        "ok": True, "events": 3, "first_bad_line": None, "problem": ""
+        "ok": True, "events": 3, "first_bad_line": None, "problem": "", "sealed": True,
+        "signed": False, "note": "",
     }  # fmt: skip
 
 
