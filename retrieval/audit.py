@@ -228,6 +228,10 @@ def _escaped(char: str) -> str:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+def _events_between(first: int, last: int) -> str:
+    return f"event {first} was" if first == last else f"events {first} to {last} were"
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -577,7 +581,7 @@ class AuditLog:
         if walk.first_seq > head.first_seq:
             return (
                 f"the log starts at event {walk.first_seq}, its head says {head.first_seq}: "
-                f"events {head.first_seq} to {walk.first_seq - 1} were removed from its start",
+                "events were removed from its start",
                 1,
                 "",
             )
@@ -586,7 +590,7 @@ class AuditLog:
         if walk.last_seq < head.seq:
             return (
                 f"the log ends at event {walk.last_seq}, its head says {head.seq} ({head.ts}): "
-                f"events {walk.last_seq + 1} to {head.seq} were removed",
+                f"{_events_between(walk.last_seq + 1, head.seq)} removed",
                 walk.lines + 1,
                 "",
             )
