@@ -397,19 +397,21 @@ class AuditLog:
         with self._locked():
             lines = self._lines()
             try:
-                head, previous = self._read_head(), ""
+                head, trouble = self._read_head(), ""
             except ValueError as exc:
-                head, previous = None, f"the head was damaged ({exc})"
+                head, trouble = None, f"the head was damaged ({exc})"
             walk = self._walk(lines, head)
-            broken = walk.problem or self._checkpoint_problem(walk, None)
+            note = ""
+            if not trouble and not walk.problem:
+                trouble, _, note = self._head_problem(walk, head)
+            previous = trouble or note
+            trusted = None if trouble else head  # whether it may vouch for a checkpoint
+            broken = walk.problem or self._checkpoint_problem(walk, trusted)
             if broken:
                 raise AuditError(
                     f"the audit log {self.path} can't be sealed: {broken}; keep it as evidence "
                     f"and move it and {self.head_path.name} aside to start a new log"
                 )
-            if not previous:
-                problem, _, note = self._head_problem(walk, head)
-                previous = problem or note
             tip = _Tip(walk.last_seq, walk.last_link, walk.first_seq if lines else None,
                        walk.first_hash)  # fmt: skip
             detail = {"events": len(lines), "signed": self.signed, "head": previous or "intact"}
