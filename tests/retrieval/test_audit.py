@@ -1,5 +1,6 @@
-"""The audit log: a hash chain that shows edits, deletions and reordering, under concurrency
-and retention."""
+"""The audit log: a hash chain that shows edits, deletions and reordering, and a sealed head
+(signed under a key) that shows events removed from either end, under concurrency and
+retention; forged retention checkpoints; events shown as text."""
 
 from __future__ import annotations
 
