@@ -276,6 +276,14 @@ class AuditSettings(_Section):
         description="Audit events older than this are dropped when the log is next written "
         "(the hash chain restarts from a recorded checkpoint).",
     )
+    key_file: Path | None = Field(
+        default=None,
+        description="A file holding a secret key (at least 32 random bytes, mode 0600) kept "
+        "outside RAG_DATA_DIR, e.g. on the host's configuration volume. With it, the audit "
+        "log's head and events carry an HMAC-SHA256, so that whoever can write the data folder "
+        "but not read this file can neither shorten the log nor forge a retention checkpoint "
+        "unnoticed. After setting or changing it, run `rag audit --seal` once.",
+    )
 
 
 class BackupSettings(_Section):

@@ -2,22 +2,27 @@
 
 A backup folder holds consistent copies of the SQLite databases (ledger, users, conversations,
 ratings; taken with SQLite's online backup, so the appliance may keep running), the audit log,
-the vector index as the store writes it (`store/`), and `manifest.json`: when, which version,
-the settings a restore must agree with, counts, and every file's size and SHA-256. With a
-manifest key (RAG_BACKUP__KEY_FILE), `manifest.sig` holds the manifest's HMAC-SHA256, so the
-checksums also show who wrote them. The folder is 0700 and its files 0600, whatever the modes
-of the data folder's files: a backup holds password hashes, conversations and every passage.
+the audit log's sealed head (`audit.jsonl.head`, copied with the log between two appends), the
+vector index as the store writes it (`store/`), and `manifest.json`: when, which version, the
+settings a restore must agree with, counts, the audit log's check, and every file's size and
+SHA-256. With a manifest key (RAG_BACKUP__KEY_FILE), `manifest.sig` holds the manifest's
+HMAC-SHA256, so the checksums also show who wrote them. The folder is 0700 and its files 0600,
+whatever the modes of the data folder's files: a backup holds password hashes, conversations
+and every passage.
 
 The ledger is copied before the index: whatever the index gains meanwhile (an ingestion run
 going on) is a file the ledger doesn't know yet, which the next `rag ingest` reconciles.
 
 A restore refuses a backup holding a symbolic link (or any entry that is neither a file nor a
 folder), and with a manifest key one whose signature is missing or wrong; it says when the
-manifest it trusts is unsigned. It checks every file against the manifest before it changes
-anything, then replaces the index, the databases and the audit log (the one it replaces is
-kept next to it). Erasures recorded in the data folder's ledger before the restore are
-applied again to what was restored: a backup taken before an erasure does not bring the
-document back. Page pictures are a cache and are neither backed up nor kept.
+manifest it trusts is unsigned. It checks every file against the manifest, and the audit log
+against its head, before it changes anything: an audit log that passed its check when the
+backup was taken must pass it now (with the same key when it was signed). Then it replaces the
+index, the databases and the audit log with its head (the ones it replaces are kept next to
+them); with a key configured, a log the backup holds unsigned is sealed under it. Erasures
+recorded in the data folder's ledger before the restore are applied again to what was
+restored: a backup taken before an erasure does not bring the document back. Page pictures are
+a cache and are neither backed up nor kept.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from ingest.erase import erase
 from ingest.ledger import Ledger, Tombstone, erasure_note
 from llm.feedback import FeedbackStore
 from llm.history import ConversationStore
-from retrieval.audit import AuditLog, build_audit
+from retrieval.audit import AuditLog, audit_key, build_audit, head_path
 from retrieval.build import build_embedder, build_store
 from settings import OPEN_TO_OTHERS, PROJECT_ROOT, Settings
 
@@ -162,7 +167,7 @@ def _write_backup(
         )
     if audit_check is not None and not audit_check["ok"]:
         problem = audit_check["problem"]
-        warnings.append(f"the audit log's chain is broken ({problem}); it was copied as it is")
+        warnings.append(f"the audit log fails its check ({problem}); it was copied as it is")
     say("writing the manifest")
     manifest = {
         "format": FORMAT,
@@ -213,20 +218,24 @@ def _copy_database(source: Path, target: Path) -> None:
 
 
 def _copy_audit(settings: Settings, target: Path) -> dict[str, Any] | None:
-    """Copy the audit log between two appends; its chain checked on the copy."""
-    source = settings.audit_path
-    if not source.exists():
+    """Copy the audit log and its head between two appends; the copy checked against its head."""
+    log = build_audit(settings)
+    if not log.path.exists():
         return None
-    with _audit_locked(source):
-        shutil.copyfile(source, target)
-    return AuditLog(target, settings.audit.retention_days).verify().as_json()
+    log.copy_to(target)
+    return _backup_audit(settings, target, signed=log.signed).verify().as_json()
+
+
+def _backup_audit(settings: Settings, log: Path, signed: bool) -> AuditLog:
+    key = audit_key(settings) if signed else None
+    return AuditLog(log, settings.audit.retention_days, key=key)
 
 
 @contextlib.contextmanager
 def _audit_locked(log: Path) -> Iterator[None]:
     """The lock `AuditLog` takes around an append or a retention rewrite."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log.with_name(log.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o640)
+    fd = os.open(log.with_name(log.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -442,6 +451,8 @@ def restore(
     verify_files(folder, manifest)
     say("checking the embedding model")
     _check_compatibility(settings, manifest)
+    say("checking the audit log against its head")
+    seal_audit = _check_audit(settings, folder / AUDIT_FILE, manifest)
     store = build_store(settings)
     try:
         if not force and (settings.ledger_path.exists() or store.count() > 0):
@@ -459,6 +470,8 @@ def restore(
         say(f"restoring {name}")
         _restore_database(folder / name, target)
     previous_log = _restore_audit(settings, folder / AUDIT_FILE)
+    if seal_audit:
+        build_audit(settings).seal("operator")
     shutil.rmtree(settings.page_images_dir, ignore_errors=True)  # a cache of the old index
     reapplied = _reapply_erasures(settings, erasures, say)
     documents, chunks = _totals(settings)
@@ -487,6 +500,26 @@ def _check_compatibility(settings: Settings, manifest: dict[str, Any]) -> None:
         )
 
 
+def _check_audit(settings: Settings, log: Path, manifest: dict[str, Any]) -> bool:
+    """Refuse a backup whose audit log passed its check when it was taken and fails it now.
+    Returns whether the restored log must be sealed under the configured key."""
+    if not log.exists():
+        return False
+    taken = manifest.get("audit_chain") or {}
+    unsigned = _backup_audit(settings, log, signed=False).verify()
+    keyed = _backup_audit(settings, log, signed=True).verify()
+    if taken.get("ok") is False:
+        return False  # broken when it was taken: restored as it is, as evidence
+    now = keyed if taken.get("signed") else unsigned
+    if not now.ok:
+        raise BackupDamaged(
+            f"the backup's audit log fails its check ({now.problem}) but passed it when the "
+            "backup was taken: the backup was changed, or it was signed with another key than "
+            "RAG_AUDIT__KEY_FILE's; nothing was changed; restore from another backup"
+        )
+    return not keyed.ok  # intact, but not signed under the configured key
+
+
 def _tombstones(settings: Settings) -> list[Tombstone]:
     if not settings.ledger_path.exists():
         return []
@@ -513,19 +546,25 @@ def _restore_database(source: Path, target: Path) -> None:
 
 
 def _restore_audit(settings: Settings, source: Path) -> str | None:
-    """Put the backup's audit log in place; the log it replaces is renamed, never deleted.
-    Returns the name it was given."""
+    """Put the backup's audit log and its head in place; the ones they replace are renamed,
+    never deleted. Returns the name the log was given."""
     target = settings.audit_path
     kept = None
     with _audit_locked(target):
-        if target.exists() and target.stat().st_size:
+        if (target.exists() and target.stat().st_size) or head_path(target).exists():
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             kept = target.with_name(f"{target.name}.replaced-{stamp}")
-            os.replace(target, kept)
+            if target.exists():
+                os.replace(target, kept)
+            if head_path(target).exists():
+                os.replace(head_path(target), head_path(kept))
         if source.exists():
             _write_atomically(target, source.read_text(encoding="utf-8"))
         else:
             target.unlink(missing_ok=True)
+        if head_path(source).exists():
+            text = head_path(source).read_text(encoding="utf-8")
+            _write_atomically(head_path(target), text)
     return kept.name if kept else None
 
 

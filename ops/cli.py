@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from retrieval.access import Scope
-from retrieval.audit import build_audit, clip_query
+from retrieval.audit import build_audit, clip_query, printable
 from retrieval.store import SearchFilters
 from settings import Settings, enforce_offline, protect_state
 
@@ -269,6 +269,8 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     log = build_audit(settings)
     if args.verify:
         return log.verify().as_json()
+    if args.seal:
+        return log.seal("operator")
     if args.limit < 0:
         raise UsageError("--limit must be 0 (every event) or more")
     events = log.events(args.limit or None)
@@ -415,13 +417,26 @@ def _filters(args: argparse.Namespace) -> SearchFilters:
 
 
 def _print_audit(result: dict[str, Any]) -> None:
+    """Every string from the log goes through `printable`: a user name can't forge a line."""
     if "ok" in result:
-        verdict = "chain intact" if result["ok"] else f"chain BROKEN: {result['problem']}"
-        print(f"{result['events']} events, {verdict}")
+        if not result["ok"]:
+            verdict = f"chain BROKEN: {result['problem']}"
+        elif result["signed"]:
+            verdict = "chain intact, sealed and signed"
+        else:
+            verdict = "chain intact, sealed" if result["sealed"] else "chain intact"
+        note = f" ({result['note']})" if result["note"] else ""
+        print(printable(f"{result['events']} events, {verdict}{note}"))
+        return
+    if "sealed" in result:
+        signed = " and signed it" if result["signed"] else ""
+        previous = f"; its head was: {result['previous']}" if result["previous"] else ""
+        print(printable(f"sealed the audit log at event {result['seq']}{signed}{previous}"))
         return
     for event in result["events"]:
-        detail = json.dumps(event["detail"], ensure_ascii=False)
-        print(f"{event['ts']}  {event['user']:<16} {event['action']:<12} {detail}")
+        detail = printable(json.dumps(event["detail"], ensure_ascii=False))
+        user, action = printable(event["user"]), printable(event["action"])
+        print(f"{printable(event['ts'])}  {user:<16} {action:<12} {detail}")
 
 
 def _print_human(command: str, result: dict[str, Any]) -> None:
@@ -563,8 +578,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", parents=[common], help="who signed in, searched, asked, and when")
     p.add_argument("--limit", type=int, default=100, help="newest events shown (0: all)")
-    p.add_argument("--verify", action="store_true",
-                   help="check the hash chain; exit 1 when it is broken")  # fmt: skip
+    check = p.add_mutually_exclusive_group()
+    check.add_argument("--verify", action="store_true",
+                       help="check the chain against its head; exit 1 when it fails")  # fmt: skip
+    check.add_argument("--seal", action="store_true",
+                       help="accept the log as it is: seal (with a key: sign) it")  # fmt: skip
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("backup", parents=[common],

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from retrieval.audit import AuditLog
 from retrieval.models import document_id
 from tests.conftest import SAMPLE_SHARE
 from tests.ops.test_cli import assert_one_line_error, rag, rag_json
@@ -96,7 +97,7 @@ def test_a_backup_holds_every_part_with_its_checksum_and_the_settings_it_needs(
 ) -> None:
     manifest = manifest_of(backup_dir)
     names = {entry["path"] for entry in manifest["files"]}
-    assert {"ledger.sqlite3", "users.sqlite3", "audit.jsonl"} <= names
+    assert {"ledger.sqlite3", "users.sqlite3", "audit.jsonl", "audit.jsonl.head"} <= names
     assert any(name.startswith("store/") for name in names)
     for entry in manifest["files"]:
         data = (backup_dir / entry["path"]).read_bytes()
@@ -110,6 +111,8 @@ def test_a_backup_holds_every_part_with_its_checksum_and_the_settings_it_needs(
     assert (counts["documents"], counts["chunks"]) == (status["documents"], status["chunks"])
     assert counts["users"] == 1 and counts["audit_events"] >= 2
     assert manifest["audit_chain"]["ok"] and manifest["warnings"] == []
+    assert manifest["audit_chain"]["sealed"] and not manifest["audit_chain"]["signed"]
+    assert (backup_dir / "audit.jsonl.head").stat().st_mode & 0o777 == 0o600
     [event] = [e for e in rag_json(source, "audit")["events"] if e["action"] == "backup"]
     assert event["detail"]["dir"] == str(backup_dir)
 
@@ -137,7 +140,8 @@ def test_a_restore_on_a_fresh_data_folder_finds_the_same_hits(
     assert before[1][0]["path"].endswith("salary-bands.md")
     assert all(not h["path"].endswith("salary-bands.md") for h in before[3])
     assert [u["user"] for u in rag_json(fresh, "users", "list")["users"]] == ["alice"]
-    assert rag_json(fresh, "audit", "--verify")["ok"]
+    verified = rag_json(fresh, "audit", "--verify")
+    assert verified["ok"] and verified["sealed"], verified
     actions = [e["action"] for e in rag_json(fresh, "audit", "--limit", "0")["events"]]
     assert "restore" in actions and "ingest" in actions
 
@@ -242,6 +246,7 @@ def test_an_erasure_made_after_the_backup_survives_restoring_it(
     assert any(e["action"] == "erase" and e["user"] == "dpo" for e in events)
     replaced = Path(env["RAG_DATA_DIR"]) / restored["previous_audit_log"]
     assert '"action": "erase"' in replaced.read_text()  # the log it replaced is kept
+    assert AuditLog(replaced, 365).verify().ok  # with its head beside it
 
 
 # -- what someone who can write to the backups may try ---------------------------------------
@@ -353,3 +358,50 @@ def test_a_symlinked_folder_inside_the_store_copy_is_refused_and_nothing_is_read
     assert not target.exists() or not any(target.iterdir())
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns)
             for p in elsewhere.rglob("*") if p.is_file()} == untouched  # fmt: skip
+
+
+def rewrite_in_manifest(folder: Path, name: str) -> None:
+    """What someone who changes a file of an unsigned backup does next."""
+    manifest = manifest_of(folder)
+    data = (folder / name).read_bytes()
+    for entry in manifest["files"]:
+        if entry["path"] == name:
+            entry.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_backup_whose_audit_log_lost_its_last_events_is_refused(
+    tmp_path: Path, backup_dir: Path
+) -> None:
+    tampered = tmp_path / "tampered"
+    shutil.copytree(backup_dir, tampered)
+    log = tampered / "audit.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("".join(line + "\n" for line in lines[:-1]))  # the last event is gone
+    rewrite_in_manifest(tampered, "audit.jsonl")
+    target = tmp_path / "data"
+
+    result = rag(data_env(target), "restore", str(tampered))
+
+    assert result.returncode == 1
+    assert_one_line_error(result)
+    assert "audit log" in result.stderr and f"event {len(lines)} was removed" in result.stderr
+    assert not target.exists() or not any(target.iterdir())
+
+
+def test_a_restore_under_a_key_signs_a_backup_taken_without_one(
+    tmp_path: Path, backup_dir: Path
+) -> None:
+    key_file = tmp_path / "audit.key"
+    key_file.write_bytes(os.urandom(48).hex().encode())
+    key_file.chmod(0o600)
+    env = {**data_env(tmp_path / "data"), "RAG_AUDIT__KEY_FILE": str(key_file)}
+
+    rag_json(env, "restore", str(backup_dir))
+
+    verified = rag_json(env, "audit", "--verify")
+    assert (verified["ok"], verified["sealed"], verified["signed"]) == (True, True, True)
+    actions = [e["action"] for e in rag_json(env, "audit", "--limit", "0")["events"]]
+    assert actions[:2] == ["restore", "seal"]
+    unkeyed = {k: v for k, v in env.items() if k != "RAG_AUDIT__KEY_FILE"}
+    assert rag_json(unkeyed, "audit", "--verify")["ok"]

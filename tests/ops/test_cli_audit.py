@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from retrieval.audit import AuditLog
 from tests.conftest import free_port
 from tests.ops.test_cli import assert_one_line_error, rag, rag_json
 
@@ -30,6 +31,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def audit_file(env: dict[str, str]) -> Path:
     return Path(env["RAG_DATA_DIR"]) / "audit.jsonl"
+
+
+def head_file(env: dict[str, str]) -> Path:
+    return Path(env["RAG_DATA_DIR"]) / "audit.jsonl.head"
 
 
 def test_commands_record_who_did_what_without_document_text(env: dict[str, str]) -> None:
@@ -103,3 +108,53 @@ def test_verify_passes_then_finds_the_edited_line(env: dict[str, str]) -> None:
     finally:
         path.write_text(original, encoding="utf-8")
     assert rag_json(env, "audit", "--verify")["ok"] is True
+
+
+def test_verify_names_the_events_removed_from_the_end_and_seal_goes_on(
+    env: dict[str, str],
+) -> None:
+    rag_json(env, "users", "add", "dave", stdin="dave-password\n")
+    path, head = audit_file(env), head_file(env)
+    original, original_head = path.read_text(encoding="utf-8"), head.read_text(encoding="utf-8")
+    lines = original.splitlines()
+    intact = rag_json(env, "audit", "--verify")
+    assert (intact["ok"], intact["sealed"], intact["signed"]) == (True, True, False)
+    path.write_text("".join(line + "\n" for line in lines[:-1]), encoding="utf-8")
+    try:
+        broken = rag_json(env, "audit", "--verify", expect=1)
+        assert (broken["ok"], broken["first_bad_line"]) == (False, len(lines))
+        assert f"event {len(lines)} was removed" in broken["problem"]
+        human = rag(env, "audit", "--verify")
+        assert human.returncode == 1 and "BROKEN" in human.stdout and "was removed" in human.stdout
+        refused = rag(env, "search", "canteen", "--json")
+        assert refused.returncode == 1 and "rag audit --seal" in refused.stderr
+        assert_one_line_error(refused)
+
+        sealed = rag_json(env, "audit", "--seal")
+        assert sealed["seq"] == len(lines) and "was removed" in sealed["previous"]
+        assert rag_json(env, "audit", "--verify")["ok"] is True
+        (seal,) = rag_json(env, "audit", "--limit", "1")["events"]
+        assert (seal["user"], seal["action"]) == ("operator", "seal")
+    finally:
+        path.write_text(original, encoding="utf-8")
+        head.write_text(original_head, encoding="utf-8")
+    assert rag_json(env, "audit", "--verify")["ok"] is True
+
+
+def test_a_username_with_a_newline_and_escape_codes_prints_no_forged_line(
+    env: dict[str, str],
+) -> None:
+    forged = (
+        "mallory\n2026-01-01T00:00:00.000000+00:00  admin            user_add     "
+        '{"name": "mallory", "admin": true}\x1b[1A\x1b[2K\u202e\x9b\x7f'
+    )
+    AuditLog(audit_file(env), 365).record(forged, "login_failed", {"name": forged})
+
+    shown = rag(env, "audit", "--limit", "1")
+
+    assert shown.returncode == 0
+    assert shown.stdout.count("\n") == 1  # one event, one line
+    assert not any(char in shown.stdout for char in "\x1b\u202e\x9b\x7f")
+    assert "mallory\\x0a2026-01-01" in shown.stdout and "\\u202e" in shown.stdout
+    (event,) = rag_json(env, "audit", "--limit", "1")["events"]
+    assert event["user"] == forged and event["detail"] == {"name": forged}  # JSON stays exact
