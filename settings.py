@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -227,11 +227,24 @@ class UISettings(_Section):
     max_failed_sign_ins: int = Field(
         default=5,
         ge=1,
-        description="Failed sign-ins for one username within the lockout window before further "
-        "attempts are refused until the window has passed.",
+        description="Failed sign-ins from one client address (whatever the usernames) within "
+        "the lockout window before that address is refused until the window has passed. A "
+        "username gets twice as many failures (from any address) before each further attempt "
+        "for it has to wait: one minute, doubling with each further failure, at most the window.",
     )
     sign_in_lockout_minutes: int = Field(
-        default=15, ge=1, description="The window failed sign-ins are counted in, and locked for."
+        default=15,
+        ge=1,
+        description="The window failed sign-ins are counted in, and the longest a client "
+        "address or a username is made to wait.",
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Addresses or networks of the reverse proxies in front of the UI, as a JSON "
+        "list, e.g. `RAG_UI__TRUSTED_PROXIES='[\"172.18.0.1\"]'`: a connection from one of them "
+        "counts as coming from the client its X-Forwarded-For header names. Empty: every "
+        "connection counts as coming from its own address, so behind a proxy all users share "
+        "the proxy's address for sign-in throttling.",
     )
     language: Literal["auto", "en", "fr", "de"] = Field(
         default="auto",
