@@ -31,9 +31,11 @@ the password is checked, so concurrent attempts cannot slip past the limits:
 - a client address gets `max_failures` failed sign-ins (whatever the names) within the window;
   then it is refused until the window has passed;
 - a name gets twice as many (from any address); then each further attempt for it waits, one
-  minute after the first, twice as long after each further failure, at most the window.
-  A single address is refused before it can make a name wait, so wrong passwords typed
-  somewhere never lock the user out elsewhere.
+  minute after the first, twice as long after each further failure, at most the window. A
+  name's failures are forgotten once it has had none for two windows.
+  Within a window, a single address is refused before it can make a name wait, so wrong
+  passwords typed somewhere do not lock the user out elsewhere; and a name is never locked,
+  only made to wait.
 
 Refused attempts are not checked and not counted; a success clears the name's failures. Names
 nobody has are throttled alike, so the throttling tells nothing about which names exist.
@@ -200,7 +202,7 @@ class SignInGuard:
                 {"failures": counted.name_failures, "locked": counted.waits, "address": address},
             )  # fmt: skip
             return SignInResult("wrong")
-        self._clear(who, address, counted.attempt)
+        self._clear(who, address, counted.attempt, now)
         self._audit.record(
             user.name, "login",
             {"groups": list(user.groups), "admin": user.admin, "address": address},
@@ -219,7 +221,14 @@ class SignInGuard:
         """Refuse the attempt, or count it as a failure (until it succeeds) and set the waits
         it brings about: one transaction, so concurrent attempts are counted one by one."""
         with self._transaction() as db:
-            db.execute("DELETE FROM sign_in_attempts WHERE at <= ?", (now - self._window,))
+            since = now - self._window
+            # A name's failures are forgotten once it has had none for two windows (the
+            # longest wait and one more), so its wait keeps growing while someone keeps guessing.
+            db.execute(
+                "DELETE FROM sign_in_attempts WHERE name IN (SELECT name FROM sign_in_attempts "
+                "GROUP BY name HAVING max(at) <= ?)",
+                (now - 2 * self._window,),
+            )
             db.execute("DELETE FROM sign_in_waits WHERE until <= ?", (now,))
             waits = db.execute(
                 "SELECT key, until FROM sign_in_waits WHERE key IN (?, ?) ORDER BY until DESC",
@@ -232,7 +241,7 @@ class SignInGuard:
                 "INSERT INTO sign_in_attempts (name, address, at) VALUES (?, ?, ?)",
                 (who, address, now),
             ).lastrowid
-            address_failures = _count(db, "address", address)
+            address_failures = _count(db, "address", address, since)
             name_failures = _count(db, "name", who)
             wait_address = address_failures >= self._max_address_failures
             if wait_address:
@@ -244,12 +253,12 @@ class SignInGuard:
         assert attempt is not None
         return _Counted(attempt, name_failures, wait_address or beyond >= 0)
 
-    def _clear(self, who: str, address: str, attempt: int) -> None:
+    def _clear(self, who: str, address: str, attempt: int, now: float) -> None:
         """After a success: the name's failures and wait go, and this attempt's count."""
         with self._transaction() as db:
             db.execute("DELETE FROM sign_in_attempts WHERE rowid = ? OR name = ?", (attempt, who))
             db.execute("DELETE FROM sign_in_waits WHERE key = ?", (f"name:{who}",))
-            if _count(db, "address", address) < self._max_address_failures:
+            if _count(db, "address", address, now - self._window) < self._max_address_failures:
                 db.execute("DELETE FROM sign_in_waits WHERE key = ?", (f"address:{address}",))
 
     @contextmanager
@@ -274,10 +283,12 @@ class SignInGuard:
             db.execute("COMMIT")
 
 
-def _count(db: sqlite3.Connection, column: Literal["name", "address"], value: str) -> int:
+def _count(
+    db: sqlite3.Connection, column: Literal["name", "address"], value: str, since: float = 0.0
+) -> int:
     (count,) = db.execute(
-        f"SELECT COUNT(*) FROM sign_in_attempts WHERE {column} = ?",  # noqa: S608 (a literal)
-        (value,),
+        f"SELECT COUNT(*) FROM sign_in_attempts WHERE {column} = ? AND at > ?",  # noqa: S608
+        (value, since),
     ).fetchone()
     return int(count)
 

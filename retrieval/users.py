@@ -26,6 +26,7 @@ import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -155,11 +156,11 @@ def needs_rehash(stored: str) -> bool:
     return parsed is None or parsed[0] != PASSWORD_COST
 
 
-# What a name nobody has is checked against: one hash of the current cost whose digest no
-# password gives (random bytes, not computed), so it costs nothing to make.
-_NOBODY_HASH = (
-    f"scrypt${PASSWORD_COST.encoded()}${secrets.token_hex(16)}${secrets.token_hex(_DIGEST_BYTES)}"
-)
+@cache
+def _nobody_hash(cost: ScryptCost) -> str:
+    """What a name nobody has is checked against: one hash of the current cost whose digest
+    no password gives (random bytes, not computed), so it costs nothing to make."""
+    return f"scrypt${cost.encoded()}${secrets.token_hex(16)}${secrets.token_hex(_DIGEST_BYTES)}"
 
 
 def share_groups(groups: Sequence[str], group_map: GroupMap) -> tuple[str, ...]:
@@ -220,7 +221,7 @@ class UserDirectory:
         which take the same time. A right password stored at an older cost is rehashed."""
         rows = self._execute("SELECT password_hash FROM users WHERE name = ?", (name,))
         if not rows:
-            verify_password(password, _NOBODY_HASH)
+            verify_password(password, _nobody_hash(PASSWORD_COST))
             return None
         stored: str = rows[0][0]
         matches = verify_password(password, stored)
@@ -232,7 +233,7 @@ class UserDirectory:
                     (hash_password(password), name, stored),
                 )
             else:
-                verify_password(password, _NOBODY_HASH)  # as slow as a current hash
+                verify_password(password, _nobody_hash(PASSWORD_COST))  # as slow as a current one
         return self.find(name) if matches else None
 
     def list(self) -> list[User]:
