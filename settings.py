@@ -8,6 +8,7 @@ field's description is the configuration reference; ``rag doctor`` and the READM
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -217,6 +218,10 @@ class IndexSettings(_Section):
     )
 
 
+# Where a reverse proxy on the same host connects from.
+_LOOPBACK: list[IPv4Network | IPv6Network] = [IPv4Network("127.0.0.1/32"), IPv6Network("::1/128")]
+
+
 class UISettings(_Section):
     host: str = Field(default="127.0.0.1", description="Address the Streamlit UI binds.")
     port: int = Field(default=8501, description="Port of the Streamlit UI.")
@@ -239,12 +244,14 @@ class UISettings(_Section):
         "address or a username is made to wait.",
     )
     trusted_proxies: list[IPvAnyNetwork] = Field(
-        default_factory=list,
+        default_factory=lambda: _LOOPBACK.copy(),
         description="Addresses or networks of the reverse proxies in front of the UI, as a JSON "
-        "list, e.g. `RAG_UI__TRUSTED_PROXIES='[\"172.18.0.1\"]'`: a connection from one of them "
-        "counts as coming from the client its X-Forwarded-For header names. Empty: every "
-        "connection counts as coming from its own address, so behind a proxy all users share "
-        "the proxy's address for sign-in throttling.",
+        "list: a connection from one of them counts as coming from the client its "
+        "X-Forwarded-For header names, e.g. `RAG_UI__TRUSTED_PROXIES='[\"172.18.0.1\"]'` for "
+        "the proxy as the `ui` container sees it; by default this host's loopback (a proxy "
+        "on the host of `rag up`). A connection from any other address counts as coming from "
+        "that address: behind a proxy not listed here, all users share the proxy's address "
+        "for sign-in throttling.",
     )
     language: Literal["auto", "en", "fr", "de"] = Field(
         default="auto",
