@@ -33,9 +33,10 @@ the password is checked, so concurrent attempts cannot slip past the limits:
 - a name gets twice as many (from any address); then each further attempt for it waits, one
   minute after the first, twice as long after each further failure, at most the window. A
   name's failures are forgotten once it has had none for two windows.
-  Within a window, a single address is refused before it can make a name wait, so wrong
-  passwords typed somewhere do not lock the user out elsewhere; and a name is never locked,
-  only made to wait.
+
+So one address is refused at half a name's allowance: wrong passwords typed at one place do
+not make the user wait elsewhere (unless kept up, slowly, over several windows), and a name is
+never locked out, only made to wait for at most the window.
 
 Refused attempts are not checked and not counted; a success clears the name's failures. Names
 nobody has are throttled alike, so the throttling tells nothing about which names exist.
