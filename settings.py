@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import stat
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -247,6 +248,10 @@ class IndexSettings(_Section):
     )
 
 
+# Where a reverse proxy on the same host connects from.
+_LOOPBACK: list[IPv4Network | IPv6Network] = [IPv4Network("127.0.0.1/32"), IPv6Network("::1/128")]
+
+
 class UISettings(_Section):
     host: str = Field(default="127.0.0.1", description="Address the Streamlit UI binds.")
     port: int = Field(default=8501, description="Port of the Streamlit UI.")
@@ -257,11 +262,26 @@ class UISettings(_Section):
     max_failed_sign_ins: int = Field(
         default=5,
         ge=1,
-        description="Failed sign-ins for one username within the lockout window before further "
-        "attempts are refused until the window has passed.",
+        description="Failed sign-ins from one client address (whatever the usernames) within "
+        "the lockout window before that address is refused until the window has passed. A "
+        "username gets twice as many failures (from any address) before each further attempt "
+        "for it has to wait: one minute, doubling with each further failure, at most the window.",
     )
     sign_in_lockout_minutes: int = Field(
-        default=15, ge=1, description="The window failed sign-ins are counted in, and locked for."
+        default=15,
+        ge=1,
+        description="The window failed sign-ins are counted in, and the longest a client "
+        "address or a username is made to wait.",
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: _LOOPBACK.copy(),
+        description="Addresses or networks of the reverse proxies in front of the UI, as a JSON "
+        "list: a connection from one of them counts as coming from the client its "
+        "X-Forwarded-For header names, e.g. `RAG_UI__TRUSTED_PROXIES='[\"172.18.0.1\"]'` for "
+        "the proxy as the `ui` container sees it; by default this host's loopback (a proxy "
+        "on the host of `rag up`). A connection from any other address counts as coming from "
+        "that address: behind a proxy not listed here, all users share the proxy's address "
+        "for sign-in throttling.",
     )
     language: Literal["auto", "en", "fr", "de"] = Field(
         default="auto",

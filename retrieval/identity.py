@@ -1,4 +1,5 @@
-"""Who is signing in: identity providers, and the guard that rate-limits and audits sign-ins.
+"""Who is signing in: identity providers, the guard that throttles and audits sign-ins, and
+the check that keeps a session in step with the directory.
 
 `IdentityProvider` is the seam. `LocalIdentity` checks names and passwords against the
 appliance's own user directory (`rag users add`). An organisation's identity provider plugs in
@@ -14,16 +15,48 @@ as another implementation, chosen in the UI's composition root:
   object ids, ADFS and Keycloak names; the mapping is a configured table). Such a provider
   has no password step: its `authenticate` is the token exchange, and `SignInGuard` still
   audits the outcome.
+- LDAP / Active Directory: `lookup` reads the user and their groups from the directory, and
+  `refresh_seconds` says how long a session may go on the groups read last (a minute or so:
+  a directory server is not asked on every click).
 
-No OIDC code ships yet: the appliance signs users in with `LocalIdentity`.
+No OIDC or LDAP code ships yet: the appliance signs users in with `LocalIdentity`.
+
+A signed-in session holds the `User` read at sign-in. `session_change` reads the user again
+(the UI does so on every request, or once `refresh_seconds` have passed): a user who is gone,
+or whose role or groups differ, has their session ended (`logout` audited with the reason).
+
+`SignInGuard` throttles guessing. Each attempt is counted, in one SQLite transaction, before
+the password is checked, so concurrent attempts cannot slip past the limits:
+
+- a client address gets `max_failures` failed sign-ins (whatever the names) within the window;
+  then it is refused until the window has passed;
+- a name gets twice as many (from any address); then each further attempt for it waits, one
+  minute after the first, twice as long after each further failure, at most the window. A
+  name's failures are forgotten once it has had none for two windows.
+
+So one address is refused at half a name's allowance: wrong passwords typed at one place do
+not make the user wait elsewhere (unless kept up, slowly, over several windows), and a name is
+never locked out, only made to wait for at most the window.
+
+Refused attempts are not checked and not counted; a success clears the name's failures. Names
+nobody has are throttled alike, so the throttling tells nothing about which names exist.
+Every attempt is audited (`login`, `login_failed`, `login_locked`, with the client address).
+A name that is not a user's is never stored as typed (it may be a password typed in the wrong
+box): the audit log and the failure table hold `unknown:` and a keyed hash of it (HMAC-SHA256
+with a secret created 0600 next to the failure table), the same for the same name.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
 import math
+import os
+import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,30 +66,66 @@ from retrieval.audit import AuditLog, build_audit
 from retrieval.users import User, UserDirectory, build_user_directory
 from settings import Settings
 
-# A name as typed is kept in the failure table and the audit log at most this long.
+# A name as typed is looked up at most this long.
 _MAX_NAME_CHARS = 128
+# The first wait of a name that has had too many failures; it doubles with each further one.
+_FIRST_NAME_WAIT_SECONDS = 60.0
+_KEY_BYTES = 32
+_UNKNOWN_ADDRESS = "unknown"
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS sign_in_failures (name TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS sign_in_failures_name ON sign_in_failures (name, at);
-CREATE TABLE IF NOT EXISTS sign_in_locks (name TEXT PRIMARY KEY, until REAL NOT NULL);
+DROP TABLE IF EXISTS sign_in_failures;
+DROP TABLE IF EXISTS sign_in_locks;
+CREATE TABLE IF NOT EXISTS sign_in_attempts (
+    name    TEXT NOT NULL,
+    address TEXT NOT NULL,
+    at      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sign_in_attempts_name ON sign_in_attempts (name, at);
+CREATE INDEX IF NOT EXISTS sign_in_attempts_address ON sign_in_attempts (address, at);
+CREATE TABLE IF NOT EXISTS sign_in_waits (key TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 
 
 class IdentityProvider(Protocol):
+    # How long a session may go on the user as last read; 0: read on every request.
+    refresh_seconds: float
+
     def authenticate(self, name: str, password: str) -> User | None:
         """The user these credentials belong to, or None: unknown name and wrong password
         are not told apart."""
 
+    def lookup(self, name: str) -> User | None:
+        """The user called `name` as the directory has them now, or None when there is none."""
+
 
 class LocalIdentity:
-    """Users of the appliance's own directory (scrypt password hashes)."""
+    """Users of the appliance's own directory (scrypt password hashes), re-read on every
+    request: reading them is one SQLite query."""
+
+    refresh_seconds = 0.0
 
     def __init__(self, directory: UserDirectory) -> None:
         self._directory = directory
 
     def authenticate(self, name: str, password: str) -> User | None:
         return self._directory.authenticate(name, password)
+
+    def lookup(self, name: str) -> User | None:
+        return self._directory.find(name)
+
+
+SessionEnd = Literal["removed", "changed"]
+SignOutReason = Literal["user", "expired", "removed", "changed"]
+
+
+def session_change(provider: IdentityProvider, user: User) -> SessionEnd | None:
+    """Why the session of `user` (as read at sign-in) must end now, or None: the user is gone
+    from the directory, or their role or groups differ."""
+    current = provider.lookup(user.name)
+    if current is None:
+        return "removed"
+    return None if current == user else "changed"
 
 
 Outcome = Literal["ok", "wrong", "locked"]
@@ -74,14 +143,22 @@ class SignInResult:
         return {"ok": None, "wrong": "wrong_password", "locked": "locked"}[self.outcome]
 
 
-class SignInGuard:
-    """Signs users in through a provider, at most `max_failures` wrong tries per name.
+@dataclass(frozen=True)
+class _Refused:
+    until: float
+    throttled: Literal["address", "name"]
 
-    When a name's failures within `lockout_minutes` reach `max_failures`, that name is locked
-    for `lockout_minutes`: attempts are refused without checking the password. The same holds
-    for names nobody has, so a lockout tells nothing about which names exist. Every attempt is
-    audited: `login`, `login_failed` or `login_locked`.
-    """
+
+@dataclass(frozen=True)
+class _Counted:
+    attempt: int  # the row that counts this attempt as a failure until it succeeds
+    name_failures: int
+    waits: bool  # whether this attempt made the address or the name wait
+
+
+class SignInGuard:
+    """Signs users in through a provider, throttled per client address and per name (see the
+    module's docstring)."""
 
     def __init__(
         self,
@@ -92,62 +169,98 @@ class SignInGuard:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._path = path
-        self._max_failures = max_failures
+        self._max_address_failures = max_failures
+        self._max_name_failures = 2 * max_failures
         self._window = lockout_minutes * 60.0
         self._audit = audit
         self._clock = clock
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._key = _load_or_create_key(sign_in_key_path(path))
         with self._db() as db:
             db.executescript(_SCHEMA)
 
-    def sign_in(self, provider: IdentityProvider, name: str, password: str) -> SignInResult:
+    def sign_in(
+        self, provider: IdentityProvider, name: str, password: str, address: str | None = None
+    ) -> SignInResult:
+        """`address`: the client's, as `client_address` gives it; None when not known."""
         name = name.strip()[:_MAX_NAME_CHARS]
+        address = address or _UNKNOWN_ADDRESS
+        who = name if provider.lookup(name) is not None else self.unknown_name(name)
         now = self._clock()
-        locked_until = self._locked_until(name, now)
-        if locked_until is not None:
-            minutes = max(1, math.ceil((locked_until - now) / 60))
-            self._audit.record(name, "login_locked", {"retry_after_minutes": minutes})
+        counted = self._count_attempt(who, address, now)
+        if isinstance(counted, _Refused):
+            minutes = max(1, math.ceil((counted.until - now) / 60))
+            self._audit.record(
+                who, "login_locked",
+                {"retry_after_minutes": minutes, "address": address,
+                 "throttled": counted.throttled},
+            )  # fmt: skip
             return SignInResult("locked", retry_after_minutes=minutes)
         user = provider.authenticate(name, password)
         if user is None:
-            failures, locked = self._record_failure(name, now)
-            self._audit.record(name, "login_failed", {"failures": failures, "locked": locked})
+            self._audit.record(
+                who, "login_failed",
+                {"failures": counted.name_failures, "locked": counted.waits, "address": address},
+            )  # fmt: skip
             return SignInResult("wrong")
-        with self._db() as db:
-            db.execute("DELETE FROM sign_in_failures WHERE name = ?", (name,))
-            db.execute("DELETE FROM sign_in_locks WHERE name = ?", (name,))
-        self._audit.record(user.name, "login", {"groups": list(user.groups), "admin": user.admin})
+        self._clear(who, address, counted.attempt, now)
+        self._audit.record(
+            user.name, "login",
+            {"groups": list(user.groups), "admin": user.admin, "address": address},
+        )  # fmt: skip
         return SignInResult("ok", user=user)
 
-    def sign_out(self, name: str, reason: Literal["user", "expired"] = "user") -> None:
+    def sign_out(self, name: str, reason: SignOutReason = "user") -> None:
         self._audit.record(name, "logout", {"reason": reason})
 
-    def _locked_until(self, name: str, now: float) -> float | None:
-        with self._db() as db:
-            row = db.execute("SELECT until FROM sign_in_locks WHERE name = ?", (name,)).fetchone()
-        return float(row[0]) if row is not None and row[0] > now else None
+    def unknown_name(self, name: str) -> str:
+        """How a name that is no user's is logged and counted: never as typed."""
+        digest = hmac.new(self._key, name.encode(), hashlib.sha256).hexdigest()
+        return f"unknown:{digest[:16]}"
 
-    def _record_failure(self, name: str, now: float) -> tuple[int, bool]:
-        """Count this failure; lock the name when it reaches the limit. (failures, locked)"""
-        since = now - self._window
-        with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("DELETE FROM sign_in_failures WHERE at <= ?", (since,))
-            db.execute("DELETE FROM sign_in_locks WHERE until <= ?", (now,))
-            db.execute("INSERT INTO sign_in_failures (name, at) VALUES (?, ?)", (name, now))
-            (failures,) = db.execute(
-                "SELECT COUNT(*) FROM sign_in_failures WHERE name = ?", (name,)
-            ).fetchone()
-            locked = failures >= self._max_failures
-            if locked:
-                db.execute(
-                    "INSERT INTO sign_in_locks (name, until) VALUES (?, ?) "
-                    "ON CONFLICT(name) DO UPDATE SET until = excluded.until",
-                    (name, now + self._window),
-                )
-                db.execute("DELETE FROM sign_in_failures WHERE name = ?", (name,))
-            db.execute("COMMIT")
-        return int(failures), locked
+    def _count_attempt(self, who: str, address: str, now: float) -> _Refused | _Counted:
+        """Refuse the attempt, or count it as a failure (until it succeeds) and set the waits
+        it brings about: one transaction, so concurrent attempts are counted one by one."""
+        with self._transaction() as db:
+            since = now - self._window
+            # A name's failures are forgotten once it has had none for two windows (the
+            # longest wait and one more), so its wait keeps growing while someone keeps guessing.
+            db.execute(
+                "DELETE FROM sign_in_attempts WHERE name IN (SELECT name FROM sign_in_attempts "
+                "GROUP BY name HAVING max(at) <= ?)",
+                (now - 2 * self._window,),
+            )
+            db.execute("DELETE FROM sign_in_waits WHERE until <= ?", (now,))
+            waits = db.execute(
+                "SELECT key, until FROM sign_in_waits WHERE key IN (?, ?) ORDER BY until DESC",
+                (f"address:{address}", f"name:{who}"),
+            ).fetchall()
+            if waits:
+                key, until = waits[0]
+                return _Refused(float(until), "address" if key.startswith("address:") else "name")
+            attempt = db.execute(
+                "INSERT INTO sign_in_attempts (name, address, at) VALUES (?, ?, ?)",
+                (who, address, now),
+            ).lastrowid
+            address_failures = _count(db, "address", address, since)
+            name_failures = _count(db, "name", who)
+            wait_address = address_failures >= self._max_address_failures
+            if wait_address:
+                _wait(db, f"address:{address}", now + self._window)
+            beyond = name_failures - self._max_name_failures
+            if beyond >= 0:
+                wait = min(self._window, _FIRST_NAME_WAIT_SECONDS * 2 ** min(beyond, 32))
+                _wait(db, f"name:{who}", now + wait)
+        assert attempt is not None
+        return _Counted(attempt, name_failures, wait_address or beyond >= 0)
+
+    def _clear(self, who: str, address: str, attempt: int, now: float) -> None:
+        """After a success: the name's failures and wait go, and this attempt's count."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM sign_in_attempts WHERE rowid = ? OR name = ?", (attempt, who))
+            db.execute("DELETE FROM sign_in_waits WHERE key = ?", (f"name:{who}",))
+            if _count(db, "address", address, now - self._window) < self._max_address_failures:
+                db.execute("DELETE FROM sign_in_waits WHERE key = ?", (f"address:{address}",))
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -158,6 +271,81 @@ class SignInGuard:
         finally:
             db.close()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: taken at once, so that no other attempt reads in between."""
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+
+def _count(
+    db: sqlite3.Connection, column: Literal["name", "address"], value: str, since: float = 0.0
+) -> int:
+    (count,) = db.execute(
+        f"SELECT COUNT(*) FROM sign_in_attempts WHERE {column} = ? AND at > ?",  # noqa: S608
+        (value, since),
+    ).fetchone()
+    return int(count)
+
+
+def _wait(db: sqlite3.Connection, key: str, until: float) -> None:
+    db.execute(
+        "INSERT INTO sign_in_waits (key, until) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET until = max(until, excluded.until)",
+        (key, until),
+    )
+
+
+def _load_or_create_key(path: Path) -> bytes:
+    """The secret that unknown names are hashed with, created (0600) on first use."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes()
+        if len(key) < _KEY_BYTES:
+            raise RuntimeError(
+                f"{path} is shorter than {_KEY_BYTES} bytes: delete it, and a new one is made"
+            ) from None
+        return key
+    key = secrets.token_bytes(_KEY_BYTES)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(key)
+        out.flush()
+        os.fsync(out.fileno())
+    return key
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted_proxies: Sequence[Network]
+) -> str | None:
+    """The client's address: the connection's peer, or, when the peer is one of the
+    `trusted_proxies`, the nearest address in X-Forwarded-For (`forwarded_for`: its header
+    values) that is not a trusted proxy's. None when the peer is not an address."""
+    try:
+        current = ipaddress.ip_address(peer or "")
+    except ValueError:
+        return None
+
+    def trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in trusted_proxies)
+
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    while trusted(current) and hops:
+        try:
+            current = ipaddress.ip_address(hops.pop())
+        except ValueError:
+            break  # a proxy we trust passed on something that is not an address: stop at it
+    return str(current)
+
 
 def session_expired(signed_in_at: float, now: float, minutes: int) -> bool:
     """Whether a session signed in at `signed_in_at` (seconds) has ended by `now`."""
@@ -166,6 +354,10 @@ def session_expired(signed_in_at: float, now: float, minutes: int) -> bool:
 
 def sign_in_path(settings: Settings) -> Path:
     return settings.data_dir / "sign-in.sqlite3"
+
+
+def sign_in_key_path(failure_table: Path) -> Path:
+    return failure_table.with_name("sign-in.key")
 
 
 def build_sign_in(settings: Settings) -> SignInGuard:

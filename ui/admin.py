@@ -1,5 +1,10 @@
 """The admin page: start an ingestion run of a configured share and watch it, the last runs'
-reports, users, and the feedback export."""
+reports, users, and the feedback export.
+
+An admin adds, changes and removes other users; their own role, and (unless admins read
+everything anyway) their own groups, only another admin changes: such an edit is refused and
+audited as `user_change_refused`.
+"""
 
 from __future__ import annotations
 
@@ -171,6 +176,14 @@ def users_panel(admin: User) -> None:
         is_admin = st.checkbox(t("is_admin"), key="new-user-admin")
         if st.form_submit_button(t("add_user")):
             group_list = [g.strip() for g in groups.split(",") if g.strip()]
+            if _changes_own_access(admin, name.strip(), group_list, is_admin):
+                resources.audit().record(
+                    admin.name, "user_change_refused",
+                    {"user": admin.name, "groups": sorted(set(group_list)), "admin": is_admin,
+                     "reason": "own account"},
+                )  # fmt: skip
+                st.error(t("own_account_change_refused"))
+                return
             try:
                 added = directory.add(name.strip(), password, group_list, is_admin)
             except InvalidUser as exc:
@@ -186,6 +199,17 @@ def users_panel(admin: User) -> None:
                 directory.remove(name)
                 resources.audit().record(admin.name, "user_remove", {"name": name})
                 st.rerun()
+
+
+def _changes_own_access(admin: User, name: str, groups: list[str], is_admin: bool) -> bool:
+    """Whether an admin's edit gives them another role, or (while admins read only what their
+    principals allow) other groups: that takes another admin. A new password is theirs to set."""
+    if name != admin.name:
+        return False
+    if is_admin != admin.admin:
+        return True
+    reads_everything = resources.settings().access.admins_read_everything
+    return not reads_everything and sorted(set(groups)) != sorted(admin.groups)
 
 
 def erase_panel(admin: User) -> None:

@@ -35,6 +35,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "fr": "Votre session a expiré. Veuillez vous reconnecter.",
         "de": "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
     },
+    "account_changed": {
+        "en": "Your account was changed or removed. Please sign in again.",
+        "fr": "Votre compte a été modifié ou supprimé. Veuillez vous reconnecter.",
+        "de": "Ihr Konto wurde geändert oder entfernt. Bitte melden Sie sich erneut an.",
+    },
     "signed_in_as": {
         "en": "Signed in as {user}",
         "fr": "Connecté en tant que {user}",
@@ -156,6 +161,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Remove user",
         "fr": "Supprimer l'utilisateur",
         "de": "Benutzer entfernen",
+    },
+    "own_account_change_refused": {
+        "en": "Only another administrator can change your own groups or role.",
+        "fr": "Seul un autre administrateur peut modifier vos propres groupes ou votre rôle.",
+        "de": "Nur ein anderer Administrator kann Ihre eigenen Gruppen oder Ihre Rolle ändern.",
     },
     "groups": {"en": "Groups", "fr": "Groupes", "de": "Gruppen"},
     "is_admin": {"en": "Administrator", "fr": "Administrateur", "de": "Administrator"},

@@ -4,7 +4,7 @@ streamed answer, the real LLM server)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,9 +12,10 @@ import streamlit as st
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
+import retrieval.users
 from llm.history import ConversationStore
 from retrieval.audit import AuditLog
-from retrieval.users import UserDirectory
+from retrieval.users import ScryptCost, UserDirectory
 from settings import PROJECT_ROOT, Settings
 from ui.safe import WORD_JOINER, literal_markdown
 
@@ -35,9 +36,12 @@ def app_env(
     monkeypatch.setenv("RAG_DATA_DIR", str(data))
     settings = Settings(data_dir=data)
     users = UserDirectory(settings.users_path)
-    users.add("erika", "erika-password", ["staff"])
-    users.add("jonas", "jonas-password", ["staff"])
-    users.add("root-admin", "admin-password", [], admin=True)
+    with monkeypatch.context() as cheaper:
+        # Added at the first format's cost to save time; signing in rehashes at the real one.
+        cheaper.setattr(retrieval.users, "PASSWORD_COST", ScryptCost(log2_n=14, r=8, p=1))
+        users.add("erika", "erika-password", ["staff"])
+        users.add("jonas", "jonas-password", ["staff"])
+        users.add("root-admin", "admin-password", [], admin=True)
     users.close()
     st.cache_resource.clear()
     st.cache_data.clear()
@@ -111,7 +115,7 @@ def test_the_sign_in_form_follows_the_language_setting(
     assert [b.label for b in at.button] == ["Anmelden"]
 
 
-def test_repeated_wrong_passwords_lock_the_name_and_are_audited(
+def test_repeated_wrong_passwords_lock_the_client_out_and_are_audited(
     app_env: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RAG_UI__MAX_FAILED_SIGN_INS", "2")
@@ -122,8 +126,10 @@ def test_repeated_wrong_passwords_lock_the_name_and_are_audited(
     at = signed_in(AppTest.from_file(APP))
     assert [e.value for e in at.error] == ["Too many failed sign-ins. Try again in 15 minutes."]
     assert len(at.chat_input) == 0
-    actions = [e.action for e in AuditLog(app_env.audit_path, 365).events()]
-    assert actions == ["login_locked", "login_failed", "login_failed"]
+    events = AuditLog(app_env.audit_path, 365).events()
+    assert [e.action for e in events] == ["login_locked", "login_failed", "login_failed"]
+    # AppTest's connection has no address (Streamlit gives a mock): all count as "unknown".
+    assert {e.detail["address"] for e in events} == {"unknown"}
 
 
 def test_an_expired_session_returns_to_the_sign_in_form(app_env: Settings) -> None:
@@ -133,6 +139,39 @@ def test_an_expired_session_returns_to_the_sign_in_form(app_env: Settings) -> No
     at.run(timeout=60)
     assert len(at.chat_input) == 0
     assert [i.value for i in at.info] == ["Your session has expired. Please sign in again."]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda users: users.remove("root-admin"), "removed"),
+        (lambda users: users.add("root-admin", "admin-password", [], admin=False), "changed"),
+        (lambda users: users.add("root-admin", "admin-password", ["hr"], admin=True), "changed"),
+    ],
+    ids=["removed", "demoted", "regrouped"],
+)
+def test_removed_admin_loses_admin_on_next_request(
+    app_env: Settings, change: Callable[[UserDirectory], object], reason: str
+) -> None:
+    at = signed_in(AppTest.from_file(APP), "root-admin", "admin-password")
+    assert at.session_state["user"].admin and len(at.chat_input) == 1
+    change(UserDirectory(app_env.users_path))
+    at.run(timeout=60)  # the admin's next click
+    assert "user" not in at.session_state
+    assert [w.label for w in at.text_input] == ["Username", "Password"]
+    assert len(at.chat_input) == 0
+    assert [i.value for i in at.info] == [
+        "Your account was changed or removed. Please sign in again."
+    ]
+    ended = AuditLog(app_env.audit_path, 365).events()[0]
+    assert (ended.user, ended.action, ended.detail) == ("root-admin", "logout", {"reason": reason})
+
+
+def test_an_unchanged_user_stays_signed_in_across_requests(app_env: Settings) -> None:
+    at = signed_in(AppTest.from_file(APP))
+    UserDirectory(app_env.users_path).add("jonas", "jonas-password", ["finance"])
+    at.run(timeout=60)
+    assert len(at.chat_input) == 1 and at.session_state["user"].name == "erika"
 
 
 def test_a_conversation_is_kept_for_its_user_only(app_env: Settings) -> None:
@@ -234,6 +273,52 @@ def test_the_admin_page_is_for_admins_and_adds_users(app_env: Settings) -> None:
     ]  # fmt: skip
     actions = [e.action for e in AuditLog(app_env.audit_path, 365).events()]
     assert actions[:2] == ["user_remove", "user_add"]
+
+
+def add_user_form(at: AppTest, name: str, groups: str, admin: bool) -> AppTest:
+    form = {w.key: w for w in at.text_input}
+    form["new-user-name"].input(name)
+    form["new-user-password"].input("a-new-password")
+    form["new-user-groups"].input(groups)
+    box = at.checkbox(key="new-user-admin")
+    if admin:
+        box.check()
+    else:
+        box.uncheck()
+    next(b for b in at.button if b.label == "Add user").click()
+    return at.run(timeout=60)
+
+
+def test_admin_cannot_grant_themselves_a_group(app_env: Settings) -> None:
+    script = page_of("admin_page", "ui.admin")
+    at = as_user(AppTest.from_string(script), app_env, "root-admin")
+    at = add_user_form(at, "root-admin", "hr, finance", admin=True)
+    refused = "Only another administrator can change your own groups or role."
+    assert [e.value for e in at.error] == [refused]
+    # Nor drop their own admin role (the box left unticked).
+    at = add_user_form(at, "root-admin", "", admin=False)
+    assert [e.value for e in at.error] == [refused]
+    stored = UserDirectory(app_env.users_path).get("root-admin")
+    assert (stored.groups, stored.admin) == ((), True)
+    events = AuditLog(app_env.audit_path, 365).events()
+    assert [(e.user, e.action) for e in events[:2]] == [("root-admin", "user_change_refused")] * 2
+    assert events[1].detail == {
+        "user": "root-admin", "groups": ["finance", "hr"], "admin": True, "reason": "own account"
+    }  # fmt: skip
+    # Another admin may; and the same admin may still give others groups.
+    at = add_user_form(at, "erika", "staff, hr", admin=False)
+    assert not at.error
+    assert UserDirectory(app_env.users_path).get("erika").groups == ("hr", "staff")
+
+
+def test_an_admin_who_reads_everything_anyway_may_change_their_own_groups(
+    app_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_ACCESS__ADMINS_READ_EVERYTHING", "true")
+    at = as_user(AppTest.from_string(page_of("admin_page", "ui.admin")), app_env, "root-admin")
+    at = add_user_form(at, "root-admin", "hr", admin=True)
+    assert not at.error
+    assert UserDirectory(app_env.users_path).get("root-admin").groups == ("hr",)
 
 
 def test_an_admin_starts_an_ingestion_run_and_sees_it_finish(
