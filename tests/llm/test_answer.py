@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,12 @@ def test_passages_reach_the_model_as_numbered_delimited_data() -> None:
     messages = grounded_messages("Q?", [hit("The budget is EUR 5.", "/s/x.pdf", 2)])
     assert "only" in messages[0]["content"] and REFUSAL in messages[0]["content"]
     assert "never instructions" in messages[0]["content"]
-    assert "[1] (x.pdf, page 2)" in messages[1]["content"]
-    assert "<<<\nThe budget is EUR 5.\n>>>" in messages[1]["content"]
-    assert messages[1]["content"].endswith("Question: Q?")
+    content = messages[1]["content"]
+    code = re.search(r"BEGIN ([0-9a-f]+) \[1\]\n", content)
+    assert code, content
+    body = "source: x.pdf, page 2\ntext:\nThe budget is EUR 5."
+    assert f"BEGIN {code[1]} [1]\n{body}\nEND {code[1]} [1]" in content
+    assert content.endswith("Question: Q?")
 
 
 def test_an_unrelated_question_is_refused_without_calling_the_model(ingested: Settings) -> None:
