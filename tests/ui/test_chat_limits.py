@@ -18,7 +18,7 @@ def test_an_oversized_question_is_refused_on_the_chat_page_with_a_message(
     question = "What is the approved budget of the Harbour Renovation Project? " * 3
     at = ask(signed_in(AppTest.from_file(APP)), question)
     assert [e.value for e in at.error] == [
-        "the question has 191 characters, more than the 100 allowed; shorten it and ask again"
+        "the question has 188 characters, more than the 100 allowed; shorten it and ask again"
     ]
     assert not at.exception
     settings = Settings()
