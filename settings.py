@@ -236,6 +236,13 @@ class RetrievalSettings(_Section):
     rerank_candidates: int = Field(
         default=30, ge=1, description="Fused candidates the reranker reads per query."
     )
+    max_question_chars: int = Field(
+        default=2000,
+        ge=1,
+        description="Longest question or search, in characters. A longer one is refused "
+        "before the index is searched (`rag ask` and `rag search` exit 2, the chat page says "
+        "so): each of a question's words costs lookups in the index.",
+    )
 
 
 class IndexSettings(_Section):

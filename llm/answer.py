@@ -1,4 +1,10 @@
-"""The answer step: retrieve, refuse or prompt, then tie the answer to the passages it used."""
+"""The answer step: retrieve, refuse or prompt, then tie the answer to the passages it used.
+
+A question longer than the retriever's limit is refused (QueryTooLong) before anything else:
+no rewrite, no embedding, no lookup in the index. The keyword terms of a question looked up one
+by one in the index (their rarity, the names a source must mention) are at most
+MAX_QUERY_TERMS per language, those of its first words.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from llm.prompts import REFUSAL, grounded_messages, rewrite_messages
 from retrieval.access import Scope
 from retrieval.models import Hit
 from retrieval.retriever import Retriever
+from retrieval.sparse import MAX_QUERY_TERMS
 from retrieval.store import SearchFilters
 
 # Keyword rarity: a term in more chunks than this counts as common.
@@ -116,7 +123,9 @@ class Answerer:
     ) -> PreparedQuestion:
         """Retrieve for the question (a follow-up is first rewritten to stand alone from the
         earlier (question, answer) pairs in `history`) and build the prompt, or decide to
-        refuse without one when no passage is relevant enough."""
+        refuse without one when no passage is relevant enough. A question over the length
+        limit raises QueryTooLong."""
+        self.retriever.check_query(question)
         query, asked = self.standalone_question(question, history)
         hits = self.retriever.search(query, scope, self._context_passages, filters)
         best = max((relevance(hit) for hit in hits), default=0.0)
@@ -150,8 +159,13 @@ class Answerer:
         source's document never does (in its text, title or path): the question is about
         another site, supplier or person than the source."""
         language = source.chunk.language
-        named = {name: self.retriever.sparse.terms(name, language) for name in names_in(question)}
-        terms = sorted({term for name_terms in named.values() for term in name_terms})
+        named: dict[str, set[int]] = {}
+        for name in names_in(question):
+            name_terms = self.retriever.sparse.terms(name, language)
+            if len(set().union(name_terms, *named.values())) > MAX_QUERY_TERMS:
+                break
+            named[name] = name_terms
+        terms = sorted(set().union(*named.values()))
         if not terms:
             return []
         store = self.retriever.store
@@ -171,7 +185,9 @@ class Answerer:
         the passages, among the chunks the scope may read."""
         sparse = self.retriever.sparse
         languages = {hit.chunk.language for hit in passages}
-        terms = sorted({term for code in languages for term in sparse.terms(question, code)})
+        terms = sorted(
+            {term for code in languages for term in sparse.terms(question, code, MAX_QUERY_TERMS)}
+        )
         store = self.retriever.store
         total = store.count()
         frequencies = store.term_frequencies(terms, scope, _FREQUENCY_CAP)
@@ -189,9 +205,13 @@ class Answerer:
             return question, question
         recent = history[-_HISTORY_TURNS:]
         rewritten = self.chat.complete(rewrite_messages(question, recent)).strip()
-        if _plausible_rewrite(rewritten, question, [asked for asked, _ in recent]):
+        limit = self.retriever.max_query_chars
+        if len(rewritten) <= limit and _plausible_rewrite(
+            rewritten, question, [asked for asked, _ in recent]
+        ):
             return rewritten, rewritten
-        return f"{recent[-1][0].strip()} {question.strip()}", question
+        earlier = recent[-1][0].strip()[: max(limit - len(question.strip()) - 1, 0)]
+        return f"{earlier} {question.strip()}".strip(), question
 
     def finish(self, prepared: PreparedQuestion, text: str) -> Answer:
         """The answer from the model's reply: kept when it stands on the passages it cites,

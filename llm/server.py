@@ -2,6 +2,10 @@
 
 On the appliance the same server runs as the `vllm` service on the GPUs; here its CPU build
 runs from its own virtual environment (its torch and transformers pins stay out of ours).
+
+The server's API key (`llm.api_key`) goes to it in its environment (`VLLM_API_KEY`), never in
+its arguments, which every local account can read (`ps`, /proc/PID/cmdline); without a key,
+one inherited from the caller's environment is dropped, so the server and its clients agree.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ import os
 
 from settings import OFFLINE_ENVIRONMENT, Settings
 
+# Where vLLM's OpenAI-compatible server reads its API key when `--api-key` is not given.
+API_KEY_VARIABLE = "VLLM_API_KEY"
+
 
 def server_command(settings: Settings) -> list[str]:
     llm = settings.llm
-    command = [
+    return [
         str(llm.server_python),
         "-m",
         "vllm.entrypoints.openai.api_server",
@@ -32,9 +39,6 @@ def server_command(settings: Settings) -> list[str]:
         "--enable-prefix-caching",
         "--disable-uvicorn-access-log",
     ]
-    if llm.api_key:
-        command += ["--api-key", llm.api_key.get_secret_value()]
-    return command
 
 
 def server_environment(settings: Settings) -> dict[str, str]:
@@ -43,6 +47,9 @@ def server_environment(settings: Settings) -> dict[str, str]:
     env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.llm.kv_cache_gib)
     # Its own address, which vLLM would otherwise learn by routing a UDP socket to 8.8.8.8.
     env["VLLM_HOST_IP"] = "127.0.0.1"
+    env.pop(API_KEY_VARIABLE, None)
+    if settings.llm.api_key:
+        env[API_KEY_VARIABLE] = settings.llm.api_key.get_secret_value()
     return env
 
 

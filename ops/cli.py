@@ -678,10 +678,10 @@ def _classify(exc: Exception) -> tuple[int, str]:
     from ingest.errors import IngestError
     from llm.errors import LLMError
     from ops.processes import ServiceError
-    from retrieval.errors import RetrievalError, UnknownUser
+    from retrieval.errors import QueryTooLong, RetrievalError, UnknownUser
     from retrieval.users import InvalidUser
 
-    if isinstance(exc, UsageError | UnknownUser | InvalidUser):
+    if isinstance(exc, UsageError | UnknownUser | InvalidUser | QueryTooLong):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]

@@ -49,4 +49,5 @@ def build_retriever(settings: Settings) -> Retriever:
         build_sparse(settings),
         build_reranker(settings),
         settings.retrieval.rerank_candidates,
+        settings.retrieval.max_question_chars,
     )

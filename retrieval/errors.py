@@ -4,7 +4,8 @@ RetrievalError
 ├── StoreUnavailable     the vector store can't be opened or reached
 ├── EmbedderUnavailable  the embedding model folder is missing or unreadable
 ├── RerankerUnavailable  the configured reranker model folder is missing or unreadable
-└── UnknownUser          a user name that the user directory doesn't know
+├── UnknownUser          a user name that the user directory doesn't know
+└── QueryTooLong         a question or search longer than the configured limit
 """
 
 
@@ -26,3 +27,16 @@ class RerankerUnavailable(RetrievalError):
 
 class UnknownUser(RetrievalError):
     pass
+
+
+class QueryTooLong(RetrievalError):
+    """A question or search over `retrieval.max_question_chars`: refused before the index is
+    searched. Carries the lengths, never the text."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(
+            f"the question has {length:,} characters, more than the {limit:,} allowed; "
+            "shorten it and ask again"
+        )
+        self.length = length
+        self.limit = limit

@@ -1,13 +1,21 @@
-"""Query text in, the chunks a scope may read out, best first."""
+"""Query text in, the chunks a scope may read out, best first.
+
+A query longer than `max_query_chars` is refused (QueryTooLong) before the embedder or the
+index sees it; the answer step checks a question the same way before anything else.
+"""
 
 from __future__ import annotations
 
 from retrieval.access import Scope
 from retrieval.embedder import Embedder
+from retrieval.errors import QueryTooLong
 from retrieval.models import Hit
 from retrieval.reranker import Reranker
 from retrieval.sparse import SparseEncoder
 from retrieval.store import SearchFilters, SearchQuery, VectorStore
+from settings import RetrievalSettings
+
+_MAX_QUERY_CHARS: int = RetrievalSettings.model_fields["max_question_chars"].default
 
 
 class Retriever:
@@ -21,16 +29,25 @@ class Retriever:
         sparse: SparseEncoder,
         reranker: Reranker | None = None,
         rerank_candidates: int = 30,
+        max_query_chars: int = _MAX_QUERY_CHARS,
     ) -> None:
         self.embedder = embedder
         self.store = store
         self.sparse = sparse
         self._reranker = reranker
         self._rerank_candidates = rerank_candidates
+        self.max_query_chars = max_query_chars
+
+    def check_query(self, query: str) -> None:
+        """Raises QueryTooLong for a query over the limit (spaces around it not counted)."""
+        length = len(query.strip())
+        if length > self.max_query_chars:
+            raise QueryTooLong(length, self.max_query_chars)
 
     def search(
         self, query: str, scope: Scope, k: int, filters: SearchFilters | None = None
     ) -> list[Hit]:
+        self.check_query(query)
         if scope.sees_nothing or not query.strip():
             return []
         wanted = max(k, self._rerank_candidates) if self._reranker else k

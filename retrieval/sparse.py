@@ -5,6 +5,10 @@ weighs each term by its inverse document frequency (Qdrant's IDF modifier). A qu
 language is not known, so its terms are taken through every configured language's analyser
 and merged: "factures" then meets French passages stemmed as "factur", and "invoices"
 English ones stemmed as "invoic".
+
+A query contributes at most MAX_QUERY_TERMS terms per language, those of its first words:
+each term of a question is also looked up on its own in the index (how rare it is, whether a
+document names it), and a pasted text must not issue thousands of such lookups.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ ANALYSERS: dict[str, str] = {
     "el": "greek",
 }
 FALLBACK_LANGUAGE = "en"
+MAX_QUERY_TERMS = 64
 
 
 @dataclass(frozen=True)
@@ -57,11 +62,22 @@ class SparseEncoder:
         return {
             index
             for code in self._query_languages
-            for index in self._model(code).embed_query(text).indices
+            for index in self.terms(text, code, MAX_QUERY_TERMS)
         }
 
-    def terms(self, text: str, language: str) -> set[int]:
-        return set(self._model(language).embed_query(text).indices)
+    def terms(self, text: str, language: str, limit: int | None = None) -> set[int]:
+        """The text's terms in the language; with a `limit`, at most that many, those of its
+        first words."""
+        model = self._model(language)
+        found = set(model.embed_query(text).indices)
+        if limit is None or len(found) <= limit:
+            return found
+        kept: dict[int, None] = {}
+        for word in text.split():
+            kept.update(dict.fromkeys(model.embed_query(word).indices))
+            if len(kept) >= limit:
+                break
+        return set(list(kept)[:limit])
 
     def coverage(self, query: str, passage: str, language: str) -> float:
         """Share of the query's terms found in the passage, in the passage's language."""

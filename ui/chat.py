@@ -12,6 +12,7 @@ from llm.errors import LLMError
 from llm.history import Turn, default_title
 from retrieval.access import Scope
 from retrieval.audit import clip_query
+from retrieval.errors import QueryTooLong
 from retrieval.store import SearchFilters
 from retrieval.users import User
 from ui import resources
@@ -111,7 +112,11 @@ def ask(user: User, question: str, turns: list[Turn], filters: SearchFilters) ->
         started = clock.monotonic()
         timing: dict[str, int] = {}
         with st.spinner():
-            prepared = engine.prepare(question, reading_scope(user), filters, history)
+            try:
+                prepared = engine.prepare(question, reading_scope(user), filters, history)
+            except QueryTooLong as exc:
+                st.error(str(exc))
+                return
         text = ""
         if prepared.messages is not None:
             # Shown as provisional: the answer is kept only if its sources bear it out.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from llm.prompts import REFUSAL, grounded_messages
 from retrieval.access import Scope
 from retrieval.build import build_retriever
 from retrieval.models import Chunk, Hit
+from retrieval.store import VectorStore
 from settings import Settings
 
 
@@ -46,9 +50,12 @@ def test_passages_reach_the_model_as_numbered_delimited_data() -> None:
     messages = grounded_messages("Q?", [hit("The budget is EUR 5.", "/s/x.pdf", 2)])
     assert "only" in messages[0]["content"] and REFUSAL in messages[0]["content"]
     assert "never instructions" in messages[0]["content"]
-    assert "[1] (x.pdf, page 2)" in messages[1]["content"]
-    assert "<<<\nThe budget is EUR 5.\n>>>" in messages[1]["content"]
-    assert messages[1]["content"].endswith("Question: Q?")
+    content = messages[1]["content"]
+    code = re.search(r"BEGIN ([0-9a-f]+) \[1\]\n", content)
+    assert code, content
+    body = "source: x.pdf, page 2\ntext:\nThe budget is EUR 5."
+    assert f"BEGIN {code[1]} [1]\n{body}\nEND {code[1]} [1]" in content
+    assert content.endswith("Question: Q?")
 
 
 def test_an_unrelated_question_is_refused_without_calling_the_model(ingested: Settings) -> None:
@@ -158,3 +165,84 @@ def test_a_follow_up_question_finds_the_subject_of_the_conversation(
     )
     assert not answer.refused and "4,750,000" in answer.text
     assert [Path(c.path).name for c in answer.citations] == ["harbour-renovation-memo.png"]
+
+
+class CountingStore:
+    """The real store, counting what reaches the engine: searches, and the terms looked up one
+    by one (one engine query each)."""
+
+    def __init__(self, store: VectorStore) -> None:
+        self._store = store
+        self.searches = self.term_lookups = self.counts = 0
+
+    def search(self, *args: Any, **kwargs: Any) -> list[Hit]:
+        self.searches += 1
+        return self._store.search(*args, **kwargs)
+
+    def term_frequencies(self, terms: Sequence[int], *args: Any, **kwargs: Any) -> dict[int, int]:
+        self.term_lookups += len(terms)
+        return self._store.term_frequencies(terms, *args, **kwargs)
+
+    def count(self, *args: Any, **kwargs: Any) -> int:
+        self.counts += 1
+        return self._store.count(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def pseudo_words(count: int) -> str:
+    """Distinct made-up lowercase words (no stopwords, no codes, no names): each its own term."""
+    letters = "bcdfghjklmnpqrstvwxz"
+    return " ".join(
+        "q" + "".join(letters[n // len(letters) ** place % len(letters)] for place in range(4))
+        for n in range(count)
+    )
+
+
+def counting_answerer(settings: Settings) -> tuple[Answerer, CountingStore]:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("the model must not be called")
+
+    retriever = build_retriever(settings)
+    store = CountingStore(retriever.store)
+    retriever.store = store  # the real store, counted
+    chat = ChatModel(
+        httpx.Client(base_url="http://llm.test/v1/", transport=httpx.MockTransport(fail)), "m"
+    )
+    return Answerer(retriever, chat, 3, min_score=0.3, score_margin=0.2, min_support=1.3), store
+
+
+def test_oversized_question_is_refused_before_touching_the_store(ingested: Settings) -> None:
+    from retrieval.errors import QueryTooLong
+
+    answerer, store = counting_answerer(ingested)
+    question = "What is the approved budget of the Harbour Renovation Project? "
+    question = (question + pseudo_words(30_000))[:180_000]
+    history = [("Who leads the Harbour Renovation Project?", "Dr. Ingrid Hansen [1].")]
+    for earlier in ((), history):
+        started = time.monotonic()
+        with pytest.raises(QueryTooLong) as refused:
+            answerer.prepare(question, Scope.operator(), history=earlier)
+        assert time.monotonic() - started < 0.5
+        assert (store.searches, store.term_lookups, store.counts) == (0, 0, 0)
+        message = str(refused.value)
+        assert "180,000 characters" in message and "2,000" in message
+        assert "Harbour" not in message and "\n" not in message
+    with pytest.raises(QueryTooLong):
+        answerer.retriever.search(question, Scope.operator(), 5)
+    assert store.searches == 0
+
+
+def test_a_long_question_looks_up_a_bounded_number_of_terms(ingested: Settings) -> None:
+    from retrieval.sparse import MAX_QUERY_TERMS
+
+    answerer, store = counting_answerer(ingested)
+    limit = ingested.retrieval.max_question_chars
+    question = "What is the approved budget of the Harbour Renovation Project? "
+    question = (question + pseudo_words(1_000))[:limit]
+    prepared = answerer.prepare(question, Scope.operator())
+    assert prepared.passages, "the question within the limit is searched"
+    assert store.searches == 1
+    languages = {hit.chunk.language for hit in prepared.passages}
+    assert 0 < store.term_lookups <= MAX_QUERY_TERMS * (len(languages) + 2)

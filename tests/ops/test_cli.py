@@ -172,6 +172,20 @@ def test_bad_arguments_exit_2(env: dict[str, str]) -> None:
         assert_one_line_error(result)
 
 
+def test_an_oversized_question_or_search_exits_2_with_one_line(env: dict[str, str]) -> None:
+    long = "What is the approved budget of the Harbour Renovation Project? " * 50
+    for command in ("ask", "search"):
+        result = rag(env, command, long)
+        assert result.returncode == 2, result.stderr
+        assert_one_line_error(result)
+        assert "3,149 characters, more than the 2,000 allowed" in result.stderr
+        assert "Harbour" not in result.stderr
+    refused = rag_json({**env, "RAG_RETRIEVAL__MAX_QUESTION_CHARS": "20"}, "ask", long[:40],
+                       expect=2)  # fmt: skip
+    assert refused == {"error": "the question has 40 characters, more than the 20 allowed; "
+                                "shorten it and ask again"}  # fmt: skip
+
+
 @pytest.mark.integration
 def test_ask_and_doctor_with_the_real_llm_server(
     env: dict[str, str], llm_settings: Settings
