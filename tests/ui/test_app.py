@@ -442,8 +442,6 @@ SECRET_IN_ERROR = "The salary of the director is 212,000 EUR"
 def test_a_failing_page_shows_one_line_with_an_incident_id_and_logs_the_rest(
     app_env: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from ui.incident import JsonLines
-
     def broken(*args: object) -> list[Any]:
         raise RuntimeError(f"cannot list conversations near: {SECRET_IN_ERROR}")
 
@@ -460,6 +458,8 @@ def test_a_failing_page_shows_one_line_with_an_incident_id_and_logs_the_rest(
     assert match, line
     shown = "\n".join([*(m.value for m in at.markdown), *(e.value for e in at.error)])
     assert "Traceback" not in shown and "RuntimeError" not in shown and "212" not in shown
+
+    from ui.incident import JsonLines
 
     (record,) = caplog.records
     logged = json.loads(JsonLines().format(record))
