@@ -24,7 +24,7 @@ from ops.pdf_writer import one_page_text_pdf
 from retrieval.audit import AuditLog
 from retrieval.users import UserDirectory
 from settings import PROJECT_ROOT, Settings
-from ui.safe import WORD_JOINER, literal_markdown
+from ui.safe import WORD_JOINER, literal_label, literal_markdown
 
 APP = str(PROJECT_ROOT / "ui" / "app.py")
 REFUSAL_SHOWN = "The documents do not contain the answer to this question"
@@ -294,6 +294,16 @@ def test_document_text_renders_as_text_never_as_links_or_images(hostile: str) ->
     html = MarkdownIt("commonmark").render(literal_markdown(hostile))
     assert "<img" not in html and "<a " not in html and "<script" not in html
     assert "attacker.example" in html  # shown, as characters
+
+
+def test_a_label_is_one_line_that_reads_as_the_name_whatever_the_name_holds() -> None:
+    name = "minutes\n# Heading\t**bold** ![x](http://attacker.example/p.png)\x1b[31m.pdf"
+    label = literal_label(name)
+    assert "\n" not in label and "\x1b" not in label
+    html = MarkdownIt("commonmark").renderInline(label)
+    assert "<img" not in html and "<strong" not in html and "<h1" not in html
+    shown = "minutes # Heading **bold** ![x](http://attacker.example/p.png) [31m.pdf"
+    assert rendered(label) == shown
 
 
 def test_bare_web_and_mail_addresses_cannot_become_links() -> None:
