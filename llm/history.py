@@ -2,6 +2,12 @@
 
 A turn keeps the question, the answer, its citations and the passages shown with it (their
 text too), as JSON columns. Every method takes the user and touches only that user's rows.
+
+A stored turn is shown again only as its reader may read it now (`readable_turns`): a passage
+whose chunk has left the index, or whose chunk's ACL no longer shares a principal with the
+reader's scope, is withheld. It keeps its place (the answer cites passages by number) and
+nothing else: no text, path, title or page; and an answer quoted from it becomes
+WITHHELD_QUOTE.
 """
 
 from __future__ import annotations
@@ -12,18 +18,22 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from llm.answer import Answer, Citation
+from retrieval.access import Scope
 from retrieval.models import Hit, document_id
+from retrieval.store import VectorStore
 
 TITLE_LENGTH = 60
 # What a quoted answer becomes when the document it quotes is erased.
 ERASED_QUOTE = "[removed: the source document was erased]"
+# What a quoted answer becomes, shown again, when its reader may no longer read its source.
+WITHHELD_QUOTE = "[withheld: the source is no longer available to you]"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -70,6 +80,8 @@ class Passage:
     section: str
     text: str
     score: float
+    # Never stored: set on a passage shown again to a reader who may no longer read it.
+    withheld: bool = False
 
     @classmethod
     def from_hit(cls, hit: Hit) -> Passage:
@@ -98,6 +110,10 @@ class Passage:
             str(data.get("title", "")), str(data.get("section", "")), str(data["text"]),
             float(data.get("score", 0.0)),
         )  # fmt: skip
+
+    def withheld_copy(self) -> Passage:
+        """The passage as shown to a reader who may no longer read it: its place only."""
+        return Passage(self.chunk_id, "", "", None, "", "", "", 0.0, withheld=True)
 
 
 @dataclass(frozen=True)
@@ -139,14 +155,17 @@ def default_title(question: str) -> str:
 def dump_answer(answer: Answer | Turn) -> tuple[str, str, str]:
     """The citations, passages and cited or shown documents of an answer (fresh, or a turn
     shown again), as JSON columns."""
+    citations = answer.citations
     if isinstance(answer, Turn):
-        passages = answer.passages
+        passages = [p for p in answer.passages if not p.withheld]
+        withheld = {p.chunk_id for p in answer.passages if p.withheld}
+        citations = [c for c in citations if c.chunk_id not in withheld]
     else:
         passages = [Passage.from_hit(hit) for hit in answer.passages]
     return (
-        json.dumps([c.as_json() for c in answer.citations], ensure_ascii=False),
+        json.dumps([c.as_json() for c in citations], ensure_ascii=False),
         json.dumps([p.as_json() for p in passages], ensure_ascii=False),
-        json.dumps(_doc_ids(answer.citations, passages)),
+        json.dumps(_doc_ids(citations, passages)),
     )
 
 
@@ -201,6 +220,49 @@ def erase_document_rows(db: sqlite3.Connection, table: str, doc_id: str) -> int:
         )
         changed += 1
     return changed
+
+
+def readable_turns(turns: Sequence[Turn], index: VectorStore, scope: Scope) -> list[Turn]:
+    """The turns as the reader of `scope` may see them now (see the module's docstring)."""
+    shown = [(p.doc_id, p.chunk_id) for turn in turns for p in turn.passages]
+    cited = [(document_id(c.path), c.chunk_id) for turn in turns for c in turn.citations]
+    readable = readable_chunk_ids(index, scope, shown + cited)
+    return [_as_readable(turn, readable) for turn in turns]
+
+
+def readable_chunk_ids(
+    index: VectorStore, scope: Scope, chunks: Iterable[tuple[str, str]]
+) -> set[str]:
+    """Of the (doc_id, chunk_id) pairs, the chunks that are in the index now and whose ACL
+    the scope may read. The index is asked once per document, whatever its number of chunks."""
+    pairs = set(chunks)
+    wanted = {chunk_id for _, chunk_id in pairs}
+    if not wanted or scope.sees_nothing:
+        return set()
+    readable = set()
+    for doc_id in sorted({doc_id for doc_id, _ in pairs}):
+        for chunk, _ in index.document_chunks(doc_id):
+            if chunk.id in wanted and (scope.unrestricted or chunk.acl & scope.principals):
+                readable.add(chunk.id)
+    return readable
+
+
+def _as_readable(turn: Turn, readable: Collection[str]) -> Turn:
+    chunk_ids = [p.chunk_id for p in turn.passages] + [c.chunk_id for c in turn.citations]
+    withheld = {chunk_id for chunk_id in chunk_ids if chunk_id not in readable}
+    if not withheld:
+        return turn
+    text = turn.text
+    if turn.origin == "quote" and any(c.chunk_id in withheld for c in turn.citations):
+        text = WITHHELD_QUOTE
+    return replace(
+        turn,
+        text=text,
+        passages=[p.withheld_copy() if p.chunk_id in withheld else p for p in turn.passages],
+        citations=[
+            Citation("", None, c.chunk_id) if c.chunk_id in withheld else c for c in turn.citations
+        ],
+    )
 
 
 def _doc_ids(citations: Sequence[Citation], passages: Sequence[Passage]) -> list[str]:

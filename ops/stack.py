@@ -70,6 +70,7 @@ def start_ui(settings: Settings) -> str:
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",
+        "--client.showErrorDetails", "none",  # no traceback in the browser: ui.incident
         "--global.developmentMode", "false",
     ]  # fmt: skip
     process.start(command, env, PROJECT_ROOT)

@@ -42,10 +42,11 @@ def build_reranker(settings: Settings) -> Reranker | None:
     return CrossEncoderReranker(settings.retrieval.reranker_dir)
 
 
-def build_retriever(settings: Settings) -> Retriever:
+def build_retriever(settings: Settings, store: VectorStore | None = None) -> Retriever:
+    """The retriever, over `store` when the caller shares one (else a store of its own)."""
     return Retriever(
         build_embedder(settings),
-        build_store(settings),
+        store or build_store(settings),
         build_sparse(settings),
         build_reranker(settings),
         settings.retrieval.rerank_candidates,

@@ -21,6 +21,8 @@ import streamlit as st
 from retrieval.users import InvalidUser, User
 from settings import PROJECT_ROOT
 from ui import resources
+from ui.incident import shown_as_incident
+from ui.safe import literal_markdown
 from ui.session import t
 
 _RUNS_SHOWN = 10
@@ -106,6 +108,7 @@ def _alive() -> bool:
 
 
 @st.fragment(run_every=1.0)
+@shown_as_incident  # a fragment reruns alone, outside the page's own guard
 def ingestion_progress() -> None:
     state = _read_progress()
     if state is None:
@@ -227,7 +230,8 @@ def erase_panel(admin: User) -> None:
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if finished.returncode != 0:
-        st.error(finished.stderr.strip().splitlines()[-1] if finished.stderr.strip() else "")
+        reason = finished.stderr.strip().splitlines()[-1] if finished.stderr.strip() else ""
+        st.error(literal_markdown(reason))  # it may name the file
         return
     result = json.loads(finished.stdout)
     st.success(t("erased", chunks=result["chunks_removed"], remaining=result["remaining"]))

@@ -1,4 +1,7 @@
-"""The appliance's web UI: sign in, then chat, the library, and for admins the admin page."""
+"""The appliance's web UI: sign in, then chat, the library, and for admins the admin page.
+
+A page that fails shows one translated line with an incident id; the details go to the log
+(`ui.incident`)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import streamlit as st  # noqa: E402
 from retrieval.users import User  # noqa: E402
 from ui.admin import admin_page  # noqa: E402
 from ui.chat import chat_page  # noqa: E402
+from ui.incident import log_as_json_lines, shown_as_incident  # noqa: E402
 from ui.library import library_page  # noqa: E402
 from ui.safe import literal_markdown  # noqa: E402
 from ui.session import current_user, sign_in_page, sign_out, t  # noqa: E402
@@ -40,6 +44,7 @@ def navigation(user: User) -> None:
     page.run()
 
 
+@shown_as_incident
 def main() -> None:
     st.set_page_config(page_title=t("title"), page_icon="📄", layout="centered")
     user = current_user()
@@ -49,4 +54,5 @@ def main() -> None:
         navigation(user)
 
 
+log_as_json_lines()
 main()

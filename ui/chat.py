@@ -9,14 +9,14 @@ from datetime import UTC, date, datetime, time
 import streamlit as st
 
 from llm.errors import LLMError
-from llm.history import Turn, default_title
+from llm.history import Turn, default_title, readable_turns
 from retrieval.access import Scope
 from retrieval.audit import clip_query
 from retrieval.errors import QueryTooLong
 from retrieval.store import SearchFilters
 from retrieval.users import User
 from ui import resources
-from ui.safe import literal_markdown
+from ui.safe import literal_label, literal_markdown
 from ui.session import reading_scope, t
 from ui.turns import show_turn
 
@@ -27,7 +27,9 @@ def chat_page() -> None:
         conversation_list(user)
         filters = filter_panel(user)
     conversation_id = st.session_state.get("conversation_id")
-    turns = resources.conversations().turns(user.name, conversation_id) if conversation_id else []
+    stored = resources.conversations().turns(user.name, conversation_id) if conversation_id else []
+    # Shown as the user may read the sources now, not as when they were asked.
+    turns = readable_turns(stored, resources.store(), reading_scope(user))
     for turn in turns:
         show_turn(user, turn)
     question = st.chat_input(t("ask_placeholder"))
@@ -45,7 +47,7 @@ def conversation_list(user: User) -> None:
     for conversation in store.list(user.name):
         selected = conversation.id == current
         if st.button(
-            conversation.title, key=f"open-{conversation.id}", width="stretch",
+            literal_label(conversation.title), key=f"open-{conversation.id}", width="stretch",
             type="primary" if selected else "secondary",
         ):  # fmt: skip
             st.session_state.conversation_id = conversation.id
@@ -128,7 +130,7 @@ def ask(user: User, question: str, turns: list[Turn], filters: SearchFilters) ->
                     text += token
                     placeholder.markdown(_provisional(text))
             except LLMError as exc:
-                st.error(t("llm_unavailable", error=exc))
+                st.error(literal_markdown(t("llm_unavailable", error=exc)))
                 return
         answer = engine.finish(prepared, text)
         timing["ms"] = _elapsed_ms(started)

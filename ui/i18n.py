@@ -192,6 +192,25 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "passage": {"en": "Passage", "fr": "Passage", "de": "Textstelle"},
     "page_image": {"en": "Page image", "fr": "Image de la page", "de": "Seitenbild"},
+    # Shown for stored answers and sources the reader may no longer read, and for a failure.
+    "source_withheld": {
+        "en": "This source is no longer available to you.",
+        "fr": "Cette source ne vous est plus accessible.",
+        "de": "Diese Quelle ist für Sie nicht mehr verfügbar.",
+    },
+    "quote_withheld": {
+        "en": "This answer quoted a source that is no longer available to you.",
+        "fr": "Cette réponse citait une source qui ne vous est plus accessible.",
+        "de": "Diese Antwort zitierte eine Quelle, die für Sie nicht mehr verfügbar ist.",
+    },
+    "unexpected_error": {
+        "en": "Something went wrong (incident {incident}). Try again; if it persists, give "
+        "this incident number to your administrator.",
+        "fr": "Une erreur s'est produite (incident {incident}). Réessayez\u00a0; si elle "
+        "persiste, communiquez ce numéro d'incident à votre administrateur.",
+        "de": "Etwas ist schiefgegangen (Vorfall {incident}). Versuchen Sie es erneut; wenn "
+        "der Fehler bleibt, nennen Sie Ihrem Administrator diese Vorfallsnummer.",
+    },
 }
 
 

@@ -5,6 +5,12 @@ page) are converted with Pillow. Each page is cached as `cache_dir/<doc_id>/<pag
 erasing a document removes its pictures with that one folder, and it is rendered again when
 the source file is newer than the picture. Any failure gives no picture and one log line:
 the source view then shows the passage alone.
+
+The source is opened once, without following a link at its path (`O_NOFOLLOW`), and drawn
+only if it is a regular file; its freshness, poppler's and Pillow's input all come from that
+one handle. A link swapped in at an indexed path (to a file its reader may not read) is never
+drawn. The caller decides who may see the page: the chat asks only for passages the reader
+may read now.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image
@@ -47,32 +56,51 @@ def page_image(
         if not _SAFE_ID.match(doc_id) or number < 1:
             raise _Unavailable("not a document id and page")
         target = cache_dir / doc_id / f"{number}.png"
-        if _fresh(target, path):
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if kind == ".pdf":
-            _render_pdf_page(path, number, dpi, target)
-        else:
-            _convert_image_frame(path, number, target)
+        with _open_regular_file(path) as source:
+            if _fresh(target, os.fstat(source).st_mtime):
+                return target
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if kind == ".pdf":
+                _render_pdf_page(source, number, dpi, target)
+            else:
+                _convert_image_frame(source, number, target)
         return target
     except Exception as exc:  # a broken file can make Pillow raise almost anything
         log.warning("no page image for document %s page %s: %s", doc_id, number, _reason(exc))
         return None
 
 
-def _fresh(target: Path, source: Path) -> bool:
+@contextmanager
+def _open_regular_file(path: Path) -> Iterator[int]:
+    """A descriptor of the file at `path`: never through a link there, never a device or a
+    pipe (opened without blocking, so a FIFO swapped in cannot hang the page)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        source_mtime = source.stat().st_mtime
+        descriptor = os.open(path, flags)
     except OSError as exc:
-        raise _Unavailable("the source file is gone or unreadable") from exc
+        raise _Unavailable("the source file is gone, unreadable or a link") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise _Unavailable("the source is not a regular file")
+        yield descriptor
+    finally:
+        os.close(descriptor)
+
+
+def _fresh(target: Path, source_mtime: float) -> bool:
     try:
         return target.stat().st_mtime >= source_mtime
     except OSError:
         return False
 
 
-def _render_pdf_page(path: Path, page: int, dpi: int, target: Path) -> None:
-    width, height = _pdf_page_points(path, page)
+def _opened(descriptor: int) -> str:
+    """A name by which a child process opens the very file of `descriptor` (passed to it)."""
+    return f"/dev/fd/{descriptor}"
+
+
+def _render_pdf_page(source: int, page: int, dpi: int, target: Path) -> None:
+    width, height = _pdf_page_points(source, page)
     scale = min(dpi / 72, MAX_WIDTH / width)
     if width * height * scale**2 > MAX_PIXELS:
         raise _Unavailable("the page is too large to draw")
@@ -82,7 +110,7 @@ def _render_pdf_page(path: Path, page: int, dpi: int, target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".render-") as folder:
         prefix = Path(folder) / "page"
         arguments = ["-f", str(page), "-l", str(page), *size, "-png", "-singlefile"]
-        _run(["pdftoppm", *arguments, str(path), str(prefix)])
+        _run(["pdftoppm", *arguments, _opened(source), str(prefix)], source)
         rendered = prefix.with_suffix(".png")
         if not rendered.is_file():
             raise _Unavailable("pdftoppm drew no page")
@@ -90,9 +118,9 @@ def _render_pdf_page(path: Path, page: int, dpi: int, target: Path) -> None:
             _save(image, target)
 
 
-def _pdf_page_points(path: Path, page: int) -> tuple[float, float]:
+def _pdf_page_points(source: int, page: int) -> tuple[float, float]:
     """Width and height of the page as displayed (after its rotation), in points."""
-    info = _run(["pdfinfo", "-f", str(page), "-l", str(page), str(path)])
+    info = _run(["pdfinfo", "-f", str(page), "-l", str(page), _opened(source)], source)
     size = _PAGE_SIZE.search(info)
     if size is None:
         raise _Unavailable(f"the PDF has no page {page}")
@@ -105,11 +133,12 @@ def _pdf_page_points(path: Path, page: int) -> tuple[float, float]:
     return width, height
 
 
-def _run(command: list[str]) -> str:
+def _run(command: list[str], source: int) -> str:
     try:
         done = subprocess.run(
-            command, capture_output=True, timeout=RENDER_TIMEOUT_SECONDS, check=False
-        )
+            command, capture_output=True, timeout=RENDER_TIMEOUT_SECONDS, check=False,
+            pass_fds=(source,),
+        )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
         raise _Unavailable(f"{command[0]} took over {RENDER_TIMEOUT_SECONDS:.0f} s") from exc
     if done.returncode != 0:
@@ -117,8 +146,8 @@ def _run(command: list[str]) -> str:
     return done.stdout.decode("utf-8", "replace")
 
 
-def _convert_image_frame(path: Path, page: int, target: Path) -> None:
-    with Image.open(path) as image:
+def _convert_image_frame(source: int, page: int, target: Path) -> None:
+    with os.fdopen(os.dup(source), "rb") as file, Image.open(file) as image:
         if page > getattr(image, "n_frames", 1):
             raise _Unavailable(f"the image has no page {page}")
         image.seek(page - 1)

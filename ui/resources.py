@@ -9,9 +9,10 @@ from llm.build import build_answerer
 from llm.feedback import FeedbackStore
 from llm.history import ConversationStore
 from retrieval.audit import AuditLog, build_audit
-from retrieval.build import build_retriever
+from retrieval.build import build_retriever, build_store
 from retrieval.catalog import Catalog
 from retrieval.identity import IdentityProvider, SignInGuard, build_identity, build_sign_in
+from retrieval.store import VectorStore
 from retrieval.users import UserDirectory, build_user_directory
 from settings import Settings
 
@@ -22,8 +23,15 @@ def settings() -> Settings:
 
 
 @st.cache_resource(show_spinner=False)
+def store() -> VectorStore:
+    """The index, one handle per process: the answerer searches it, the history checks who
+    may still read a stored passage (the embedded index is held by one handle at a time)."""
+    return build_store(settings())
+
+
+@st.cache_resource(show_spinner=False)
 def answerer() -> Answerer:
-    return build_answerer(settings(), build_retriever(settings()))
+    return build_answerer(settings(), build_retriever(settings(), store()))
 
 
 @st.cache_resource

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+_SPACES_AND_CONTROLS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!<>|~:$=])")
 # What Streamlit's Markdown (GitHub's flavour) turns into a link by itself, escaped or not:
 # a web address (`https://`, `www.`) or an e-mail address. An invisible word joiner inside
@@ -22,3 +23,9 @@ def literal_markdown(text: str) -> str:
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
     escaped = _AUTOLINK.sub(WORD_JOINER, escaped)
     return escaped.replace("\n", "  \n")
+
+
+def literal_label(text: str) -> str:
+    """Escape text for a one-line label (an expander's title, a button, a caption): as
+    `literal_markdown`, with line breaks, tabs and control characters shown as one space."""
+    return literal_markdown(_SPACES_AND_CONTROLS.sub(" ", text).strip())

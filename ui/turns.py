@@ -1,5 +1,10 @@
 """A question and its answer as the chat shows them: the answer, its sources (the passage with
-the supporting text highlighted and, for PDFs and scans, the page), and the feedback buttons."""
+the supporting text highlighted and, for PDFs and scans, the page), and the feedback buttons.
+
+Every string that comes from a document (file and folder names included) is escaped where it
+is rendered, so Markdown in it shows as typed: a file named `![](http://host/x)` is a name,
+never an image the browser would fetch. A source the reader may no longer read
+(`llm.history.readable_turns`) is shown as withheld, by its number alone."""
 
 from __future__ import annotations
 
@@ -9,22 +14,23 @@ from pathlib import Path, PurePath
 import streamlit as st
 
 from llm.feedback import Rating
-from llm.history import Passage, Turn
+from llm.history import WITHHELD_QUOTE, Passage, Turn
 from retrieval.users import User
 from ui import resources
 from ui.highlight import highlighted_markdown
 from ui.page_image import page_image
-from ui.safe import literal_markdown
+from ui.safe import literal_label, literal_markdown
 from ui.session import t
 
 _QUOTE = re.compile(r"\u201c(.+)\u201d")
 _RATINGS: tuple[Rating, Rating] = ("down", "up")  # st.feedback("thumbs"): 0 down, 1 up
 
 
-def source_label(passage: Passage) -> str:
+def source_label(number: int, passage: Passage) -> str:
+    """`[2] minutes.pdf, page 3 — /share/finance` as Markdown that shows it as it reads."""
     path = PurePath(passage.path)
     page = f", {t('page', page=passage.page)}" if passage.page else ""
-    return f"{path.name}{page} — {path.parent}"
+    return literal_label(f"[{number}] {path.name}{page} — {path.parent}")
 
 
 def show_turn(user: User, turn: Turn) -> None:
@@ -35,7 +41,8 @@ def show_turn(user: User, turn: Turn) -> None:
             st.markdown(literal_markdown(t("refusal")))
             show_passages(turn.passages, turn.passages, t("closest"), "")
         else:
-            st.markdown(literal_markdown(turn.text))
+            text = t("quote_withheld") if turn.text == WITHHELD_QUOTE else turn.text
+            st.markdown(literal_markdown(text))
             if turn.origin == "quote":
                 st.caption(t("quoted_note"))
             cited = {citation.chunk_id for citation in turn.citations}
@@ -66,7 +73,10 @@ def show_passages(
     st.caption(heading)
     for passage in shown:
         number = all_passages.index(passage) + 1
-        with st.expander(f"[{number}] {source_label(passage)}"):
+        if passage.withheld:
+            st.caption(literal_label(f"[{number}] {t('source_withheld')}"))
+            continue
+        with st.expander(source_label(number, passage)):
             st.markdown(highlighted_markdown(passage.text, answer, quote))
             image = page_image(
                 Path(passage.path), passage.page, passage.doc_id,

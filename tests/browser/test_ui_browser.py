@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser.conftest import PLANTED_FILE, Account, BrowserSession
+from tests.browser.conftest import MARKDOWN_NAMED_FILE, PLANTED_FILE, Account, BrowserSession
 
 pytestmark = pytest.mark.integration
 
@@ -243,4 +243,28 @@ def test_a_document_that_attacks_changes_nothing_and_makes_the_page_fetch_nothin
     shots.take(page, "planted-source-opened")
     assert page.locator("a[href*='attacker'], img[src*='attacker']").count() == 0
     assert planted.locator("a, img").count() == 0, "document text became a link or an image"
+    browser.traffic.assert_only_local()
+
+
+def test_markdown_in_a_file_name_is_shown_as_text_and_fetches_nothing(
+    browser: BrowserSession,
+) -> None:
+    page, shots = browser.page, browser.shots
+    sign_in(browser, browser.ui.reader)
+    ask(page, "What was the Q3 revenue of the harbour gift shop?")
+    listed = source(page, "Q3 report")
+    expect(listed).to_have_count(1)
+    folder, name = MARKDOWN_NAMED_FILE.rsplit("/", 1)
+    label = listed.locator("summary").inner_text().replace("\u2060", "")  # the word joiners
+    assert name in label and folder in label, label
+    assert listed.locator("summary img, summary a").count() == 0
+    shots.take(page, "markdown-named-source")
+    # The folder is a choice of the chat's folder filter too.
+    filters = sidebar(page).locator('[data-testid="stExpander"]').filter(has_text="Filters")
+    filters.locator("summary").click()
+    filters.locator('[data-testid="stSelectbox"]').first.click()
+    expect(page.get_by_role("option").filter(has_text=folder.split("/")[-1])).to_have_count(1)
+    shots.take(page, "markdown-named-folder-choice")
+    page.keyboard.press("Escape")
+    assert page.locator("img[src*='attacker'], a[href*='attacker']").count() == 0
     browser.traffic.assert_only_local()

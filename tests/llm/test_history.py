@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import itertools
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from llm.answer import Answer, Citation
-from llm.history import ConversationStore, Passage, UnknownConversation
+from llm.history import (
+    WITHHELD_QUOTE,
+    ConversationStore,
+    Passage,
+    Turn,
+    UnknownConversation,
+    dump_answer,
+    readable_turns,
+)
+from retrieval.access import EVERYONE, Scope
+from retrieval.edge_store import EdgeStore
 from retrieval.models import Chunk, Hit, chunk_id, document_id
+from retrieval.sparse import SparseEncoder
 
 TRAVEL = "/share/finance/travel.pdf"
 CANTEEN = "/share/facilities/canteen.md"
@@ -20,7 +33,7 @@ def hit(path: str, ordinal: int, text: str, page: int | None = None, score: floa
     chunk = Chunk(
         id=chunk_id(doc, ordinal), doc_id=doc, ordinal=ordinal, text=text, path=path, page=page,
         title="Travel policy", section="Meals", content_sha256="0" * 64,
-        acl=frozenset({"everyone"}), mtime=0.0,
+        acl=frozenset({EVERYONE}), mtime=0.0,
     )  # fmt: skip
     return Hit(chunk=chunk, score=score)
 
@@ -174,3 +187,106 @@ def test_erased_passage_text_is_overwritten_in_the_database_file(tmp_path: Path)
     store.close()
     assert b"Zanzibar 71 EUR" not in path.read_bytes()
     assert b"The canteen serves lunch from 11:30." in path.read_bytes()
+
+
+# -- shown again, as the reader may read it now -----------------------------------------------
+
+ALICE = Scope.of({"user:alice", "group:staff", EVERYONE})
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Iterator[EdgeStore]:
+    """A real index holding the chunks of `meal_answer`, readable by everyone."""
+    store = EdgeStore(tmp_path / "index", SparseEncoder(["en"]), linger_seconds=0)
+    store.ensure_collection(2)
+    chunks = [h.chunk for h in meal_answer().passages]
+    store.upsert(chunks, [[1.0, 0.0], [0.0, 1.0]])
+    yield store
+    store.close()
+
+
+def alices_turn(store: ConversationStore, shown: Answer | None = None) -> Turn:
+    conversation = store.create("alice", "Travel")
+    store.add_turn("alice", conversation.id, "Meal allowance?", shown or meal_answer())
+    return store.turns("alice", conversation.id)[0]
+
+
+def test_readable_turns_withhold_passages_whose_acl_no_longer_admits_the_reader(
+    store: ConversationStore, index: EdgeStore
+) -> None:
+    turn = alices_turn(store)
+    assert readable_turns([turn], index, ALICE) == [turn]  # readable: shown as it was
+
+    # The travel policy is now readable by HR alone (ingestion saw its permissions change).
+    index.set_acl(document_id(TRAVEL), frozenset({"group:hr"}))
+    (shown,) = readable_turns([turn], index, ALICE)
+    meals, lunch = shown.passages
+    assert meals.withheld and meals.chunk_id == turn.passages[0].chunk_id  # its place kept
+    assert (meals.text, meals.path, meals.doc_id, meals.title, meals.section, meals.page) == (
+        "", "", "", "", "", None,
+    )  # fmt: skip
+    assert "45 EUR per day." not in repr(shown.passages) and TRAVEL not in repr(shown)
+    assert [c.chunk_id for c in shown.citations] == [meals.chunk_id]
+    assert lunch == turn.passages[1] and not lunch.withheld
+    assert shown.text == turn.text  # the answer the user was given stays theirs
+
+    # Rated again, the withheld passage is not copied into the feedback either.
+    citations, passages, doc_ids = dump_answer(shown)
+    assert json.loads(citations) == []
+    assert [p["path"] for p in json.loads(passages)] == [CANTEEN]
+    assert json.loads(doc_ids) == [document_id(CANTEEN)]
+
+    # A colleague in HR still sees it; the stored turn itself is unchanged.
+    hr = Scope.of({"user:hanna", "group:hr"})
+    assert readable_turns([turn], index, hr)[0].passages[0] == turn.passages[0]
+    assert store.turns("alice", turn.conversation_id) == [turn]
+
+
+def test_history_withholds_a_passage_whose_chunk_left_the_index(
+    store: ConversationStore, index: EdgeStore
+) -> None:
+    turn = alices_turn(store)
+    index.delete_document(document_id(CANTEEN))
+    (shown,) = readable_turns([turn], index, ALICE)
+    assert [p.withheld for p in shown.passages] == [False, True]
+    assert "11:30" not in repr(shown)
+
+
+def test_a_quoted_answer_is_withheld_with_the_passage_it_quotes(
+    store: ConversationStore, index: EdgeStore
+) -> None:
+    meals = meal_answer().passages[0]
+    quoted = Answer(
+        "\u201cThe meal allowance is 45 EUR per day.\u201d [1]", False,
+        [Citation(TRAVEL, 2, meals.chunk.id)], [meals], "quote",
+    )  # fmt: skip
+    turn = alices_turn(store, quoted)
+    index.set_acl(document_id(TRAVEL), frozenset({"group:hr"}))
+    (shown,) = readable_turns([turn], index, ALICE)
+    assert shown.text == WITHHELD_QUOTE
+    assert "45 EUR" not in repr(shown)
+
+
+def test_a_scope_of_nobody_sees_no_stored_passage(
+    store: ConversationStore, index: EdgeStore
+) -> None:
+    turn = alices_turn(store)
+    (shown,) = readable_turns([turn], index, Scope.of(set()))
+    assert all(p.withheld for p in shown.passages)
+    assert readable_turns([turn], index, Scope.operator()) == [turn]
+
+
+def test_the_index_is_asked_once_per_document_not_once_per_passage(
+    store: ConversationStore, index: EdgeStore
+) -> None:
+    asked: list[str] = []
+    document_chunks = index.document_chunks
+
+    def counted(doc_id: str) -> list[tuple[Chunk, list[float]]]:
+        asked.append(doc_id)
+        return document_chunks(doc_id)
+
+    turns = [alices_turn(store), alices_turn(store)]  # two turns, four passages, two documents
+    index.document_chunks = counted  # type: ignore[method-assign]
+    readable_turns(turns, index, ALICE)
+    assert sorted(asked) == sorted({document_id(TRAVEL), document_id(CANTEEN)})

@@ -3,9 +3,15 @@ streamed answer, the real LLM server)."""
 
 from __future__ import annotations
 
+import html
+import json
+import logging
+import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import streamlit as st
@@ -13,11 +19,13 @@ from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 import retrieval.users
+from llm.answer import Answer, Citation
 from llm.history import ConversationStore
+from ops.pdf_writer import one_page_text_pdf
 from retrieval.audit import AuditLog
 from retrieval.users import ScryptCost, UserDirectory
 from settings import PROJECT_ROOT, Settings
-from ui.safe import WORD_JOINER, literal_markdown
+from ui.safe import WORD_JOINER, literal_label, literal_markdown
 
 APP = str(PROJECT_ROOT / "ui" / "app.py")
 REFUSAL_SHOWN = "The documents do not contain the answer to this question"
@@ -61,6 +69,12 @@ def signed_in(
     return at.run(timeout=timeout)
 
 
+def rendered(markdown: str) -> str:
+    """What a reader sees of a line of Markdown: its text, without tags or invisible joiners."""
+    shown = re.sub(r"<[^>]+>", "", MarkdownIt("commonmark").renderInline(markdown))
+    return html.unescape(shown).replace(WORD_JOINER, "")
+
+
 def page_text(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown) + "\n".join(e.label for e in at.expander)
 
@@ -94,7 +108,7 @@ def test_a_question_gets_a_streamed_answer_with_its_source(
     at.run(timeout=180)
     text = page_text(at)
     assert "4,750,000" in text
-    assert any("harbour-renovation-memo.png" in e.label for e in at.expander)
+    assert any("harbour-renovation-memo.png" in rendered(e.label) for e in at.expander)
 
 
 def test_an_unanswerable_question_is_refused_with_the_closest_passages(
@@ -367,6 +381,16 @@ def test_document_text_renders_as_text_never_as_links_or_images(hostile: str) ->
     assert "attacker.example" in html  # shown, as characters
 
 
+def test_a_label_is_one_line_that_reads_as_the_name_whatever_the_name_holds() -> None:
+    name = "minutes\n# Heading\t**bold** ![x](http://attacker.example/p.png)\x1b[31m.pdf"
+    label = literal_label(name)
+    assert "\n" not in label and "\x1b" not in label
+    html = MarkdownIt("commonmark").renderInline(label)
+    assert "<img" not in html and "<strong" not in html and "<h1" not in html
+    shown = "minutes # Heading **bold** ![x](http://attacker.example/p.png) [31m.pdf"
+    assert rendered(label) == shown
+
+
 def test_bare_web_and_mail_addresses_cannot_become_links() -> None:
     # Streamlit's Markdown links bare addresses itself (GitHub's flavour), escaped or not.
     text = "Mail bob@corp.example, see https://corp.example/x, HTTP://y.example or www.z.example"
@@ -374,3 +398,166 @@ def test_bare_web_and_mail_addresses_cannot_become_links() -> None:
     assert shown.replace(WORD_JOINER, "") == text
     for pattern in ("https:", "http:", "HTTP:", "www.", "b@"):
         assert pattern not in shown, pattern
+
+
+# -- stored conversations, shown again over a share of the test's own -------------------------
+
+# A file name that is Markdown for an image: rendered, the browser would fetch the address.
+MARKDOWN_FILE_NAME = "Q3 report ![](http:host?doc=q3).md"
+SOUP_PDF = "canteen-prices.pdf"
+SOUP_FACT = "3.20 EUR"
+# AppTest leaves the page script installed as `__main__`, which ingestion's worker processes
+# would then run: a run in this process is started with pytest's own.
+PYTEST_MAIN = sys.modules["__main__"]
+
+
+def reindex(settings: Settings, share: Path, embedder: Any) -> None:
+    """An ingestion run of the share into the settings' data dir, as `rag ingest` makes."""
+    from ingest.ledger import Ledger
+    from ingest.pipeline import Ingestor
+    from retrieval.build import build_store
+
+    ledger, index = Ledger(settings.ledger_path), build_store(settings)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setitem(sys.modules, "__main__", PYTEST_MAIN)
+            report = Ingestor(settings, embedder, index, ledger).run([str(share)])
+    finally:
+        ledger.close()
+        index.close()
+    assert not report.failed, report.failed
+
+
+@pytest.fixture
+def own_share(app_env: Settings, embedder: Any, tmp_path: Path) -> Path:
+    """A share ingested into the test's data dir (in place of the session's index): a file
+    whose name is Markdown, and a one-page PDF."""
+    finance = tmp_path / "share" / "finance"
+    finance.mkdir(parents=True)
+    (finance / MARKDOWN_FILE_NAME).write_text(
+        "# Q3 report\n\nThe Q3 revenue of the harbour shop was 812,000 EUR.\n"
+    )
+    (finance / SOUP_PDF).write_bytes(
+        one_page_text_pdf([f"Canteen prices: the soup of the day costs {SOUP_FACT}."])
+    )
+    for name in ("index", "ledger.sqlite3"):
+        (app_env.data_dir / name).unlink()
+    reindex(app_env, finance.parent, embedder)
+    return finance.parent
+
+
+def conversation_about(
+    settings: Settings, embedder: Any, question: str, source: str, user: str = "erika"
+) -> str:
+    """A conversation of the user's whose one turn cites the passage found for the question
+    (which must come from `source`), stored as the chat stores an answer; returns its id."""
+    from retrieval.build import build_sparse, build_store
+    from retrieval.retriever import Retriever
+
+    index = build_store(settings)
+    try:
+        scope = UserDirectory(settings.users_path).get(user).reading_scope(False)
+        hits = Retriever(embedder, index, build_sparse(settings)).search(question, scope, 1)
+    finally:
+        index.close()
+    (best,) = hits
+    assert Path(best.chunk.path).name == source
+    cited = Citation(best.chunk.path, best.chunk.page, best.chunk.id)
+    answer = Answer("See the source [1].", False, [cited], hits)
+    history = ConversationStore(settings.history_path)
+    try:
+        conversation = history.create(user, question)
+        history.add_turn(user, conversation.id, question, answer)
+    finally:
+        history.close()
+    return conversation.id
+
+
+def reopened(settings: Settings, conversation_id: str, user: str = "erika") -> AppTest:
+    """The chat page of the user, with the conversation open (picked in the sidebar)."""
+    at = AppTest.from_string(page_of("chat_page", "ui.chat"))
+    at.session_state["conversation_id"] = conversation_id
+    return as_user(at, settings, user)
+
+
+def shown_text(at: AppTest) -> str:
+    """The main area's text as a reader sees it: messages, captions and source titles."""
+    parts = [*(m.value for m in at.main.markdown), *(c.value for c in at.main.caption)]
+    return "\n".join(rendered(part) for part in [*parts, *(e.label for e in at.main.expander)])
+
+
+def test_a_markdown_file_name_is_shown_as_its_literal_name_in_the_source_label(
+    own_share: Path, app_env: Settings, embedder: Any
+) -> None:
+    question = "What was the Q3 revenue of the harbour shop?"
+    at = reopened(app_env, conversation_about(app_env, embedder, question, MARKDOWN_FILE_NAME))
+    (label,) = [e.label for e in at.main.expander]
+    assert "<img" not in MarkdownIt("commonmark").renderInline(label)
+    assert rendered(label) == f"[1] {MARKDOWN_FILE_NAME} — {own_share / 'finance'}"
+
+
+def revoke_read_access(settings: Settings, share: Path, name: str, embedder: Any) -> None:
+    """The file becomes its owner's alone, and the next ingestion run takes that in."""
+    (share / "finance" / name).chmod(0o600)
+    reindex(settings, share, embedder)
+
+
+def test_history_withholds_passages_the_reader_lost_access_to(
+    own_share: Path, app_env: Settings, embedder: Any
+) -> None:
+    question = "How much does the soup of the day cost?"
+    at = reopened(app_env, conversation_about(app_env, embedder, question, SOUP_PDF))
+    assert SOUP_FACT in shown_text(at) and SOUP_PDF in shown_text(at)
+
+    revoke_read_access(app_env, own_share, SOUP_PDF, embedder)
+    at.run(timeout=60)  # erika opens the conversation again
+    assert question in shown_text(at)  # her question and the answer she was given stay
+    assert SOUP_FACT not in shown_text(at) and SOUP_PDF not in shown_text(at)
+    assert not at.main.expander
+    assert "[1] This source is no longer available to you." in shown_text(at)
+
+
+def test_page_image_is_not_rendered_after_access_was_revoked(
+    own_share: Path, app_env: Settings, embedder: Any
+) -> None:
+    question = "How much does the soup of the day cost?"
+    at = reopened(app_env, conversation_about(app_env, embedder, question, SOUP_PDF))
+    assert len(at.main.image) == 1  # the page, while she may read it
+
+    revoke_read_access(app_env, own_share, SOUP_PDF, embedder)
+    at.run(timeout=60)
+    assert len(at.main.image) == 0
+
+
+# -- a page that fails -------------------------------------------------------------------------
+
+SECRET_IN_ERROR = "The salary of the director is 212,000 EUR"
+
+
+def test_a_failing_page_shows_one_line_with_an_incident_id_and_logs_the_rest(
+    app_env: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> list[Any]:
+        raise RuntimeError(f"cannot list conversations near: {SECRET_IN_ERROR}")
+
+    monkeypatch.setattr(ConversationStore, "list", broken)  # the fault, injected
+    with caplog.at_level(logging.ERROR, logger="ui.incident"):
+        at = signed_in(AppTest.from_file(APP))
+    assert not at.exception, "Streamlit showed the exception (and its traceback)"
+    (line,) = [e.value for e in at.error]
+    match = re.fullmatch(
+        r"Something went wrong \(incident ([0-9a-f]{8})\)\. Try again; if it persists, give "
+        r"this incident number to your administrator\.",
+        line,
+    )
+    assert match, line
+    shown = "\n".join([*(m.value for m in at.markdown), *(e.value for e in at.error)])
+    assert "Traceback" not in shown and "RuntimeError" not in shown and "212" not in shown
+
+    from ui.incident import JsonLines
+
+    (record,) = caplog.records
+    logged = json.loads(JsonLines().format(record))
+    assert logged["incident"] == match[1] and logged["error"] == "RuntimeError"
+    assert any("ui/chat.py" in frame and "conversation_list" in frame for frame in logged["stack"])
+    assert "212" not in JsonLines().format(record)

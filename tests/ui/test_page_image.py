@@ -156,3 +156,27 @@ def test_a_renderer_that_hangs_gives_no_picture(
 
     monkeypatch.setattr(module.subprocess, "run", hang)
     assert page_image(MINUTES, 1, DOC, tmp_path) is None
+
+
+@pytest.mark.parametrize("secret", [MINUTES, SCAN], ids=["pdf", "scan"])
+def test_page_image_does_not_follow_a_link_swapped_in_at_the_path(
+    tmp_path: Path, secret: Path
+) -> None:
+    # `public/notes` was indexed as a file anyone may read; a link to a file its reader may
+    # not read has since taken its place.
+    public = tmp_path / "public"
+    public.mkdir()
+    indexed = public / f"notes{secret.suffix}"
+    indexed.write_bytes(secret.read_bytes())
+    assert page_image(indexed, 1, DOC, tmp_path / "cache") is not None  # drawn while a file
+    shutil.rmtree(tmp_path / "cache")
+    indexed.unlink()
+    indexed.symlink_to(secret)
+    assert page_image(indexed, 1, DOC, tmp_path / "cache") is None
+    assert not (tmp_path / "cache" / DOC / "1.png").exists()
+
+
+def test_a_pipe_swapped_in_at_the_path_gives_no_picture_at_once(tmp_path: Path) -> None:
+    pipe = tmp_path / "scan.png"
+    os.mkfifo(pipe)  # opening it for reading would wait for a writer that never comes
+    assert page_image(pipe, 1, DOC, tmp_path / "cache") is None
