@@ -6,6 +6,8 @@ Qdrant server through qdrant-client, whose local mode stands in for the server h
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -365,6 +367,39 @@ class TestEdgeStore(StoreContract):
     @pytest.fixture
     def store_files(self, tmp_path: Path) -> Path:
         return tmp_path / "index"
+
+    def test_a_restore_never_copies_through_a_symbolic_link_in_the_backup(
+        self, store: VectorStore, tmp_path: Path
+    ) -> None:
+        store.upsert(make_chunks("/share/a.pdf", 2, {EVERYONE}), [axis(0), axis(1)])
+        copy = tmp_path / "backup"
+        copy.mkdir()
+        store.backup(copy)
+        folder = next(p for p in sorted(copy.iterdir()) if p.is_dir())
+        elsewhere = tmp_path / "elsewhere"
+        shutil.move(folder, elsewhere)
+        folder.symlink_to(elsewhere, target_is_directory=True)
+        store.upsert(make_chunks("/share/b.pdf", 1, {EVERYONE}), [axis(2)])
+
+        with pytest.raises(StoreUnavailable, match="symbolic link"):
+            store.restore(copy)
+
+        assert store.count() == 3  # the index as it was
+
+    def test_a_backup_copy_is_private_whatever_the_modes_of_the_index_files(
+        self, store: VectorStore, store_files: Path, tmp_path: Path
+    ) -> None:
+        store.upsert(make_chunks("/share/a.pdf", 2, {EVERYONE}), [axis(0), axis(1)])
+        for path in store_files.rglob("*"):  # as an install made before modes were kept
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        os.umask(0o077)  # as every entry point sets it (settings.protect_state)
+        copy = tmp_path / "backup"
+        copy.mkdir()
+
+        store.backup(copy)
+
+        copied = list(copy.rglob("*"))
+        assert copied and [p for p in copied if p.stat().st_mode & 0o077] == []
 
     def test_deleted_chunks_stay_in_the_engine_files_until_compaction(
         self, store: VectorStore, store_files: Path
