@@ -15,10 +15,9 @@ and `<<<` stays text of its own passage.
     The approved budget is EUR 1,980,000.
     >>>
 
-This is the layout a small model reads best: with a random code on the frame lines, or the
-source inside the marks, the packaged model copied the code or the marks into its answers more
-often (2-4 of 19 answers it could stand by, against 8). The system prompts are fixed (the
-server caches them) and explain the framing.
+The layout is the one the packaged small model answers best from: with a random code on the
+frame lines, or the source inside the marks, it copied the code or the marks into its answers.
+The system prompts are fixed (the server caches them) and explain the framing.
 """
 
 from __future__ import annotations
