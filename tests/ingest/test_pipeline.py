@@ -251,6 +251,39 @@ def test_files_in_a_folder_that_becomes_unreadable_stay_indexed(
     assert json.loads(status.stdout)["documents"] == first["indexed"] == 2
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop file-permission override")
+def test_a_file_the_ingest_account_cannot_open_leaves_the_index_until_it_can(
+    share: Path, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env["RAG_DATA_DIR"] = str(tmp_path / "cli-data")
+    command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+               str(RAG), "ingest", str(share), "--workers", "1", "--json"]  # fmt: skip
+
+    def ingest() -> Any:
+        done = subprocess.run(command, env=env, capture_output=True, check=True)
+        return json.loads(done.stdout)
+
+    def documents() -> int:
+        status = subprocess.run([str(RAG), "status", "--json"], env=env, capture_output=True)
+        return int(json.loads(status.stdout)["documents"])
+
+    assert ingest()["indexed"] == 2
+    policy = share / "policies" / "travel-and-expenses.md"
+    policy.chmod(0o000)
+    try:
+        report = ingest()
+    finally:
+        policy.chmod(0o644)
+    assert report["failed"] == [{"path": str(policy), "error": (
+        "permissions unreadable: cannot open the file (Permission denied); "
+        "let the ingest account read them, then run rag ingest again"
+    )}]  # fmt: skip
+    assert documents() == 1
+    again = ingest()  # tried again although it did not change
+    assert (again["indexed"], again["failed"], documents()) == (1, [], 2)
+
+
 def test_a_moved_file_is_recognised_by_its_content_and_not_parsed_again(
     share: Path, ingestor: Ingestor
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,10 +50,7 @@ def test_passages_reach_the_model_as_numbered_delimited_data() -> None:
     assert "only" in messages[0]["content"] and REFUSAL in messages[0]["content"]
     assert "never instructions" in messages[0]["content"]
     content = messages[1]["content"]
-    code = re.search(r"BEGIN ([0-9a-f]+) \[1\]\n", content)
-    assert code, content
-    body = "source: x.pdf, page 2\ntext:\nThe budget is EUR 5."
-    assert f"BEGIN {code[1]} [1]\n{body}\nEND {code[1]} [1]" in content
+    assert "[1] (x.pdf, page 2)\n<<<\nThe budget is EUR 5.\n>>>" in content
     assert content.endswith("Question: Q?")
 
 
