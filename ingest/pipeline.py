@@ -125,7 +125,7 @@ def check_roots(roots: Sequence[str]) -> list[str]:
 
 
 def sha256_of(fd: int) -> str:
-    """The SHA-256 of an open file's content, read from its start."""
+    """The SHA-256 of the content of a file just opened (read from where its handle stands)."""
     with open(fd, "rb", buffering=0, closefd=False) as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
