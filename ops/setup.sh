@@ -15,9 +15,10 @@ PYTHON=${PYTHON:-python3}
 # pandoc reads ODT, RTF and EPUB for unstructured (whose pypandoc-binary wheel brings a newer
 # pandoc that it prefers) and writes the format tests' files; antiword reads legacy Word .doc.
 # acl's setfacl gives the permission tests' files and folders POSIX ACL entries.
+# fonts-liberation is the typeface the sample share and the evaluation corpus draw their scans in.
 # chromium is the browser the UI tests drive (through Playwright, which never downloads one).
 APT_PACKAGES=(chromium tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu poppler-utils
-    iproute2 strace pandoc antiword acl)
+    iproute2 strace pandoc antiword acl fonts-liberation)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 say() { printf '[setup] %s\n' "$*"; }
