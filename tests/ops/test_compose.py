@@ -129,6 +129,8 @@ def looks_like_secret(name: str, value: object) -> bool:
     text = str(value)
     if text == "":
         return False
+    if name.upper().endswith("_FILE") and text.startswith("/"):
+        return False  # where the secret is read from, not the secret
     if SECRET_NAME.search(name.upper()):
         return True
     if TOKEN_SHAPED.fullmatch(text) and not text.startswith(("/", "$")):
