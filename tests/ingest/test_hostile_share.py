@@ -19,7 +19,10 @@ from tests.conftest import RAG
 from tests.ingest import hostile_share
 from tests.ingest.test_resume import indexed_rows, kill_mid_run, snapshot
 
-LIMITS = {"RAG_INGEST__FILE_TIMEOUT_SECONDS": "120", "RAG_INGEST__WORKER_MEMORY_MB": "1024"}
+# A parser process holds about 800 MB once it has read a PDF (unstructured's PDF partitioning
+# brings in torch), more after OCR; 1.5 GB leaves room for that and still stops the 1.5 GB
+# zip bomb long before the timeout.
+LIMITS = {"RAG_INGEST__FILE_TIMEOUT_SECONDS": "120", "RAG_INGEST__WORKER_MEMORY_MB": "1536"}
 
 
 def env_for(data_dir: Path) -> dict[str, str]:
