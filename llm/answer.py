@@ -9,6 +9,7 @@ MAX_QUERY_TERMS per language, those of its first words.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -24,7 +25,7 @@ from llm.grounding import (
     supported,
     words_of,
 )
-from llm.prompts import REFUSAL, grounded_messages, rewrite_messages
+from llm.prompts import REFUSAL, grounded_messages, passage_label, rewrite_messages
 from retrieval.access import Scope
 from retrieval.models import Hit
 from retrieval.retriever import Retriever
@@ -39,6 +40,7 @@ _HISTORY_TURNS = 3
 _REWRITE_KEEPS = 0.5
 # Share of an uncited answer's words that must come from one passage for it to be the source.
 _ATTRIBUTION_OVERLAP = 0.5
+_BRACKETED = re.compile(r"\[([^\[\]\n]{1,300})\]")
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,7 @@ class Answerer:
         support = quote.support if quote else 0.0
         if prepared.messages is None or quote is None:
             return _refusal(passages, prepared.reason, support)
-        text = text.strip()
+        text = cited_by_number(text.strip(), passages)
         if _is_refusal(text):
             return _refusal(passages, "the model found no answer in the passages", support)
         if text and not _cites_missing_passages(text, passages):
@@ -268,6 +270,21 @@ def _plausible_rewrite(rewritten: str, question: str, earlier: Sequence[str]) ->
         return False
     kept = words_of(question)
     return not kept or len(kept & words_of(rewritten)) / len(kept) >= _REWRITE_KEEPS
+
+
+def cited_by_number(text: str, passages: Sequence[Hit]) -> str:
+    """The answer with a passage cited by the source its frame names (`[guest-wifi.md]`,
+    `[minutes.pdf, page 2]`) cited by its number instead, as every check expects."""
+    numbers: dict[str, int] = {}
+    for n, hit in enumerate(passages, start=1):
+        for name in (passage_label(hit), PurePath(hit.chunk.path).name):
+            numbers.setdefault(name.casefold(), n)
+
+    def by_number(match: re.Match[str]) -> str:
+        n = numbers.get(match[1].strip().casefold())
+        return f"[{n}]" if n else match[0]
+
+    return _BRACKETED.sub(by_number, text)
 
 
 def _cites_missing_passages(text: str, passages: Sequence[Hit]) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llm.answer import Answerer, cited_passages
+from llm.answer import Answerer, cited_by_number, cited_passages
 from llm.build import build_answerer
 from llm.client import ChatModel
 from llm.prompts import REFUSAL, grounded_messages
@@ -33,6 +33,12 @@ def test_explicit_citations_map_to_the_numbered_passages() -> None:
     passages = [hit("alpha", "/s/a.pdf", 1, 0), hit("beta", "/s/b.pdf", 4, 1)]
     cited = cited_passages("It is beta [2], see also [2] and [7].", passages)
     assert [(c.path, c.page, c.chunk_id) for c in cited] == [("/s/b.pdf", 4, "c1")]
+
+
+def test_a_passage_cited_by_its_source_name_is_cited_by_its_number() -> None:
+    passages = [hit("alpha", "/s/a.pdf", 1, 0), hit("beta", "/s/b.pdf", 4, 1)]
+    text = cited_by_number("It is beta [b.pdf, page 4] and alpha [A.PDF]; see [c.pdf].", passages)
+    assert text == "It is beta [2] and alpha [1]; see [c.pdf]."
 
 
 def test_an_uncited_answer_is_tied_to_the_passage_it_quotes() -> None:

@@ -142,6 +142,8 @@ def test_an_unverifiable_answer_gives_way_to_the_best_passage_sentence(
         "The budget is EUR 9,999,999 [1].",  # a figure no passage has
         "The project is a project about the harbour.",  # nothing cited, nothing said
         "The budget is set out in passage [9].",  # a passage it was not given
+        # The question again, citing its source by name: nothing said.
+        "The approved budget of the Harbour Renovation Project is [harbour-renovation-memo.png].",
     ):
         answer = answerer.finish(question, reply)
         assert (answer.refused, answer.origin) == (False, "quote"), reply
