@@ -233,6 +233,15 @@ class RetrievalSettings(_Section):
         "best matches the question, quoted and cited; off: refuse instead. Small models need "
         "it; the production model rarely triggers it.",
     )
+    answer_check: Literal["wording", "facts"] = Field(
+        default="wording",
+        description="How closely a model's answer must stand on the passages it cites to be "
+        "kept. `wording`: it cites the best-supporting passage, most of its words are the "
+        "passages' and its figures and codes are theirs (a small model copies; when it "
+        "paraphrases it is often wrong). `facts`: it cites passages it was given and its "
+        "figures and codes are theirs; its words are free, so a paraphrase or an answer in "
+        "another language than the passage is kept (a strong model; the production setting).",
+    )
     rerank_candidates: int = Field(
         default=30, ge=1, description="Fused candidates the reranker reads per query."
     )

@@ -18,6 +18,7 @@ from typing import Literal
 from llm.client import ChatModel, Message
 from llm.grounding import (
     CITATION,
+    AnswerCheck,
     Quote,
     best_quote,
     missing_identifiers,
@@ -107,6 +108,7 @@ class Answerer:
         score_margin: float,
         min_support: float = 0.0,
         quote_unverified: bool = True,
+        answer_check: AnswerCheck = "wording",
     ) -> None:
         self.retriever = retriever
         self.chat = chat
@@ -115,6 +117,7 @@ class Answerer:
         self._score_margin = score_margin
         self._min_support = min_support
         self._quote_unverified = quote_unverified
+        self._answer_check: AnswerCheck = answer_check
 
     def prepare(
         self,
@@ -228,10 +231,12 @@ class Answerer:
             return _refusal(passages, "the model found no answer in the passages", support)
         if text and not _cites_missing_passages(text, passages):
             cited = cited_hits(text, passages)
-            # Kept when it stands on what it cites, and cites the passage that answers best:
-            # a small model may copy a figure from a neighbouring passage about something else.
-            if passages[quote.passage] in cited and supported(
-                text, prepared.asked or prepared.question, cited
+            # Kept when it stands on what it cites, and (checking the wording) cites the
+            # passage that answers best: a small model may copy a figure from a neighbouring
+            # passage about something else.
+            cites_best = passages[quote.passage] in cited or self._answer_check == "facts"
+            if cited and cites_best and supported(
+                text, prepared.asked or prepared.question, cited, self._answer_check
             ):
                 citations = [_citation(hit) for hit in cited]
                 return Answer(text, False, citations, passages, support=support)

@@ -23,4 +23,5 @@ def build_answerer(settings: Settings, retriever: Retriever) -> Answerer:
         score_margin=settings.retrieval.score_margin,
         min_support=settings.retrieval.min_support,
         quote_unverified=settings.retrieval.quote_unverified_answers,
+        answer_check=settings.retrieval.answer_check,
     )

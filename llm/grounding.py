@@ -7,7 +7,9 @@
   A question naming something the index knows that the answering document never mentions
   is about something else: parking at one site answered from another site's rules.
 - `supported`: whether a model's answer stands on the passages it cites: its figures and codes
-  appear there, most of its words do, and it says something the question did not.
+  appear there and it says something the question did not; with the `wording` check (small
+  models) most of its words appear there too, with `facts` (a strong model) it may paraphrase
+  or answer in another language than the passage.
 - `best_quote`: the sentence of the passages that best answers the question, by meaning and
   by keywords, and how well it supports an answer. Too little support and the question is
   refused before the model is asked; enough, and the sentence is quoted and cited when the
@@ -19,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from llm.prompts import REDACTED, without_instructions
 from retrieval.embedder import Embedder
@@ -68,10 +71,17 @@ def _is_identifier(token: str) -> bool:
     return bool(letters) and all(run.isupper() for run in letters)
 
 
-def supported(answer: str, question: str, cited: Sequence[Hit]) -> bool:
+AnswerCheck = Literal["wording", "facts"]
+
+
+def supported(
+    answer: str, question: str, cited: Sequence[Hit], check: AnswerCheck = "wording"
+) -> bool:
+    """Whether the answer stands on the passages it cites. Both checks want its figures and
+    codes there and something said beyond the question; `wording` also wants most of its
+    words there, and what it says beyond the question to be the passages' words."""
     answer = CITATION.sub(" ", answer)
     context = " ".join(hit.chunk.embedding_text() for hit in cited)
-    context_words = words_of(context)
     words = words_of(answer)
     if not words:
         return False
@@ -79,6 +89,9 @@ def supported(answer: str, question: str, cited: Sequence[Hit]) -> bool:
         return False
     if not _figures(answer) <= _figures(context):
         return False
+    if check == "facts":
+        return bool(words - words_of(question))
+    context_words = words_of(context)
     overlap = len(words & context_words) / len(words)
     says_something_new = bool((words & context_words) - words_of(question))
     return overlap >= _SUPPORTED_OVERLAP and says_something_new
