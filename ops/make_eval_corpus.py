@@ -388,7 +388,8 @@ def write_docx(source: Source) -> Rendered:
             document.add_paragraph(block.text, style="List Bullet")
         elif block.kind == "table":
             add_docx_table(document, block.rows)
-    return Rendered(source, docx_bytes(document, source.title, ORGANISATION), (body_text(blocks),))
+    author = source.meta.get("author", ORGANISATION)
+    return Rendered(source, docx_bytes(document, source.title, author), (body_text(blocks),))
 
 
 def add_docx_table(document: Any, rows: Sequence[Sequence[str]]) -> None:
