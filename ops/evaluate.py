@@ -19,8 +19,9 @@ cross-lingual.
 
 `load_golden` reads and validates the file, `run` puts each question to the retriever (and the
 answerer), and `score` turns the per-question outcomes into the figures, which are reported,
-never judged: over all questions, and under `splits` for each split, with its `languages`
-(by question language) and its `cross_lingual` questions (null when there are none).
+never judged: over all questions, and under `splits` for each split, parted into `languages`
+(questions asked in the language of their document, or unanswerable, by question language)
+and `cross_lingual` (the others; null when there are none).
 """
 
 from __future__ import annotations
@@ -369,7 +370,8 @@ def _miss(golden: Golden, kind: str, detail: str) -> dict[str, Any]:
 def score(outcomes: Sequence[Outcome], seconds: float = 0.0) -> dict[str, Any]:
     """The figures over the outcomes. Answer figures are null when no answers were asked for
     (retrieval only); any figure over an empty set of questions is null. `splits` holds the
-    same figures (without misses) for each split present, by language and cross-lingual."""
+    same figures (without misses) for each split present, parted into same-language questions
+    by language and the cross-lingual ones."""
     figures, misses = _figures(outcomes)
     return {
         **figures,
@@ -385,15 +387,15 @@ def _by_split(outcomes: Sequence[Outcome]) -> dict[str, dict[str, Any]]:
     splits: dict[str, dict[str, Any]] = {}
     for name in (split for split in SPLITS if split in present):
         members = [o for o in outcomes if o.golden.item.split_name == name]
-        languages = sorted({o.golden.item.language_name for o in members})
         crossing = [o for o in members if o.golden.item.cross_lingual]
+        own = [o for o in members if not o.golden.item.cross_lingual]
+        by_language: dict[str, list[Outcome]] = {}
+        for outcome in own:
+            by_language.setdefault(outcome.golden.item.language_name, []).append(outcome)
         splits[name] = {
             **_figures(members)[0],
             "languages": {
-                language: _figures([o for o in members if o.golden.item.language_name == language])[
-                    0
-                ]
-                for language in languages
+                language: _figures(by_language[language])[0] for language in sorted(by_language)
             },
             "cross_lingual": _figures(crossing)[0] if crossing else None,
         }
@@ -560,13 +562,14 @@ _COLUMNS = (
 
 
 def _split_table(splits: dict[str, dict[str, Any]]) -> list[str]:
-    """One row per split, then per language and cross-lingual within it."""
+    """One row per split, then its same-language questions by language and its cross-lingual
+    ones."""
     if not splits:
         return []
     header = f"  {'split':<6} {'group':<8} {'n':>4} {'unans':>5}" + "".join(
         f" {title:>7}" for _, title in _COLUMNS
     )
-    lines = ["by split and question language (refused: of the unanswerable questions):", header]
+    lines = ["by split; en/fr/de: asked in the document's language; cross: in another one:", header]
     for name, figures in splits.items():
         rows = [("all", figures)]
         rows += list(figures["languages"].items())

@@ -22,7 +22,8 @@ is read (`kind`):
 ops/real_corpus/questions.jsonl holds the questions, written from reading the documents before
 any was put to the appliance. Every answerable one names its `source` path (and so its
 document's language, written out as `document_language`) and `facts` that must occur in it;
-the pages a paged source's facts are on are computed here (several pages become `sources`).
+the page of a source of several pages is computed here from where its facts are (facts on
+several pages become several `sources`); a one-page document is cited by its path alone.
 Each has a `split` ("dev" or "test"), drawn like the generated corpus's: per stratum (question
 language x document language x answerable), questions sorted by the SHA-256 of their id,
 alternately dev and test.
@@ -48,7 +49,6 @@ from pypdf import PdfReader
 
 from ops.make_eval_corpus import (
     EXTENSIONS,
-    PAGED_FORMATS,
     WRITERS,
     CorpusError,
     Rendered,
@@ -191,7 +191,7 @@ def place_answer(question: dict[str, Any], rendered: dict[str, Rendered]) -> Non
         ]
         if not pages:
             raise CorpusError(f"question {qid}: {needles} not on one page of {path}")
-        if len(document.pages) > 1 or document.source.fmt in PAGED_FORMATS:
+        if len(document.pages) > 1:
             placed += [{"path": path, "page": page} for page in pages]
         else:
             placed.append({"path": path})
