@@ -487,6 +487,24 @@ def test_rag_eval_prints_a_table_for_people(eval_env: dict[str, str], tmp_path: 
     assert re.search(r"^  cited_right +-  ", result.stdout, re.M)
 
 
+def test_rag_eval_split_measures_only_that_split(eval_env: dict[str, str], tmp_path: Path) -> None:
+    lines = [
+        json.dumps({**QUESTIONS[0], "split": "test"}),
+        json.dumps({**QUESTIONS[1]}),  # no split: dev
+        json.dumps({**QUESTIONS[3], "split": "test"}),
+    ]
+    path = write_golden(tmp_path, *lines)
+    test = rag_json(eval_env, "eval", str(path), "--retrieval-only", "--split", "test")
+    assert (test["questions"], test["answerable"], list(test["splits"])) == (2, 1, ["test"])
+    dev = rag_json(eval_env, "eval", str(path), "--retrieval-only", "--split", "dev")
+    assert (dev["questions"], list(dev["splits"])) == (1, ["dev"])
+    only_dev = write_golden(tmp_path, json.dumps(QUESTIONS[1]))
+    result = rag(eval_env, "eval", str(only_dev), "--retrieval-only", "--split", "test")
+    assert result.returncode == 2
+    assert_one_line_error(result)
+    assert "no questions in the test split" in result.stderr
+
+
 def test_rag_eval_of_a_bad_golden_file_exits_2_naming_file_and_line(
     eval_env: dict[str, str], tmp_path: Path
 ) -> None:
