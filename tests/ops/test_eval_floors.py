@@ -35,11 +35,17 @@ CEILINGS = {"refused_answerable": 0.10}
 CORPORA = {"generated": "ops.make_eval_corpus", "real": "ops.make_real_corpus"}
 WITH_CROSS_LINGUAL = ("real",)  # the generated corpus asks in the language of each document
 
-# Measured on main's embedder (MiniLM), retrieval only: the real test split has recall@5
-# 0.886, mrr@10 0.758 and cross-lingual recall@5 0.556.
+# Measured on main (MiniLM embedder, SmolLM2-135M) on the real test split: recall@5 0.886,
+# mrr@10 0.758, cited_right 0.629, refused_unanswerable 0.750 (3 of 4), refused_answerable
+# 0.257, cross-lingual recall@5 0.556.
 KNOWN_GAPS = {
     ("real", "recall@5"): "issue 15: recall@5 is 0.886 on the real test split",
     ("real", "mrr@10"): "issue 15: mrr@10 is 0.758 on the real test split",
+    ("real", "cited_right"): "issue 15: cited_right is 0.629 on the real test split",
+    ("real", "refused_unanswerable"): (
+        "issue 15: refused_unanswerable is 0.750 on the real test split"
+    ),
+    ("real", "refused_answerable"): "issue 15: refused_answerable is 0.257 on the real test split",
     ("real", "cross_lingual recall@5"): (
         "issue 15: cross-lingual recall@5 is 0.556 on the real test split"
     ),
@@ -78,17 +84,18 @@ def reports(tmp_path_factory: pytest.TempPathFactory, llm_settings: Settings) ->
     }
 
 
-def floor_cases() -> list[Any]:
-    cases = []
+def cases(figures: dict[str, float], cross_lingual: dict[str, float] | None = None) -> list[Any]:
+    """(corpus, figure) for every corpus, a known gap marked as an expected failure."""
+    out = []
     for corpus in CORPORA:
-        figures = list(FLOORS)
-        if corpus in WITH_CROSS_LINGUAL:
-            figures += [f"cross_lingual {figure}" for figure in CROSS_LINGUAL_FLOORS]
-        for figure in figures:
+        names = list(figures)
+        if cross_lingual and corpus in WITH_CROSS_LINGUAL:
+            names += [f"cross_lingual {figure}" for figure in cross_lingual]
+        for figure in names:
             gap = KNOWN_GAPS.get((corpus, figure))
             marks = [pytest.mark.xfail(strict=False, reason=gap)] if gap else []
-            cases.append(pytest.param(corpus, figure, marks=marks, id=f"{corpus}-{figure}"))
-    return cases
+            out.append(pytest.param(corpus, figure, marks=marks, id=f"{corpus}-{figure}"))
+    return out
 
 
 def split_misses(report: dict[str, Any], split: str) -> str:
@@ -97,7 +104,7 @@ def split_misses(report: dict[str, Any], split: str) -> str:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("corpus", "figure"), floor_cases())
+@pytest.mark.parametrize(("corpus", "figure"), cases(FLOORS, CROSS_LINGUAL_FLOORS))
 def test_the_test_split_stays_above_its_floor(
     reports: dict[str, Any], corpus: str, figure: str
 ) -> None:
@@ -111,8 +118,7 @@ def test_the_test_split_stays_above_its_floor(
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("corpus", sorted(CORPORA))
-@pytest.mark.parametrize("figure", sorted(CEILINGS))
+@pytest.mark.parametrize(("corpus", "figure"), cases(CEILINGS))
 def test_the_test_split_stays_below_its_ceiling(
     reports: dict[str, Any], corpus: str, figure: str
 ) -> None:
