@@ -207,6 +207,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         questions = load_golden(args.golden)
     except GoldenFileError as exc:
         raise UsageError(str(exc)) from exc
+    if args.split is not None:
+        questions = [q for q in questions if q.item.split_name == args.split]
+        if not questions:
+            raise UsageError(f"{args.golden}: no questions in the {args.split} split")
     scope = _scope(args, settings)
     if not args.retrieval_only and not (status := llm_status(settings))["reachable"]:
         raise CommandFailed(f"LLM server at {status['url']} is unreachable; {hint}")
@@ -228,6 +232,8 @@ def _add_eval_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("golden", metavar="GOLDEN.jsonl", help="questions and where their answers are")
     p.add_argument("--retrieval-only", action="store_true",
                    help="measure the search only; the LLM is not called")  # fmt: skip
+    p.add_argument("--split", choices=("dev", "test"), default=None,
+                   help="only the questions of this split (a line without one is dev)")  # fmt: skip
     p.add_argument("--user", default=None, help="act as this user")
     p.set_defaults(func=cmd_eval)
 

@@ -9,11 +9,19 @@ A golden file has one JSON object per line. An answerable question names where i
 optional; `facts` are strings the answer must contain; `note` is free text, never scored).
 An unanswerable one says so:
 
-    {"id": "en-002", "question": "...", "unanswerable": true}
+    {"id": "en-002", "question": "...", "unanswerable": true, "split": "test"}
+
+`split` is "dev" (the questions rules and thresholds may be tuned on) or "test" (held out:
+its figures are only read); a line without it is dev, so a file written by hand or by
+`rag feedback export` is never mistaken for held-out data. `document_language` is the
+language of the document holding the answer; a question whose `language` differs from it is
+cross-lingual.
 
 `load_golden` reads and validates the file, `run` puts each question to the retriever (and the
 answerer), and `score` turns the per-question outcomes into the figures, which are reported,
-never judged.
+never judged: over all questions, and under `splits` for each split, parted into `languages`
+(questions asked in the language of their document, or unanswerable, by question language)
+and `cross_lingual` (the others; null when there are none).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -38,6 +46,9 @@ SEARCH_DEPTH = 10  # hits looked at per question: recall@10 and mrr@10
 # Calibration: the share of answerable questions a refusal threshold may turn away.
 FALSE_REFUSAL_BUDGET = 0.05
 ANSWER_SHOWN = 200  # characters of an answer quoted in a miss
+SPLITS = ("dev", "test")
+DEFAULT_SPLIT = "dev"
+UNKNOWN_LANGUAGE = "unknown"
 
 
 class GoldenFileError(Exception):
@@ -85,6 +96,8 @@ class GoldenQuestion(BaseModel):
     sources: tuple[SourceRef, ...] | None = None
     facts: tuple[str, ...] | None = None
     language: str | None = None
+    document_language: str | None = None
+    split: Literal["dev", "test"] | None = None
     unanswerable: bool = False
     # Free text for whoever completes or reviews the line; never scored.
     note: str | None = None
@@ -128,6 +141,23 @@ class GoldenQuestion(BaseModel):
     @property
     def answerable(self) -> bool:
         return not self.unanswerable
+
+    @property
+    def split_name(self) -> str:
+        return self.split or DEFAULT_SPLIT
+
+    @property
+    def language_name(self) -> str:
+        return self.language or UNKNOWN_LANGUAGE
+
+    @property
+    def cross_lingual(self) -> bool:
+        """Asked in another language than the answer's document is written in."""
+        return (
+            self.language is not None
+            and self.document_language is not None
+            and self.language != self.document_language
+        )
 
 
 @dataclass(frozen=True)
@@ -327,12 +357,52 @@ def _quote(text: str) -> str:
 
 
 def _miss(golden: Golden, kind: str, detail: str) -> dict[str, Any]:
-    return {"id": golden.id, "question": golden.question, "kind": kind, "detail": detail}
+    return {
+        "id": golden.id,
+        "question": golden.question,
+        "kind": kind,
+        "detail": detail,
+        "split": golden.item.split_name,
+        "language": golden.item.language_name,
+    }
 
 
 def score(outcomes: Sequence[Outcome], seconds: float = 0.0) -> dict[str, Any]:
     """The figures over the outcomes. Answer figures are null when no answers were asked for
-    (retrieval only); any figure over an empty set of questions is null."""
+    (retrieval only); any figure over an empty set of questions is null. `splits` holds the
+    same figures (without misses) for each split present, parted into same-language questions
+    by language and the cross-lingual ones."""
+    figures, misses = _figures(outcomes)
+    return {
+        **figures,
+        "calibration": calibrate(outcomes),
+        "seconds": round(seconds, 2),
+        "splits": _by_split(outcomes),
+        "misses": misses,
+    }
+
+
+def _by_split(outcomes: Sequence[Outcome]) -> dict[str, dict[str, Any]]:
+    present = {o.golden.item.split_name for o in outcomes}
+    splits: dict[str, dict[str, Any]] = {}
+    for name in (split for split in SPLITS if split in present):
+        members = [o for o in outcomes if o.golden.item.split_name == name]
+        crossing = [o for o in members if o.golden.item.cross_lingual]
+        own = [o for o in members if not o.golden.item.cross_lingual]
+        by_language: dict[str, list[Outcome]] = {}
+        for outcome in own:
+            by_language.setdefault(outcome.golden.item.language_name, []).append(outcome)
+        splits[name] = {
+            **_figures(members)[0],
+            "languages": {
+                language: _figures(by_language[language])[0] for language in sorted(by_language)
+            },
+            "cross_lingual": _figures(crossing)[0] if crossing else None,
+        }
+    return splits
+
+
+def _figures(outcomes: Sequence[Outcome]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     with_answers = bool(outcomes) and all(o.answer is not None for o in outcomes)
     answerable = [o for o in outcomes if o.golden.item.answerable]
     unanswerable = [o for o in outcomes if not o.golden.item.answerable]
@@ -385,7 +455,7 @@ def score(outcomes: Sequence[Outcome], seconds: float = 0.0) -> dict[str, Any]:
             else:
                 facts_right += 1
     n_answerable = len(answerable)
-    return {
+    figures = {
         "questions": len(outcomes),
         "answerable": n_answerable,
         "unanswerable": len(unanswerable),
@@ -400,10 +470,8 @@ def score(outcomes: Sequence[Outcome], seconds: float = 0.0) -> dict[str, Any]:
         "refused_answerable": _share(refused_answerable, n_answerable) if with_answers else None,
         "facts": _share(facts_right, with_facts) if with_answers else None,
         "quoted": _share(quoted, answered) if with_answers else None,
-        "calibration": calibrate(outcomes),
-        "seconds": round(seconds, 2),
-        "misses": misses,
     }
+    return figures, misses
 
 
 def calibrate(outcomes: Sequence[Outcome]) -> dict[str, float] | None:
@@ -463,6 +531,7 @@ def format_report(report: dict[str, Any], misses_shown: int = 20) -> str:
         value = report[key]
         shown = "-" if value is None else f"{value:.3f}"
         lines.append(f"  {key:<21} {shown:>6}  {meaning}")
+    lines += _split_table(report.get("splits") or {})
     calibration = report["calibration"]
     if calibration:
         lines.append(
@@ -474,8 +543,45 @@ def format_report(report: dict[str, Any], misses_shown: int = 20) -> str:
     if misses:
         lines.append(f"misses ({len(misses)}):")
         for miss in misses[:misses_shown]:
-            lines.append(f"  {miss['id']} {miss['kind']}: {miss['detail']}")
+            where = f" [{miss['split']}]" if "split" in miss else ""
+            lines.append(f"  {miss['id']}{where} {miss['kind']}: {miss['detail']}")
             lines.append(f"      {_quote(miss['question'])[:100]}")
         if len(misses) > misses_shown:
             lines.append(f"  ... and {len(misses) - misses_shown} more (all of them with --json)")
     return "\n".join(lines)
+
+
+_COLUMNS = (
+    ("recall@1", "R@1"),
+    ("recall@5", "R@5"),
+    ("recall@10", "R@10"),
+    ("mrr@10", "MRR"),
+    ("cited_right", "cited"),
+    ("refused_unanswerable", "refused"),
+)
+
+
+def _split_table(splits: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per split, then its same-language questions by language and its cross-lingual
+    ones."""
+    if not splits:
+        return []
+    header = f"  {'split':<6} {'group':<8} {'n':>4} {'unans':>5}" + "".join(
+        f" {title:>7}" for _, title in _COLUMNS
+    )
+    lines = ["by split; en/fr/de: asked in the document's language; cross: in another one:", header]
+    for name, figures in splits.items():
+        rows = [("all", figures)]
+        rows += list(figures["languages"].items())
+        if figures["cross_lingual"] is not None:
+            rows.append(("cross", figures["cross_lingual"]))
+        for group, values in rows:
+            cells = "".join(
+                f" {'-' if values[key] is None else format(values[key], '.3f'):>7}"
+                for key, _ in _COLUMNS
+            )
+            lines.append(
+                f"  {name:<6} {group:<8} {values['questions']:>4} {values['unanswerable']:>5}"
+                + cells
+            )
+    return lines

@@ -21,7 +21,13 @@ The authored texts live in ops/eval_corpus/:
     templates/*.md      bodies with {placeholders}, filled from the records in *.json
     licences.json       the licence texts to copy and the format to write each in
     questions.jsonl     the golden questions; the page of a paged source is computed here
-                        from where the facts are, and every fact must occur in its source
+                        from where the facts are, and every fact must occur in its source.
+                        Each has a `split`: "dev" (tune on it) or "test" (held out, only
+                        read). The split was drawn once, before any result was looked at: per
+                        stratum (question language x answerable or not), questions sorted by
+                        the SHA-256 of their id, alternately dev and test. New questions get
+                        their split the same way. `document_language` is written here from
+                        the source document's language.
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ PAGED_FORMATS = {"pdf", "scan-pdf", "tiff"}
 PAGE_BREAK = "<!-- page -->"
 PDF_PAGE_MAX_CHARS = 5000  # more text than fits on a PDF page in 11 pt Helvetica
 SITE_PACKAGES = "site-packages:"
+SPLITS = ("dev", "test")
 
 
 class CorpusError(Exception):
@@ -381,7 +388,8 @@ def write_docx(source: Source) -> Rendered:
             document.add_paragraph(block.text, style="List Bullet")
         elif block.kind == "table":
             add_docx_table(document, block.rows)
-    return Rendered(source, docx_bytes(document, source.title, ORGANISATION), (body_text(blocks),))
+    author = source.meta.get("author", ORGANISATION)
+    return Rendered(source, docx_bytes(document, source.title, author), (body_text(blocks),))
 
 
 def add_docx_table(document: Any, rows: Sequence[Sequence[str]]) -> None:
@@ -579,8 +587,11 @@ def golden_questions(data_dir: Path, rendered: dict[str, Rendered]) -> list[dict
         if question["id"] in seen:
             raise CorpusError(f"question {question['id']}: duplicate id")
         seen.add(question["id"])
+        if question.get("split") not in SPLITS:
+            raise CorpusError(f"question {question['id']}: split must be one of {SPLITS}")
         if not question.get("unanswerable"):
             locate_answer(question, rendered)
+            question["document_language"] = rendered[question["source"]["path"]].source.lang
     return questions
 
 

@@ -17,8 +17,12 @@ PYTHON=${PYTHON:-python3}
 # acl's setfacl gives the permission tests' files and folders POSIX ACL entries.
 # fonts-liberation is the typeface the sample share and the evaluation corpus draw their scans in.
 # chromium is the browser the UI tests drive (through Playwright, which never downloads one).
+# doc-debian, debian-faq(-fr,-de), manpages(-fr,-de) and mount ship the real English, French and
+# German documents of the second evaluation corpus (ops/make_real_corpus.py); groff-base
+# typesets its manual pages.
 APT_PACKAGES=(chromium tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu poppler-utils
-    iproute2 strace pandoc antiword acl fonts-liberation)
+    iproute2 strace pandoc antiword acl fonts-liberation
+    doc-debian debian-faq debian-faq-fr debian-faq-de manpages manpages-fr manpages-de mount groff-base)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 say() { printf '[setup] %s\n' "$*"; }

@@ -87,6 +87,21 @@ def test_question_counts(golden: list[dict[str, Any]]) -> None:
     assert answerable["en"] >= 45 and answerable["fr"] >= 10 and answerable["de"] >= 10
 
 
+def test_the_questions_are_split_in_halves_per_language_and_answerability(
+    golden: list[dict[str, Any]],
+) -> None:
+    strata: dict[tuple[str, bool], Counter[str]] = {}
+    for question in golden:
+        key = (question["language"], bool(question.get("unanswerable")))
+        strata.setdefault(key, Counter())[question["split"]] += 1
+    for key, splits in strata.items():
+        assert set(splits) <= {"dev", "test"}, key
+        assert abs(splits["dev"] - splits["test"]) <= 1, (key, splits)
+    for question in golden:
+        if not question.get("unanswerable"):
+            assert question["document_language"] in ("en", "fr", "de"), question["id"]
+
+
 def test_every_answer_is_in_its_source_on_its_page(
     corpus: Path, rendered: dict[str, Rendered], golden: list[dict[str, Any]]
 ) -> None:

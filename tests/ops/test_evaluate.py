@@ -70,6 +70,8 @@ def test_a_source_at_rank_3_counts_for_recall_at_5_and_10_but_not_at_1() -> None
             "question": "question q1?",
             "kind": "retrieval",
             "detail": "finance/travel.pdf p.2 at rank 3",
+            "split": "dev",
+            "language": "unknown",
         }  # fmt: skip
     ]
 
@@ -186,6 +188,8 @@ def test_an_answer_citing_another_file_or_page_is_a_citation_miss() -> None:
             "question": "question q1?",
             "kind": "citation",
             "detail": f"cited {SHARE}/a.pdf p.2, {SHARE}/b.pdf",
+            "split": "dev",
+            "language": "unknown",
         }  # fmt: skip
     ]
 
@@ -275,6 +279,69 @@ def test_the_human_report_lists_the_figures_and_at_most_20_misses() -> None:
     assert text.count(" retrieval: ") == 20
 
 
+def test_figures_are_given_per_split_for_same_language_and_cross_lingual_questions() -> None:
+    found, lost = [hit(f"{SHARE}/a.md"), *noise(9)], noise(10)
+    outcomes = [
+        Outcome(golden("d-en", source={"path": "a.md"}, language="en", split="dev"), found),
+        Outcome(golden("d-fr", source={"path": "a.md"}, language="fr",
+                       document_language="fr", split="dev"), lost),
+        Outcome(golden("t-en", source={"path": "a.md"}, language="en", split="test"), lost),
+        Outcome(golden("t-de", source={"path": "a.md"}, language="de",
+                       document_language="en", split="test"), found),
+        Outcome(golden("t-fr", source={"path": "a.md"}, language="fr",
+                       document_language="en", split="test"), lost),
+        Outcome(golden("t-none", unanswerable=True, language="de", split="test"), lost),
+        Outcome(golden("unsplit", source={"path": "a.md"}), found),
+    ]  # fmt: skip
+    report = score(outcomes)
+    assert (report["questions"], report["recall@5"]) == (7, 0.5)
+    dev, test = report["splits"]["dev"], report["splits"]["test"]
+    assert list(report["splits"]) == ["dev", "test"]
+    assert (dev["questions"], dev["recall@5"], dev["mrr@10"]) == (3, 0.6667, 0.6667)
+    assert dev["languages"]["en"]["recall@1"] == 1.0
+    assert dev["languages"]["fr"]["recall@1"] == 0.0
+    assert dev["languages"]["unknown"]["questions"] == 1
+    assert dev["cross_lingual"] is None  # French over French is not cross-lingual
+    assert (test["questions"], test["answerable"], test["unanswerable"]) == (4, 3, 1)
+    assert test["recall@5"] == 0.3333
+    assert test["languages"]["de"]["questions"] == 1  # the unanswerable one: not cross-lingual
+    assert test["languages"]["de"]["recall@5"] is None
+    assert "fr" not in test["languages"]
+    assert test["cross_lingual"]["questions"] == 2
+    assert test["cross_lingual"]["recall@5"] == 0.5
+    assert "misses" not in test and "misses" not in test["languages"]["de"]
+    assert {m["id"]: m["split"] for m in report["misses"]} == {
+        "d-fr": "dev", "t-en": "test", "t-fr": "test"
+    }  # fmt: skip
+
+
+def test_a_split_without_questions_is_left_out_and_answer_figures_follow_answers() -> None:
+    outcomes = [
+        Outcome(golden("a", source={"path": "x.pdf"}, split="test"), [hit("/s/x.pdf", 1)],
+                answered("It is 12 [1].", ("/s/x.pdf", 1))),
+        Outcome(golden("b", unanswerable=True, split="test"), noise(3), REFUSED),
+    ]  # fmt: skip
+    splits = score(outcomes)["splits"]
+    assert list(splits) == ["test"]
+    assert (splits["test"]["cited_right"], splits["test"]["refused_unanswerable"]) == (1.0, 1.0)
+    assert splits["test"]["languages"]["unknown"]["cited_right"] == 1.0
+
+
+def test_the_human_report_has_a_row_per_split_and_language() -> None:
+    outcomes = [
+        Outcome(golden("a", source={"path": "a.md"}, language="en", split="dev"), noise(10)),
+        Outcome(golden("b", source={"path": "a.md"}, language="fr", document_language="en",
+                       split="test"), [hit(f"{SHARE}/a.md")]),
+    ]  # fmt: skip
+    text = format_report(score(outcomes))
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in text.splitlines()}
+    assert rows[("dev", "all")][:3] == ["1", "0", "0.000"]
+    assert rows[("dev", "en")][:3] == ["1", "0", "0.000"]
+    assert rows[("test", "cross")][:3] == ["1", "0", "1.000"]
+    assert ("test", "en") not in rows and ("test", "fr") not in rows
+    assert "a [dev] retrieval: " in text
+
+
 def test_the_progress_line_counts_questions() -> None:
     stream = io.StringIO()
     progress = EvalProgress(stream)
@@ -330,6 +397,7 @@ def test_a_golden_file_is_read_with_line_numbers_as_default_ids(tmp_path: Path) 
         ('{"question": "  ", "unanswerable": true}', "the question is blank"),
         ('{"question": "Q?", "source": {"path": "a.pdf"}, "facts": "45 EUR"}', "facts"),
         ('{"question": "Q?", "source": {"path": "a.pdf"},', "not valid JSON"),
+        ('{"question": "Q?", "unanswerable": true, "split": "train"}', "split"),
         ('["Q?", "a.pdf"]', "expected a JSON object"),
     ],
 )  # fmt: skip
@@ -391,7 +459,7 @@ def test_rag_eval_retrieval_only_reports_what_the_real_search_finds(
     assert set(report) == {
         "questions", "answerable", "unanswerable", "recall@1", "recall@5", "recall@10",
         "mrr@10", "cited_right", "refused_unanswerable", "refused_answerable", "facts",
-        "quoted", "calibration", "seconds", "misses",
+        "quoted", "calibration", "seconds", "splits", "misses",
     }  # fmt: skip
     assert (report["questions"], report["answerable"], report["unanswerable"]) == (4, 3, 1)
     ranks = []
@@ -417,6 +485,24 @@ def test_rag_eval_prints_a_table_for_people(eval_env: dict[str, str], tmp_path: 
     assert result.stdout.startswith("1 question (1 answerable, 0 unanswerable) in ")
     assert re.search(r"^  recall@1 +1\.000  source is the first hit$", result.stdout, re.M)
     assert re.search(r"^  cited_right +-  ", result.stdout, re.M)
+
+
+def test_rag_eval_split_measures_only_that_split(eval_env: dict[str, str], tmp_path: Path) -> None:
+    lines = [
+        json.dumps({**QUESTIONS[0], "split": "test"}),
+        json.dumps({**QUESTIONS[1]}),  # no split: dev
+        json.dumps({**QUESTIONS[3], "split": "test"}),
+    ]
+    path = write_golden(tmp_path, *lines)
+    test = rag_json(eval_env, "eval", str(path), "--retrieval-only", "--split", "test")
+    assert (test["questions"], test["answerable"], list(test["splits"])) == (2, 1, ["test"])
+    dev = rag_json(eval_env, "eval", str(path), "--retrieval-only", "--split", "dev")
+    assert (dev["questions"], list(dev["splits"])) == (1, ["dev"])
+    only_dev = write_golden(tmp_path, json.dumps(QUESTIONS[1]))
+    result = rag(eval_env, "eval", str(only_dev), "--retrieval-only", "--split", "test")
+    assert result.returncode == 2
+    assert_one_line_error(result)
+    assert "no questions in the test split" in result.stderr
 
 
 def test_rag_eval_of_a_bad_golden_file_exits_2_naming_file_and_line(
