@@ -208,12 +208,17 @@ def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(seen.values())
 
 
-def context_of(own: Profile, folder: Sequence[Profile] = ()) -> str:
-    """The document context: its titles, its names, then its folder's names, bounded."""
+def folder_names(profiles: Iterable[Profile]) -> Counter[tuple[str, str]]:
+    """How many of a folder's documents define each name."""
+    return Counter(name for other in profiles for name in dict.fromkeys(other.names))
+
+
+def context_of(own: Profile, folder: Counter[tuple[str, str]] | None = None) -> str:
+    """The document context: its titles, its names, then the names its folder's documents
+    define (`folder_names`), the most shared first; at most CONTEXT_MAX_CHARS long."""
     parts = list(own.titles)
     names = list(own.names)
-    counted = Counter(name for other in folder for name in dict.fromkeys(other.names))
-    names += [name for name, _ in counted.most_common() if name not in own.names]
+    names += [name for name, _ in (folder or Counter()).most_common() if name not in own.names]
     by_short: dict[str, tuple[str, str]] = {}
     for short, long in names:
         by_short.setdefault(_casefold(short), (short, long))
@@ -252,11 +257,11 @@ def refresh_folders(
     for folder in sorted(set(folders)):
         records = ledger.indexed_in_folder(folder)
         profiles = {r.path: Profile.from_json(r.profile) for r in records}
+        shared = folder_names(profiles.values())
         for record in records:
             if record.profile is None:
                 continue  # indexed before profiles: parsed again by the next run
-            siblings = [p for path, p in profiles.items() if path != record.path]
-            wanted = context_of(profiles[record.path], siblings)
+            wanted = context_of(profiles[record.path], shared)
             if wanted == record.context:
                 continue
             found = store.document_chunks(record.doc_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +22,14 @@ from typing import Protocol
 
 from ingest.background import BackgroundParsing
 from ingest.chunker import passages
-from ingest.context import Profile, context_of, folder_of, profile, refresh_folders
+from ingest.context import (
+    Profile,
+    context_of,
+    folder_names,
+    folder_of,
+    profile,
+    refresh_folders,
+)
 from ingest.crawler import crawl, storable
 from ingest.document import ParsedDocument
 from ingest.errors import BadIngestRoot
@@ -510,14 +518,16 @@ class Ingestor:
                 }
             folders[folder][ready.job.path] = Profile.from_json(ready.profile)
         updated = []
+        shared: dict[str, Counter[tuple[str, str]]] = {}
         for ready in documents:
             self._touched.add(folder_of(ready.job.path))
             if ready.vectors is not None:
                 updated.append(ready)
                 continue
-            siblings = folders[folder_of(ready.job.path)]
-            own = siblings[ready.job.path]
-            context = context_of(own, [p for path, p in siblings.items() if path != ready.job.path])
+            folder = folder_of(ready.job.path)
+            if folder not in shared:
+                shared[folder] = folder_names(folders[folder].values())
+            context = context_of(folders[folder][ready.job.path], shared[folder])
             chunks = [chunk.model_copy(update={"context": context}) for chunk in ready.chunks]
             updated.append(replace(ready, chunks=chunks, context=context))
         return updated

@@ -3,12 +3,13 @@ or its abbreviation finds the article that answers it, though the article never 
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ingest.context import CONTEXT_MAX_CHARS, Profile, context_of, defined_names
+from ingest.context import CONTEXT_MAX_CHARS, Profile, context_of, defined_names, folder_names
 from ingest.erase import erase
 from ingest.ledger import Ledger
 from ingest.pipeline import Ingestor
@@ -173,6 +174,21 @@ def test_what_is_not_a_name_is_not_learned() -> None:
 def test_the_context_is_bounded_and_puts_the_document_before_its_folder() -> None:
     own = Profile(("Regulation on lifts",), (("LSA", "Lift Safety Act"),))
     folder = [Profile((), ((f"A{n}X", f"Another Name Number {n} Xtra"),)) for n in range(40)]
-    context = context_of(own, folder)
+    context = context_of(own, folder_names(folder))
     assert context.startswith("Regulation on lifts | Lift Safety Act (LSA)")
     assert len(context) <= CONTEXT_MAX_CHARS
+
+
+def test_files_indexed_before_document_contexts_are_read_again_by_the_next_run(
+    acts_index: tuple[Settings, Ingestor, list[Act]],
+) -> None:
+    settings, ingestor, acts = acts_index
+    files = ingestor._ledger.totals()["documents"]
+    database = sqlite3.connect(settings.ledger_path)
+    database.execute("UPDATE files SET profile = NULL, context = NULL")
+    database.commit()
+    database.close()
+    report = ingestor.run([str(acts[0].application_file.parents[2])])
+    assert (report.updated, report.unchanged) == (files, 0)
+    record = ingestor._ledger.get(str(acts[0].application_file))
+    assert record is not None and f"({acts[0].abbreviation})" in (record.context or "")
