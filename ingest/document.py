@@ -25,6 +25,8 @@ class ParsedDocument:
     attachments: list[Attachment] = field(default_factory=list)
     # What inside the file could not be read (an attachment of an unsupported type...).
     notes: list[str] = field(default_factory=list)
+    # The title the file's metadata gives (an HTML <title>, a PDF's or DOCX's Title).
+    metadata_title: str = ""
 
     def total_pages(self) -> int:
         return self.pages + sum(a.document.total_pages() for a in self.attachments)

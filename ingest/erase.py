@@ -3,7 +3,9 @@ holds its content: its chunks in the index, its page pictures, its passages (and
 quoted from it) in every user's conversations and ratings, and its ledger row's content
 fields. A tombstone in the ledger keeps ingestion from indexing it again, at its path or at
 any other (a copy, a restored backup), while its content is unchanged. The file on the share
-is not touched: the appliance reads shares read-only.
+is not touched: the appliance reads shares read-only. The names the document defined leave
+the document contexts of the other files in its folder, which are re-embedded without them
+(`ingest.context`).
 
 Identical copies already indexed at other paths are erased with it: same content, same data.
 The erasure is idempotent: run again after an interruption, it completes what is left.
@@ -20,10 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ingest.context import folder_of, refresh_folders
 from ingest.errors import IngestError
 from ingest.ledger import FileRecord, Ledger, Tombstone, erasure_note
 from retrieval.audit import build_audit
-from retrieval.build import build_store
+from retrieval.build import build_embedder, build_store
+from retrieval.embedder import Embedder
 from retrieval.store import VectorStore
 from settings import Settings
 
@@ -105,11 +109,26 @@ def erase(
             audit.record(by, "erase", detail)
             for content in {t.sha256 for t in tombstones if t.sha256}:
                 pending.extend(ledger.copies_of(content, file.path))
+        folders = {folder_of(erased.path) for erased in erasure.erased}
+        refresh_folders(folders, ledger, store, _LazyEmbedding(settings))
         store.compact()  # the engine's log and old segments still hold the erased chunks
     finally:
         store.close()
         ledger.close()
     return erasure
+
+
+class _LazyEmbedding:
+    """The embedder, loaded only when a neighbour's passages must be embedded again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._embedder: Embedder | None = None
+
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        if self._embedder is None:
+            self._embedder = build_embedder(self._settings)
+        return self._embedder.embed_documents(texts)
 
 
 def _find(ledger: Ledger, path: str | None, doc_id: str | None) -> FileRecord:

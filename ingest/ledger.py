@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS files (
     chunks      INTEGER NOT NULL DEFAULT 0,
     parser      TEXT,
     ocr_pages   TEXT NOT NULL DEFAULT '[]',
+    profile     TEXT,
+    context     TEXT,
     first_seen  REAL NOT NULL,
     updated_at  REAL NOT NULL
 );
@@ -48,17 +50,17 @@ CREATE INDEX IF NOT EXISTS tombstones_by_sha256 ON tombstones (sha256);
 # The columns of a FileRecord, in its field order.
 _SELECT = (
     "SELECT path, size, mtime, sha256, doc_id, acl, status, error, pages, chunks, parser, "
-    "ocr_pages FROM files "
+    "ocr_pages, profile, context FROM files "
 )
 _UPSERT = (
     "INSERT INTO files (path, size, mtime, sha256, doc_id, acl, status, error, pages, "
-    "chunks, parser, ocr_pages, first_seen, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "chunks, parser, ocr_pages, profile, context, first_seen, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime=excluded.mtime, "
     "sha256=excluded.sha256, doc_id=excluded.doc_id, acl=excluded.acl, "
     "status=excluded.status, error=excluded.error, pages=excluded.pages, "
     "chunks=excluded.chunks, parser=excluded.parser, ocr_pages=excluded.ocr_pages, "
-    "updated_at=excluded.updated_at"
+    "profile=excluded.profile, context=excluded.context, updated_at=excluded.updated_at"
 )
 
 
@@ -76,6 +78,10 @@ class FileRecord:
     chunks: int = 0
     parser: str | None = None
     ocr_pages: tuple[int, ...] = ()
+    # What the document says it is (`ingest.context.Profile` as JSON), and the document
+    # context its chunks were embedded with; None for a file indexed before either existed.
+    profile: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,10 @@ class Ledger:
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+        for added in ("profile", "context"):  # a ledger written before document contexts
+            if added not in columns:
+                self._db.execute(f"ALTER TABLE files ADD COLUMN {added} TEXT")
 
     def get(self, path: str) -> FileRecord | None:
         row = self._db.execute(
@@ -129,7 +139,7 @@ class Ledger:
             (
                 r.path, r.size, r.mtime, r.sha256, r.doc_id, json.dumps(sorted(r.acl)),
                 r.status, r.error, r.pages, r.chunks, r.parser, json.dumps(list(r.ocr_pages)),
-                now, now,
+                r.profile, r.context, now, now,
             )
             for r in records
         ]  # fmt: skip
@@ -178,7 +188,8 @@ class Ledger:
             )  # fmt: skip
             self._db.execute(
                 "UPDATE files SET sha256 = NULL, status = 'skipped', error = ?, pages = 0, "
-                "chunks = 0, parser = NULL, ocr_pages = '[]', updated_at = ? WHERE path = ?",
+                "chunks = 0, parser = NULL, ocr_pages = '[]', profile = NULL, context = NULL, "
+                "updated_at = ? WHERE path = ?",
                 (reason, time.time(), path),
             )
         except BaseException:
@@ -216,6 +227,16 @@ class Ledger:
 
     def remove(self, path: str) -> None:
         self._db.execute("DELETE FROM files WHERE path = ?", (path,))
+
+    def indexed_in_folder(self, folder: str) -> list[FileRecord]:
+        """The indexed files directly in a folder (not in its subfolders), by path."""
+        prefix = folder.rstrip("/") + "/"
+        rows = self._db.execute(
+            _SELECT + "WHERE status = 'indexed' AND substr(path, 1, ?) = ? "
+            "AND instr(substr(path, ?), '/') = 0 ORDER BY path",
+            (len(prefix), prefix, len(prefix) + 1),
+        ).fetchall()
+        return [_record(row) for row in rows]
 
     def paths_under(self, root: str) -> Iterator[str]:
         """Paths recorded under a folder (or equal to a file path)."""
@@ -260,4 +281,6 @@ def _record(row: tuple[Any, ...]) -> FileRecord:
         chunks=row[9],
         parser=row[10],
         ocr_pages=tuple(json.loads(row[11])),
+        profile=row[12],
+        context=row[13],
     )

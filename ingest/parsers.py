@@ -27,7 +27,7 @@ from typing import Any, cast
 from ingest.document import Attachment, Block, BlockKind, ParsedDocument
 from ingest.errors import ParseError
 from ingest.ocr import ocr_image_file, ocr_pdf_page
-from ingest.plain import decode, html_blocks, markdown_blocks, text_blocks
+from ingest.plain import decode, html_blocks, html_title, markdown_blocks, text_blocks
 from settings import OcrSettings
 
 _HEADING_CATEGORIES = {"Title"}
@@ -129,7 +129,10 @@ def parse_docx(path: Path, ocr: OcrSettings) -> ParsedDocument:
 
 
 def parse_html(path: Path, ocr: OcrSettings) -> ParsedDocument:
-    return ParsedDocument(html_blocks(path.read_bytes(), _table_rows), parser="html")
+    raw = path.read_bytes()
+    document = ParsedDocument(html_blocks(raw, _table_rows), parser="html")
+    document.metadata_title = html_title(raw)
+    return document
 
 
 def text_layer_is_usable(text: str, min_chars: int) -> bool:
@@ -172,7 +175,18 @@ def parse_pdf(path: Path, ocr: OcrSettings) -> ParsedDocument:
             text = ocr_pdf_page(path, page, ocr.languages, ocr.dpi, size, max_pixels)
             blocks.extend(_ocr_blocks(text, page))
     parser = "pdf+ocr" if ocr_pages else "pdf"
-    return ParsedDocument(blocks, pages=page_count, parser=parser, ocr_pages=ocr_pages)
+    return ParsedDocument(blocks, pages=page_count, parser=parser, ocr_pages=ocr_pages,
+                          metadata_title=_pdf_title(reader))  # fmt: skip
+
+
+def _pdf_title(reader: Any) -> str:
+    """The Title of the PDF's document information, when it holds words."""
+    try:
+        title = str((reader.metadata or {}).get("/Title") or "")
+    except Exception:  # a damaged information dictionary: the title is not worth failing for
+        return ""
+    title = " ".join(title.split())
+    return title if any(ch.isalpha() for ch in title) and len(title) <= 300 else ""
 
 
 def _opens_without_password(reader: Any) -> bool:

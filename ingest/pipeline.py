@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,14 @@ from typing import Protocol
 
 from ingest.background import BackgroundParsing
 from ingest.chunker import passages
+from ingest.context import (
+    Profile,
+    context_of,
+    folder_names,
+    folder_of,
+    profile,
+    refresh_folders,
+)
 from ingest.crawler import crawl, storable
 from ingest.document import ParsedDocument
 from ingest.errors import BadIngestRoot
@@ -161,6 +170,8 @@ class _Ready:
     ocr_pages: Sequence[int]
     notes: Sequence[str]
     parsed: bool  # False: reused from an identical file, no pages were read
+    profile: str  # what the document says it is (`ingest.context.Profile`, JSON)
+    context: str  # the document context its chunks hold
 
     def record(self, status: Status) -> FileRecord:
         job = self.job
@@ -170,7 +181,7 @@ class _Ready:
         return FileRecord(
             job.path, job.size, job.mtime, job.sha256, job.doc_id, job.acl, status,
             "; ".join(self.notes) or None, self.pages, len(self.chunks), self.parser,
-            tuple(self.ocr_pages),
+            tuple(self.ocr_pages), self.profile, self.context,
         )  # fmt: skip
 
 
@@ -235,6 +246,9 @@ class Ingestor:
         self._store = store
         self._ledger = ledger
         self._access = ShareAccess(settings.access.sid_map)
+        # Folders where a file was indexed, changed or removed this run: their files'
+        # document contexts are brought up to date at the end of the run.
+        self._touched: set[str] = set()
 
     def run(
         self,
@@ -314,6 +328,8 @@ class Ingestor:
                 if path not in seen and not path.startswith(tuple(protected)):
                     self._forget(path)
                     report.deleted += 1
+        touched, self._touched = self._touched, set()
+        refresh_folders(touched, self._ledger, self._store, self._embedder.embed_documents)
         if report.indexed or report.updated or report.deleted:
             self._store.optimize()
         progress.finish()
@@ -333,6 +349,7 @@ class Ingestor:
         previous = self._ledger.get(shown)
         if previous is not None and previous.status != "skipped":
             self._store.delete_document(previous.doc_id)
+            self._touched.add(folder_of(shown))
         self._ledger.put(
             FileRecord(shown, size, mtime, None, document_id(shown), frozenset(), "skipped", reason)
         )
@@ -400,7 +417,9 @@ class Ingestor:
         except UnreadablePermissions as exc:
             self._fail_closed(path, st, previous, str(exc), report)
             return None
+        # A file indexed before document contexts existed is read again.
         indexed = previous is not None and previous.status == "indexed"
+        indexed = indexed and previous is not None and previous.profile is not None
         # A file that failed is tried again when it changes, or when asked to; one that
         # failed for a reason fixed elsewhere (permissions, a swap), at every run.
         retry = retry_failed or _retried_every_run(previous)
@@ -448,8 +467,11 @@ class Ingestor:
         ]
         vectors = [vector for _, vector in found]
         notes = [donor.error] if donor.error else []
+        # The donor's context may be another folder's: the end of the run sets it right.
+        context = chunks[0].context
         return _Ready(job, chunks, vectors, donor.pages, donor.parser, donor.ocr_pages, notes,
-                      parsed=False)  # fmt: skip
+                      parsed=False, profile=donor.profile or Profile().to_json(),
+                      context=context)  # fmt: skip
 
     def _take(
         self,
@@ -475,16 +497,47 @@ class Ingestor:
         chunks = self._chunks(job, result)
         if not chunks:
             self._store.delete_document(job.doc_id)
+            self._touched.add(folder_of(job.path))
             self._fail(job, "no text found (empty document, or a scan OCR could not read)", report)
             return None
+        own = profile(result, chunks[0].title)
         return _Ready(job, chunks, None, result.total_pages(), result.parser, result.ocr_pages,
-                      result.notes, parsed=True)  # fmt: skip
+                      result.notes, parsed=True, profile=own.to_json(), context="")  # fmt: skip
+
+    def _with_context(self, documents: list[_Ready]) -> list[_Ready]:
+        """The new documents' chunks with their document context: their own profile, then
+        what the other files of their folder define (those indexed, and those in the
+        batch; the end of the run catches files indexed later)."""
+        folders: dict[str, dict[str, Profile]] = {}
+        for ready in documents:
+            folder = folder_of(ready.job.path)
+            if folder not in folders:
+                folders[folder] = {
+                    record.path: Profile.from_json(record.profile)
+                    for record in self._ledger.indexed_in_folder(folder)
+                }
+            folders[folder][ready.job.path] = Profile.from_json(ready.profile)
+        updated = []
+        shared: dict[str, Counter[tuple[str, str]]] = {}
+        for ready in documents:
+            self._touched.add(folder_of(ready.job.path))
+            if ready.vectors is not None:
+                updated.append(ready)
+                continue
+            folder = folder_of(ready.job.path)
+            if folder not in shared:
+                shared[folder] = folder_names(folders[folder].values())
+            context = context_of(folders[folder][ready.job.path], shared[folder])
+            chunks = [chunk.model_copy(update={"context": context}) for chunk in ready.chunks]
+            updated.append(replace(ready, chunks=chunks, context=context))
+        return updated
 
     def _flush(self, batch: _WriteBatch, report: IngestReport, progress: Progress) -> None:
         """Embed the batch's new chunks in one call and write all its documents at once."""
         documents = batch.take()
         if not documents:
             return
+        documents = self._with_context(documents)
         new_vectors = iter(self._embedder.embed_documents(
             [chunk.embedding_text() for ready in documents if ready.vectors is None
              for chunk in ready.chunks]
@@ -533,6 +586,7 @@ class Ingestor:
         """Who may read the file is unknown: none of it stays in the index."""
         if previous is not None and previous.status != "skipped":
             self._store.delete_document(previous.doc_id)
+            self._touched.add(folder_of(path))
         size, mtime = (st.st_size, st.st_mtime) if st else (0, 0.0)
         self._ledger.put(FileRecord(path, size, mtime, None, document_id(path), frozenset(),
                                     "failed", reason))  # fmt: skip
@@ -601,4 +655,5 @@ class Ingestor:
         record = self._ledger.get(path)
         if record is not None:
             self._store.delete_document(record.doc_id)
+            self._touched.add(folder_of(path))
         self._ledger.remove(path)

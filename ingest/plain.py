@@ -7,6 +7,7 @@ and exported pages go through in milliseconds each.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 from html.parser import HTMLParser
@@ -172,6 +173,19 @@ class _HtmlBlocks(HTMLParser):
     def close(self) -> None:
         super().close()
         self._flush()
+
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def html_title(raw: bytes) -> str:
+    """The page's <title>, as text; empty when it has none."""
+    found = _TITLE.search(raw[:65536])
+    if not found:
+        return ""
+    declared = _CHARSET.search(raw[:4096])
+    text = decode(found.group(1), declared.group(1).decode("ascii") if declared else None)
+    return " ".join(html.unescape(text).split())[:300]
 
 
 def html_blocks(raw: bytes, rows: Callable[[list[list[str]]], list[Block]]) -> list[Block]:

@@ -8,12 +8,19 @@ A scope sees a file when the file's ACL shares at least one of the scope's princ
 same rule the vector store applies to chunks); the operator's scope sees every file and an
 empty scope sees none. The ACL is applied in SQL, so a path the scope may not read never
 leaves the database.
+
+`names_in(scope, query)` gives the names (short, long) that the readable indexed files define
+(`ingest.context`, kept in each row's profile) and that the query uses, by either form: the
+retriever expands a question with the other form. Abbreviations alone are matched ("DORA",
+"DSGVO"), not self-references such as "the Regulation".
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePath
@@ -54,6 +61,36 @@ class FailedEntry:
     doc_id: str
 
 
+_ROMAN = re.compile(r"^[IVXLCDM]+$")
+_NAMES_IN = (
+    "SELECT DISTINCT json_extract(n.value, '$[0]'), json_extract(n.value, '$[1]') "
+    "FROM files, json_each(files.profile, '$.names') AS n "
+    "WHERE files.status = ? AND files.profile IS NOT NULL "
+    "AND (instr(?, lower(json_extract(n.value, '$[0]'))) > 0 "
+    "OR instr(?, lower(json_extract(n.value, '$[1]'))) > 0)"
+)
+
+
+def is_abbreviation(short: str) -> bool:
+    """A short form typed as a word of its own ("DORA", "DSGVO"), not a phrase: 2 to 12
+    characters, two capitals or more, not a roman numeral."""
+    capitals = sum(1 for c in short if c.isupper())
+    return (
+        " " not in short
+        and 2 <= len(short) <= 12
+        and capitals >= 2
+        and not _ROMAN.match(short)
+        and any(c.isalpha() for c in short)
+    )
+
+
+def folded_words(text: str) -> list[str]:
+    """The text's words, case and accents folded: how names are matched in a question."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return re.findall(r"[^\W_]+", plain)
+
+
 class Catalog:
     def __init__(self, ledger_path: Path) -> None:
         self._path = ledger_path
@@ -78,6 +115,31 @@ class Catalog:
             if wanted in PurePath(row[0]).name.casefold()
         ]
         return sorted(entries, key=lambda e: (e.folder.casefold(), e.name.casefold(), e.path))
+
+    def names_in(self, scope: Scope, query: str) -> list[tuple[str, str]]:
+        """The names defined by files the scope may read that the query uses: an
+        abbreviation as one of its words, or a full name as a run of its words."""
+        if scope.sees_nothing or not query.strip():
+            return []
+        lowered = query.lower()
+        statement = _NAMES_IN
+        parameters: tuple[object, ...] = (_INDEXED, lowered, lowered)
+        if not scope.unrestricted:
+            statement += f" AND {_READABLE}"
+            parameters += (json.dumps(sorted(scope.principals)),)
+        words = folded_words(query)
+        joined = f" {' '.join(words)} "
+        found: dict[tuple[str, str], None] = {}
+        for short, long in self._rows(statement, parameters):
+            if not (isinstance(short, str) and isinstance(long, str)):
+                continue
+            if not is_abbreviation(short):
+                continue
+            typed = short in query.split() if len(short) < 3 else _folded(short) in words
+            spelled = f" {' '.join(folded_words(long))} " in joined
+            if typed or spelled:
+                found[(short, long)] = None
+        return list(found)
 
     def failed(self, include_skipped: bool = False) -> list[FailedEntry]:
         """Files that could not be indexed, with the reason; for administrators only (the
@@ -132,6 +194,10 @@ def _entry(row: tuple[Any, ...]) -> CatalogEntry:
         indexed_at=_utc(updated_at),
         doc_id=doc_id,
     )
+
+
+def _folded(word: str) -> str:
+    return " ".join(folded_words(word))
 
 
 def _utc(timestamp: float) -> datetime:

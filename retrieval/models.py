@@ -41,15 +41,24 @@ class Chunk(BaseModel):
     language: str = Field(
         default="", description="ISO 639-1 code of the passage's language; empty if unknown."
     )
+    context: str = Field(
+        default="",
+        description="What the document is (its titles, the names defined in it or its "
+        "folder; `ingest.context`): embedded and keyword-indexed with the passage, never "
+        "shown or cited.",
+    )
     content_sha256: str
     acl: frozenset[str] = Field(description="Principals allowed to read the source file.")
     mtime: float
 
     def embedding_text(self) -> str:
         """What is embedded and keyword-indexed: the passage under the document's place,
-        title and heading, so "the 2025 travel policy" finds passages that don't repeat it."""
-        context = " / ".join(part for part in (self.location(), self.title, self.section) if part)
-        return f"{context}\n{self.text}"
+        title and heading, and what the document is (`context`), so "the 2025 travel
+        policy" or "DORA" finds passages that don't repeat it."""
+        heading = " / ".join(part for part in (self.location(), self.title, self.section) if part)
+        if self.context:
+            return f"{heading}\n{self.context}\n{self.text}"
+        return f"{heading}\n{self.text}"
 
     def location(self) -> str:
         """The file's name and its two closest folders: `finance / 2025 / travel-policy`."""

@@ -2,9 +2,17 @@
 
 A query longer than `max_query_chars` is refused (QueryTooLong) before the embedder or the
 index sees it; the answer step checks a question the same way before anything else.
+
+A query that uses a name the scope's documents define (an abbreviation, or the full name it
+stands for; `Catalog.names_in`) is searched with the other form added, at most
+MAX_EXPANSIONS of them: "When does DORA apply?" is searched as "When does DORA apply?
+(Digital Operational Resilience Act)". How well a hit covers the query's words is measured
+on the query as typed.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from retrieval.access import Scope
 from retrieval.embedder import Embedder
@@ -16,6 +24,13 @@ from retrieval.store import SearchFilters, SearchQuery, VectorStore
 from settings import RetrievalSettings
 
 _MAX_QUERY_CHARS: int = RetrievalSettings.model_fields["max_question_chars"].default
+MAX_EXPANSIONS = 3
+
+
+class NameSource(Protocol):
+    """Where the names documents define are looked up (the catalog)."""
+
+    def names_in(self, scope: Scope, query: str) -> list[tuple[str, str]]: ...
 
 
 class Retriever:
@@ -30,6 +45,7 @@ class Retriever:
         reranker: Reranker | None = None,
         rerank_candidates: int = 30,
         max_query_chars: int = _MAX_QUERY_CHARS,
+        names: NameSource | None = None,
     ) -> None:
         self.embedder = embedder
         self.store = store
@@ -37,6 +53,7 @@ class Retriever:
         self._reranker = reranker
         self._rerank_candidates = rerank_candidates
         self.max_query_chars = max_query_chars
+        self._names = names
 
     def check_query(self, query: str) -> None:
         """Raises QueryTooLong for a query over the limit (spaces around it not counted)."""
@@ -51,8 +68,9 @@ class Retriever:
         if scope.sees_nothing or not query.strip():
             return []
         wanted = max(k, self._rerank_candidates) if self._reranker else k
+        searched = self.expanded(query, scope)
         found = self.store.search(
-            SearchQuery(query, self.embedder.embed_query(query)), scope, wanted, filters
+            SearchQuery(searched, self.embedder.embed_query(searched)), scope, wanted, filters
         )
         hits = [
             hit.model_copy(
@@ -67,3 +85,19 @@ class Retriever:
         if self._reranker:
             hits = self._reranker.rerank(query, hits)
         return hits[:k]
+
+    def expanded(self, query: str, scope: Scope) -> str:
+        """The query with the other form of each name it uses that the scope's documents
+        define; the query itself when it uses none."""
+        if self._names is None:
+            return query
+        folded = query.casefold()
+        additions: list[str] = []
+        for short, long in self._names.names_in(scope, query):
+            for other in (long, short):
+                if other.casefold() not in folded and other not in additions:
+                    additions.append(other)
+                    break
+            if len(additions) >= MAX_EXPANSIONS:
+                break
+        return f"{query} ({'; '.join(additions)})" if additions else query

@@ -136,3 +136,18 @@ def test_every_page_of_a_multi_page_tiff_is_ocrd(tmp_path: Path) -> None:
     for page in (1, 2):
         text = " ".join(b.text for b in parsed.blocks if b.page == page)
         assert "EUR 4,750,000" in text
+
+
+def test_the_title_in_a_pdfs_and_an_html_pages_metadata_is_kept(tmp_path: Path) -> None:
+    writer = PdfWriter(clone_from=SAMPLE_SHARE / "finance" / "procurement-guidelines.pdf")
+    writer.add_metadata({"/Title": "Procurement Guidelines of the Harbour Authority"})
+    titled = tmp_path / "titled.pdf"
+    writer.write(titled)
+    assert parse(titled, OCR).metadata_title == "Procurement Guidelines of the Harbour Authority"
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><head><title>Rules &amp; Fees\n 2025</title></head><body><p>Text</p></body></html>"
+    )
+    parsed = parse(page, OCR)
+    assert parsed.metadata_title == "Rules & Fees 2025"
+    assert "Rules" not in " ".join(b.text for b in parsed.blocks)
