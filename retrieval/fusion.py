@@ -10,8 +10,9 @@ half did not find it). A candidate scores
 
 and ties go to the smaller chunk id, so the same index and query always give the same order.
 
-Exact tokens are the query's words that carry a digit or join letters and digits with inner
-punctuation (`AMEND-4711`, `2023/0457`, `PX-221-B`, `36,783.74`): the keyword analyser
+A candidate only the vector half found counts a BM25 score of 0 (its own is below the keyword
+half's last). Exact tokens are the query's words of three characters or more that carry a
+digit (`AMEND-4711`, `2023/0457`, `PX-221-B`, `36,783.74`, `4711`): the keyword analyser
 splits them into parts that near-duplicate passages share, so only the whole token tells the
 passage that holds it from its neighbours. Each counts by its rarity among the candidates
 (one held by all of them tells nothing), and a passage's exact score is the rarity-weighted
