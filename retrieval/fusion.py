@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from retrieval.models import Chunk, Hit
 from retrieval.store import cosine
 
-KEYWORD_WEIGHT = 0.3
+KEYWORD_WEIGHT = 0.35  # chosen on the dev splits of both evaluation corpora
 EXACT_WEIGHT = 0.5
 
 _WORD = re.compile(r"\S+")
