@@ -9,10 +9,11 @@ Prints one JSON object per line:
    "answer_tokens_p50"}
 
 `query`: `p50_ms`/`p95_ms` time `Retriever.search(question, scope, k)` on the embedded store,
-end to end: the query's embedding, hybrid search (dense and BM25 keywords fused by reciprocal
-rank inside the Qdrant engine) and the access filter of a user who may read about one chunk in
-seven (`visible_share`). `bruteforce_p50_ms` is a float32 numpy product of the same query's
-embedding with every dense vector plus an argpartition top-k, without filter or keywords;
+end to end: the query's embedding, hybrid search (the Qdrant engine's dense and BM25 keyword
+halves, fused by score with the exact-token signal of retrieval/fusion.py) and the access
+filter of a user who may read about one chunk in seven (`visible_share`). `bruteforce_p50_ms`
+is a float32 numpy product of the same query's embedding with every dense vector plus an
+argpartition top-k, without filter or keywords;
 `ratio` is p50_ms / bruteforce_p50_ms; `embed_p50_ms` is the question's embedding alone, which
 p50_ms includes and the brute force, starting from the vectors, does not.
 `dense_top1_agreement` is the share of queries whose nearest visible chunk in the store (its

@@ -19,6 +19,7 @@ import qdrant_edge as qe
 
 from retrieval.access import Scope
 from retrieval.errors import StoreUnavailable
+from retrieval.fusion import Candidate, fuse
 from retrieval.models import Chunk, Hit
 from retrieval.sparse import SparseEncoder
 from retrieval.store import (
@@ -31,12 +32,10 @@ from retrieval.store import (
     candidates,
     chunk_from_payload,
     chunk_payload,
-    cosine,
 )
 
 DENSE = "dense"
 SPARSE = "bm25"
-RRF_K = 60
 _CONFIG_FILE = "edge_config.json"
 _WAITING_PREFIX = ".waiting-"
 # Replacing the shard's files (compaction, restore): new files are written into BUILDING
@@ -130,42 +129,28 @@ class EdgeStore:
         selection = _selection(scope, filters or SearchFilters())
         sparse = self._sparse.query(query.text)
         limit = candidates(k)
-        prefetches = [
-            qe.Prefetch(
-                limit=limit,
-                query=qe.Query.Nearest(list(query.vector), using=DENSE),
-                filter=selection,
-            )
-        ]
+        halves = [qe.Query.Nearest(list(query.vector), using=DENSE)]
         if sparse.indices:
-            prefetches.append(
-                qe.Prefetch(
-                    limit=limit,
-                    query=qe.Query.Nearest(
-                        qe.SparseVector(indices=sparse.indices, values=sparse.values),
-                        using=SPARSE,
-                    ),
-                    filter=selection,
-                )
+            keywords = qe.SparseVector(indices=sparse.indices, values=sparse.values)
+            halves.append(qe.Query.Nearest(keywords, using=SPARSE))
+        requests = [
+            qe.QueryRequest(
+                limit=limit, query=half, filter=selection, with_payload=True, with_vector=[DENSE]
             )
-        request = qe.QueryRequest(
-            limit=k,
-            prefetches=prefetches,
-            query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stub omits Rrf
-            filter=selection,
-            with_payload=True,
-            with_vector=[DENSE],
-        )
-        with self._open() as shard:
-            points = shard.query(request)
-        return [
-            Hit(
-                chunk=chunk_from_payload(str(p.id), p.payload or {}),
-                score=float(p.score),
-                similarity=cosine(query.vector, _dense(p.vector)),
-            )
-            for p in points
+            for half in halves
         ]
+        with self._open() as shard:
+            found = shard.query_batch(qe.QueryBatchRequest(requests))
+        by_vector = [self._candidate(p, 0.0) for p in found[0]]
+        by_keywords = (
+            [self._candidate(p, float(p.score)) for p in found[1]] if sparse.indices else []
+        )
+        return fuse(query.text, query.vector, [*by_vector, *by_keywords], k)
+
+    @staticmethod
+    def _candidate(point: Any, keyword_score: float) -> Candidate:
+        chunk = chunk_from_payload(str(point.id), point.payload or {})
+        return Candidate(chunk, _dense(point.vector), keyword_score)
 
     def document_chunks(self, doc_id: str) -> list[tuple[Chunk, list[float]]]:
         if not self._exists():

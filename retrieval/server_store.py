@@ -17,6 +17,7 @@ from qdrant_client import models as qm
 
 from retrieval.access import Scope
 from retrieval.errors import StoreUnavailable
+from retrieval.fusion import Candidate, fuse
 from retrieval.models import Chunk, Hit
 from retrieval.sparse import SparseEncoder
 from retrieval.store import (
@@ -29,7 +30,6 @@ from retrieval.store import (
     candidates,
     chunk_from_payload,
     chunk_payload,
-    cosine,
 )
 
 DENSE = "dense"
@@ -141,35 +141,33 @@ class QdrantServerStore:
         selection = _selection(scope, filters or SearchFilters())
         sparse = self._sparse.query(query.text)
         limit = candidates(k)
-        prefetches = [
-            qm.Prefetch(query=list(query.vector), using=DENSE, filter=selection, limit=limit)
+        requests = [
+            qm.QueryRequest(
+                query=list(query.vector),
+                using=DENSE,
+                filter=selection,
+                limit=limit,
+                with_payload=True,
+                with_vector=[DENSE],
+            )
         ]
         if sparse.indices:
-            prefetches.append(
-                qm.Prefetch(
+            requests.append(
+                qm.QueryRequest(
                     query=qm.SparseVector(indices=sparse.indices, values=sparse.values),
                     using=SPARSE,
                     filter=selection,
                     limit=limit,
+                    with_payload=True,
+                    with_vector=[DENSE],
                 )
             )
-        response = self._client.query_points(
-            self._collection,
-            prefetch=prefetches,
-            query=qm.FusionQuery(fusion=qm.Fusion.RRF),
-            query_filter=selection,
-            limit=k,
-            with_payload=True,
-            with_vectors=[DENSE],
+        found = self._client.query_batch_points(self._collection, requests=requests)
+        by_vector = [_candidate(p, 0.0) for p in found[0].points]
+        by_keywords = (
+            [_candidate(p, float(p.score)) for p in found[1].points] if sparse.indices else []
         )
-        return [
-            Hit(
-                chunk=chunk_from_payload(str(p.id), p.payload or {}),
-                score=float(p.score),
-                similarity=cosine(query.vector, _dense(p.vector)),
-            )
-            for p in response.points
-        ]
+        return fuse(query.text, query.vector, [*by_vector, *by_keywords], k)
 
     def document_chunks(self, doc_id: str) -> list[tuple[Chunk, list[float]]]:
         if not self._exists():
@@ -353,6 +351,11 @@ def _selection(scope: Scope, filters: SearchFilters) -> qm.Filter | None:
         principals = sorted(scope.principals)
         must.append(qm.FieldCondition(key="acl", match=qm.MatchAny(any=principals)))
     return qm.Filter(must=must) if must else None
+
+
+def _candidate(point: qm.ScoredPoint, keyword_score: float) -> Candidate:
+    chunk = chunk_from_payload(str(point.id), point.payload or {})
+    return Candidate(chunk, _dense(point.vector), keyword_score)
 
 
 def _dense(vector: Any) -> list[float]:
