@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from retrieval.catalog import Catalog
 from retrieval.edge_store import EdgeStore
 from retrieval.embedder import Embedder, SentenceTransformerEmbedder
 from retrieval.reranker import CrossEncoderReranker, Reranker
@@ -51,4 +52,5 @@ def build_retriever(settings: Settings, store: VectorStore | None = None) -> Ret
         build_reranker(settings),
         settings.retrieval.rerank_candidates,
         settings.retrieval.max_question_chars,
+        Catalog(settings.ledger_path).index_model,
     )
