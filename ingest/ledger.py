@@ -46,7 +46,15 @@ CREATE TABLE IF NOT EXISTS tombstones (
     UNIQUE (path, sha256)
 );
 CREATE INDEX IF NOT EXISTS tombstones_by_sha256 ON tombstones (sha256);
+CREATE TABLE IF NOT EXISTS index_facts (
+    name        TEXT PRIMARY KEY,
+    value       TEXT NOT NULL
+);
 """
+# The `index_facts` row naming the embedding model whose vectors the index holds.
+EMBEDDER_FACT = "embedder_model"
+# What an index that holds files but names no model was built with: it predates the record.
+UNRECORDED_MODEL = "an unrecorded model (indexed before the index named its model)"
 # The columns of a FileRecord, in its field order.
 _SELECT = (
     "SELECT path, size, mtime, sha256, doc_id, acl, status, error, pages, chunks, parser, "
@@ -160,8 +168,29 @@ class Ledger:
         return _record(row) if row else None
 
     def clear(self) -> None:
-        """Forget every file: the next run reads them all again. Tombstones stay."""
+        """Forget every file and the index's model: the next run reads them all again.
+        Tombstones stay."""
+        self._db.execute("BEGIN IMMEDIATE")
         self._db.execute("DELETE FROM files")
+        self._db.execute("DELETE FROM index_facts WHERE name = ?", (EMBEDDER_FACT,))
+        self._db.execute("COMMIT")
+
+    def index_model(self) -> str | None:
+        """The embedding model the index was built with; None before the first run."""
+        row = self._db.execute(
+            "SELECT value FROM index_facts WHERE name = ?", (EMBEDDER_FACT,)
+        ).fetchone()
+        if row:
+            return str(row[0])
+        indexed = self._db.execute("SELECT 1 FROM files WHERE status = 'indexed' LIMIT 1")
+        return UNRECORDED_MODEL if indexed.fetchone() else None
+
+    def record_index_model(self, model_id: str) -> None:
+        self._db.execute(
+            "INSERT INTO index_facts (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (EMBEDDER_FACT, model_id),
+        )
 
     def with_doc_id(self, doc_id: str) -> FileRecord | None:
         row = self._db.execute(_SELECT + "WHERE doc_id = ? LIMIT 1", (doc_id,)).fetchone()

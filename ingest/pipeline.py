@@ -48,6 +48,7 @@ from ingest.share_files import (
 )
 from ingest.workers import ParseResult, ParserPool, ParseSource
 from retrieval.embedder import Embedder
+from retrieval.errors import IndexModelMismatch
 from retrieval.models import Chunk, chunk_id, document_id
 from retrieval.store import DocumentVersion, VectorStore
 from settings import Settings
@@ -250,6 +251,16 @@ class Ingestor:
         # document contexts are brought up to date at the end of the run.
         self._touched: set[str] = set()
 
+    def _check_index_model(self) -> None:
+        """Refuses to add vectors of another model to the index; names the model of a new
+        index (or of one built before indexes named theirs)."""
+        configured = self._embedder.model_id
+        recorded = self._ledger.index_model()
+        if recorded is None:
+            self._ledger.record_index_model(configured)
+        elif recorded != configured:
+            raise IndexModelMismatch(recorded, configured)
+
     def run(
         self,
         roots: Sequence[str],
@@ -270,6 +281,7 @@ class Ingestor:
         if rebuild:
             self._store.drop()
             self._ledger.clear()
+        self._check_index_model()
         self._store.ensure_collection(self._embedder.dimension)
         # Folders' permissions are read once per run.
         self._access = ShareAccess(self._settings.access.sid_map)

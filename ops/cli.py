@@ -240,7 +240,7 @@ def _add_eval_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from ingest.ledger import Ledger
-    from ops.health import llm_status
+    from ops.health import embedder_models, llm_status
     from retrieval.build import build_store
 
     ledger = Ledger(settings.ledger_path)
@@ -249,7 +249,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     store = build_store(settings)
     store_info = {**store.describe(), "chunks": store.count()}
     store.close()
-    return {**totals, "store": store_info, "llm": llm_status(settings)}
+    return {
+        **totals, "store": store_info, "embedder": embedder_models(settings),
+        "llm": llm_status(settings),
+    }  # fmt: skip
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:

@@ -307,6 +307,30 @@ def check_backup_key(settings: Settings) -> dict[str, Any]:
 # -- services -----------------------------------------------------------------------------------
 
 
+def embedder_models(settings: Settings) -> dict[str, str | None]:
+    """The embedding model the index was built with and the configured one."""
+    from retrieval.catalog import Catalog
+    from retrieval.embedder import model_identity
+
+    configured = model_identity(settings.embedder_dir) if settings.embedder_dir.is_dir() else None
+    return {"index": Catalog(settings.ledger_path).index_model(), "configured": configured}
+
+
+def check_index_model(settings: Settings) -> dict[str, Any]:
+    models = embedder_models(settings)
+    index, configured = models["index"], models["configured"]
+    if index is None:
+        return _check("index_model", True, f"no index yet; it will be built with {configured}")
+    if index == configured:
+        return _check("index_model", True, f"index built with the configured {configured}")
+    return _check(
+        "index_model",
+        False,
+        f"index built with {index}, configured {configured}; rebuild it with "
+        "`rag ingest --rebuild PATH...`",
+    )
+
+
 def check_store(settings: Settings) -> dict[str, Any]:
     from retrieval.build import build_store
 
@@ -381,6 +405,7 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
         check_pdf_renderer(),
         check_file_modes(settings),
         check_store(settings),
+        check_index_model(settings),
         check_llm(settings),
     ]
     if settings.backup.key_file is not None:

@@ -98,7 +98,7 @@ setup_llm_env() {
 }
 
 setup_models() {
-    .venv/bin/python ops/setup_models.py models | sed 's/^/[setup] /'
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python ops/setup_models.py models | sed 's/^/[setup] /'
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DO_NOT_TRACK=1 HF_HUB_DISABLE_PROGRESS_BARS=1 \
         .venv-llm/bin/python ops/convert_llm.py models/llm 2>/dev/null | sed 's/^/[setup] /'
 }

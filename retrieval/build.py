@@ -45,6 +45,7 @@ def build_reranker(settings: Settings) -> Reranker | None:
 
 def build_retriever(settings: Settings, store: VectorStore | None = None) -> Retriever:
     """The retriever, over `store` when the caller shares one (else a store of its own)."""
+    catalog = Catalog(settings.ledger_path)
     return Retriever(
         build_embedder(settings),
         store or build_store(settings),
@@ -52,5 +53,6 @@ def build_retriever(settings: Settings, store: VectorStore | None = None) -> Ret
         build_reranker(settings),
         settings.retrieval.rerank_candidates,
         settings.retrieval.max_question_chars,
-        Catalog(settings.ledger_path),
+        names=catalog,
+        index_model=catalog.index_model,
     )

@@ -29,6 +29,9 @@ from typing import Any
 from retrieval.access import Scope
 
 _INDEXED = "indexed"
+# ingest.ledger's EMBEDDER_FACT and UNRECORDED_MODEL
+_EMBEDDER_FACT = "embedder_model"
+_UNRECORDED_MODEL = "an unrecorded model (indexed before the index named its model)"
 # The file's ACL (a JSON list) shares a principal with the scope's (a JSON list parameter).
 _READABLE = (
     "EXISTS (SELECT 1 FROM json_each(files.acl) AS acl "
@@ -163,6 +166,14 @@ class Catalog:
             for path, doc_id, status, error, updated_at in rows
         ]
         return sorted(entries, key=lambda e: (e.folder.casefold(), e.name.casefold(), e.path))
+
+    def index_model(self) -> str | None:
+        """The embedding model the index was built with (None: no ingestion run yet)."""
+        rows = self._rows("SELECT value FROM index_facts WHERE name = ?", (_EMBEDDER_FACT,))
+        if rows:
+            return str(rows[0][0])
+        indexed = self._rows("SELECT 1 FROM files WHERE status = ? LIMIT 1", (_INDEXED,))
+        return _UNRECORDED_MODEL if indexed else None
 
     def _rows(self, query: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
         if not self._path.is_file():

@@ -1,7 +1,15 @@
-"""Turning text into vectors."""
+"""Turning text into vectors.
+
+A model folder may name the instructions its model was trained with, as sentence-transformers
+prompts `query` and `document` in `config_sentence_transformers.json` (multilingual-e5:
+"query: " and "passage: "); the embedder adds them, callers never do. `model_id` is the
+folder's name with a fingerprint of its configuration and weights, so two different models
+in folders of the same name are told apart.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -40,7 +48,7 @@ class SentenceTransformerEmbedder:
 
         self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
         self._batch_size = batch_size
-        self._model_id = model_dir.resolve().name
+        self._model_id = model_identity(model_dir)
         dimension = self._model.get_embedding_dimension()
         if dimension is None:
             raise EmbedderUnavailable(f"model in {model_dir} does not report its dimension")
@@ -56,21 +64,43 @@ class SentenceTransformerEmbedder:
         return self._dimension
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return self._encode(texts, DOCUMENT_PROMPT)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._encode([text], QUERY_PROMPT)[0]
+
+    def _encode(self, texts: Sequence[str], prompt: str) -> list[list[float]]:
         if not texts:
             return []
         import torch
 
+        prompt_name = prompt if prompt in self._model.prompts else None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bfloat16):
             vectors = self._model.encode(
                 list(texts),
+                prompt_name=prompt_name,
                 batch_size=self._batch_size,
                 convert_to_tensor=True,
                 show_progress_bar=False,
             )
         return torch.nn.functional.normalize(vectors.float(), dim=1).tolist()
 
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
+
+QUERY_PROMPT = "query"
+DOCUMENT_PROMPT = "document"
+
+
+def model_identity(model_dir: Path) -> str:
+    """The folder's name and a fingerprint of its configuration and weight files."""
+    folder = model_dir.resolve()
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            relative = path.relative_to(folder).as_posix()
+            digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
+            if path.suffix == ".json" and path.stat().st_size < 1_000_000:
+                digest.update(path.read_bytes())
+    return f"{folder.name}@{digest.hexdigest()[:12]}"
 
 
 def _native_bfloat16() -> bool:

@@ -5,7 +5,8 @@ RetrievalError
 ├── EmbedderUnavailable  the embedding model folder is missing or unreadable
 ├── RerankerUnavailable  the configured reranker model folder is missing or unreadable
 ├── UnknownUser          a user name that the user directory doesn't know
-└── QueryTooLong         a question or search longer than the configured limit
+├── QueryTooLong         a question or search longer than the configured limit
+└── IndexModelMismatch   the index holds vectors of another embedding model than configured
 """
 
 
@@ -40,3 +41,17 @@ class QueryTooLong(RetrievalError):
         )
         self.length = length
         self.limit = limit
+
+
+class IndexModelMismatch(RetrievalError):
+    """The index was built with another embedding model than the configured one: its vectors
+    and the queries' would not be comparable, so nothing is searched or added."""
+
+    def __init__(self, index_model: str, configured_model: str) -> None:
+        super().__init__(
+            f"the index was built with the embedding model {index_model}, not the configured "
+            f"{configured_model}; rebuild it with `rag ingest --rebuild PATH...` (every root "
+            "the index holds), or configure the index's model again"
+        )
+        self.index_model = index_model
+        self.configured_model = configured_model

@@ -8,15 +8,19 @@ stands for; `Catalog.names_in`) is searched with the other form added, at most
 MAX_EXPANSIONS of them: "When does DORA apply?" is searched as "When does DORA apply?
 (Digital Operational Resilience Act)". How well a hit covers the query's words is measured
 on the query as typed.
+
+An index built with another embedding model than the retriever's is refused
+(IndexModelMismatch) before it is searched: its vectors and the query's are not comparable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from retrieval.access import Scope
 from retrieval.embedder import Embedder
-from retrieval.errors import QueryTooLong
+from retrieval.errors import IndexModelMismatch, QueryTooLong
 from retrieval.models import Hit
 from retrieval.reranker import Reranker
 from retrieval.sparse import SparseEncoder
@@ -46,6 +50,7 @@ class Retriever:
         rerank_candidates: int = 30,
         max_query_chars: int = _MAX_QUERY_CHARS,
         names: NameSource | None = None,
+        index_model: Callable[[], str | None] | None = None,
     ) -> None:
         self.embedder = embedder
         self.store = store
@@ -54,6 +59,8 @@ class Retriever:
         self._rerank_candidates = rerank_candidates
         self.max_query_chars = max_query_chars
         self._names = names
+        self._index_model = index_model
+        self._index_model_checked = False
 
     def check_query(self, query: str) -> None:
         """Raises QueryTooLong for a query over the limit (spaces around it not counted)."""
@@ -61,12 +68,24 @@ class Retriever:
         if length > self.max_query_chars:
             raise QueryTooLong(length, self.max_query_chars)
 
+    def check_index_model(self) -> None:
+        """Raises IndexModelMismatch when the index names another model than the embedder's.
+        Once the models agree, they stay so for this retriever's life (only a rebuild with
+        the same configuration changes the index's model)."""
+        if self._index_model_checked or self._index_model is None:
+            return
+        recorded = self._index_model()
+        if recorded is not None and recorded != self.embedder.model_id:
+            raise IndexModelMismatch(recorded, self.embedder.model_id)
+        self._index_model_checked = recorded is not None
+
     def search(
         self, query: str, scope: Scope, k: int, filters: SearchFilters | None = None
     ) -> list[Hit]:
         self.check_query(query)
         if scope.sees_nothing or not query.strip():
             return []
+        self.check_index_model()
         wanted = max(k, self._rerank_candidates) if self._reranker else k
         searched = self.expanded(query, scope)
         found = self.store.search(
