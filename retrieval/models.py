@@ -76,9 +76,10 @@ class Chunk(BaseModel):
 class Hit(BaseModel):
     """A chunk found by a search.
 
-    `score` orders the hits (fused rank, or the reranker's score). `similarity` (cosine of
-    the query and passage vectors) and `coverage` (share of the query's keywords in the
-    passage) say how well the passage matches on an absolute scale: refusals use them.
+    `score` orders the hits (the fused score of retrieval/fusion.py, or the reranker's).
+    `similarity` (cosine of the query and passage vectors) and `coverage` (share of the
+    query's keywords in the passage) say how well the passage matches on an absolute scale:
+    refusals use them.
     """
 
     model_config = ConfigDict(frozen=True)

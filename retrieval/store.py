@@ -117,9 +117,10 @@ class VectorStore(Protocol):
       new chunks, then trims the old tail, so it never vanishes from search meanwhile.
     - `search(query, scope, k, filters)` returns at most k hits, best first, only among the
       chunks the scope may read and `filters` select; a scope with no principals returns
-      nothing. Hybrid: the nearest passages by vector and the best by BM25 keywords are
-      fused by reciprocal rank inside the engine; the access filter and `filters` run
-      inside both, never as post-filtering. Each hit carries its cosine `similarity`.
+      nothing. Hybrid: the engine finds the nearest passages by vector and the best by BM25
+      keywords, the access filter and `filters` running inside both, never as
+      post-filtering; retrieval/fusion.py scores them into one order (the same for every
+      store; equal scores in chunk id order). Each hit carries its cosine `similarity`.
     - `replace_documents(versions)` makes each version's chunks its document's only chunks:
       upserts them and removes the document's chunks beyond the new last ordinal, for a
       whole batch of documents in one write. Searches never see a document missing; where

@@ -188,6 +188,40 @@ class StoreContract:
         dense_only = store.search(query(axis(0)), Scope.operator(), 1)
         assert dense_only[0].chunk.text == texts[0]
 
+    def test_an_exact_code_beats_near_duplicates_sharing_its_parts(
+        self, store: VectorStore
+    ) -> None:
+        # Twenty entries alike; the keyword analyser splits "AMEND-4711" into "amend" and
+        # "4711", which the decoy holds too; only the holder has the whole code.
+        texts = [f"Entry {n}: record amended, new reference REF-{5000 + n}." for n in range(20)]
+        texts[7] = "Entry 7: record reviewed, new reference AMEND-4711."
+        texts[13] = "Entry 13: record amended, new reference REF-4711."
+        chunks = [
+            c.model_copy(update={"text": text, "language": "en"})
+            for c, text in zip(make_chunks("/share/log.md", 20, {EVERYONE}), texts, strict=True)
+        ]
+        # The query vector sits nearest the decoy and its neighbours.
+        vectors = [[1.0, 0.02 * n, 0.0, 0.0] for n in range(20)]
+        vectors[13] = [1.0, 0.0, 0.0, 0.0]
+        vectors[7] = [0.8, 0.6, 0.0, 0.0]
+        store.upsert(chunks, vectors)
+        asked = query([1.0, 0.0, 0.0, 0.0], "record amended new reference AMEND-4711")
+        hits = store.search(asked, Scope.operator(), 5)
+        assert hits[0].chunk.text == texts[7]
+        # Without the code the nearest passage wins, as before.
+        hits = store.search(query([1.0, 0.0, 0.0, 0.0], "record amended"), Scope.operator(), 1)
+        assert hits[0].chunk.text == texts[13]
+
+    def test_equal_scores_are_ordered_by_chunk_id(self, store: VectorStore) -> None:
+        chunks = [
+            c.model_copy(update={"text": "The same words in every passage.", "language": "en"})
+            for c in make_chunks("/share/copies.md", 12, {EVERYONE})
+        ]
+        store.upsert(chunks, [axis(0)] * 12)
+        for text in ("", "same words"):
+            hits = store.search(query(axis(0), text), Scope.operator(), 12)
+            assert [h.chunk.id for h in hits] == sorted(c.id for c in chunks)
+
     def test_term_frequencies_count_the_chunks_a_scope_may_read(self, store: VectorStore) -> None:
         texts = ["Steam sterilisers", "Steam boilers", "Infusion pumps"]
         chunks = [
@@ -222,10 +256,11 @@ class StoreContract:
             for c in make_chunks("/share/misc.md", 6, {EVERYONE})
         ]
         store.upsert([french, german, *filler], [axis(1), axis(2)] + [axis(0)] * 6)
-        # Singular query words meet plural passage words through each language's stemmer.
-        top = store.search(query(axis(0), "facture"), Scope.operator(), 2)
+        # Singular query words meet plural passage words through each language's stemmer
+        # (the query vector is near no passage: the keywords decide).
+        top = store.search(query(axis(3), "facture"), Scope.operator(), 2)
         assert french.id in [h.chunk.id for h in top]
-        top = store.search(query(axis(0), "Rechnung"), Scope.operator(), 2)
+        top = store.search(query(axis(3), "Rechnung"), Scope.operator(), 2)
         assert german.id in [h.chunk.id for h in top]
 
     def test_delete_document_removes_all_its_chunks_and_only_those(
@@ -544,13 +579,16 @@ def test_both_engines_rank_the_same_way(tmp_path: Path) -> None:
     for store in (edge, server):
         store.ensure_collection(DIM)
         store.upsert(chunks, vectors)
-    for vector, scope in (
-        ([1.0, 0.35, 0.0, 0.0], Scope.operator()),
-        ([1.0, 0.0, 0.0, 0.1], Scope.of({"group:x"})),
+    for vector, text, scope in (
+        ([1.0, 0.35, 0.0, 0.0], "", Scope.operator()),
+        ([1.0, 0.0, 0.0, 0.1], "", Scope.of({"group:x"})),
+        ([1.0, 0.0, 0.0, 0.0], "passage 4", Scope.operator()),
+        ([0.0, 1.0, 0.0, 0.0], "/share/b.pdf passage", Scope.of({"group:x"})),
     ):
-        edge_hits = edge.search(query(vector), scope, 5)
-        server_hits = server.search(query(vector), scope, 5)
+        edge_hits = edge.search(query(vector, text), scope, 5)
+        server_hits = server.search(query(vector, text), scope, 5)
         assert [h.chunk.id for h in edge_hits] == [h.chunk.id for h in server_hits]
         for a, b in zip(edge_hits, server_hits, strict=True):
             assert a.similarity == pytest.approx(b.similarity, abs=1e-4)
+            assert a.score == pytest.approx(b.score, abs=1e-4)
     server.close()
