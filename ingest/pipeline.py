@@ -448,8 +448,8 @@ class Ingestor:
         """A file whose content is already indexed elsewhere (a moved file, a copy) takes
         that file's chunks and vectors under its own path: no parsing, OCR or embedding."""
         donor = self._ledger.indexed_with_content(job.sha256, other_than=job.path)
-        if donor is None:
-            return None
+        if donor is None or donor.profile is None:
+            return None  # none, or indexed before document contexts: parse this file
         found = self._store.document_chunks(donor.doc_id)
         if len(found) != donor.chunks or not found:
             return None  # the donor's chunks are incomplete: parse this file instead
@@ -470,7 +470,7 @@ class Ingestor:
         # The donor's context may be another folder's: the end of the run sets it right.
         context = chunks[0].context
         return _Ready(job, chunks, vectors, donor.pages, donor.parser, donor.ocr_pages, notes,
-                      parsed=False, profile=donor.profile or Profile().to_json(),
+                      parsed=False, profile=donor.profile,
                       context=context)  # fmt: skip
 
     def _take(
