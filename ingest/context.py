@@ -16,8 +16,11 @@ What is learned, from the document itself (`profile`):
   (EU) 2016/679', « le Règlement » désigne ..., „die Verordnung“ bezeichnet ...).
 
 A document's context is its titles, its names, then the names defined by the other indexed
-files of the same folder (an act split into one file per article names itself once), at
-most CONTEXT_MAX_CHARS characters. The folder's path is already in every passage's
+files of its series, at most CONTEXT_MAX_CHARS characters. A series is the files of one
+folder whose names differ only in their numbers (`article-01.html`, `article-64.html`): the
+parts of one work, such as an act split into one file per article that names itself once.
+Files of a folder that are not numbered parts of one series (a folder of manual pages, of
+policies) are separate documents and share nothing. The folder's path is already in every passage's
 embedded text (`Chunk.location`).
 
 Where it is kept, and how it stays true:
@@ -41,7 +44,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 
@@ -93,6 +96,7 @@ _SELF_REFERENCE = re.compile(
 )
 _SENTENCE_START = re.compile(r"[.;:!?\n(]\s*")
 _WORD = re.compile(r"[\w'’\-]+")
+_NUMBER = re.compile(r"\d+")
 
 
 @dataclass(frozen=True)
@@ -208,14 +212,28 @@ def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(seen.values())
 
 
-def folder_names(profiles: Iterable[Profile]) -> Counter[tuple[str, str]]:
-    """How many of a folder's documents define each name."""
-    return Counter(name for other in profiles for name in dict.fromkeys(other.names))
+def series_of(path: str) -> str:
+    """The series a file belongs to: its folder and its name without its numbers."""
+    location = PurePath(path)
+    return str(location.parent / _NUMBER.sub("#", location.name.casefold()))
+
+
+def series_names(profiles: Mapping[str, Profile]) -> dict[str, Counter[tuple[str, str]]]:
+    """For each series of these files (path: profile), how many of its files define each
+    name; a file alone in its series shares nothing."""
+    members: dict[str, list[Profile]] = {}
+    for path, found in profiles.items():
+        members.setdefault(series_of(path), []).append(found)
+    return {
+        series: Counter(name for other in group for name in dict.fromkeys(other.names))
+        for series, group in members.items()
+        if len(group) > 1
+    }
 
 
 def context_of(own: Profile, folder: Counter[tuple[str, str]] | None = None) -> str:
-    """The document context: its titles, its names, then the names its folder's documents
-    define (`folder_names`), the most shared first; at most CONTEXT_MAX_CHARS long."""
+    """The document context: its titles, its names, then the names the other files of its
+    series define (`series_names`), the most shared first; at most CONTEXT_MAX_CHARS long."""
     parts = list(own.titles)
     names = list(own.names)
     names += [name for name, _ in (folder or Counter()).most_common() if name not in own.names]
@@ -257,11 +275,11 @@ def refresh_folders(
     for folder in sorted(set(folders)):
         records = ledger.indexed_in_folder(folder)
         profiles = {r.path: Profile.from_json(r.profile) for r in records}
-        shared = folder_names(profiles.values())
+        shared = series_names(profiles)
         for record in records:
             if record.profile is None:
                 continue  # indexed before profiles: parsed again by the next run
-            wanted = context_of(profiles[record.path], shared)
+            wanted = context_of(profiles[record.path], shared.get(series_of(record.path)))
             if wanted == record.context:
                 continue
             found = store.document_chunks(record.doc_id)

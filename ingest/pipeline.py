@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,10 +24,11 @@ from ingest.chunker import passages
 from ingest.context import (
     Profile,
     context_of,
-    folder_names,
     folder_of,
     profile,
     refresh_folders,
+    series_names,
+    series_of,
 )
 from ingest.crawler import crawl, storable
 from ingest.document import ParsedDocument
@@ -460,8 +460,8 @@ class Ingestor:
         """A file whose content is already indexed elsewhere (a moved file, a copy) takes
         that file's chunks and vectors under its own path: no parsing, OCR or embedding."""
         donor = self._ledger.indexed_with_content(job.sha256, other_than=job.path)
-        if donor is None:
-            return None
+        if donor is None or donor.profile is None:
+            return None  # none, or indexed before document contexts: parse this file
         found = self._store.document_chunks(donor.doc_id)
         if len(found) != donor.chunks or not found:
             return None  # the donor's chunks are incomplete: parse this file instead
@@ -482,7 +482,7 @@ class Ingestor:
         # The donor's context may be another folder's: the end of the run sets it right.
         context = chunks[0].context
         return _Ready(job, chunks, vectors, donor.pages, donor.parser, donor.ocr_pages, notes,
-                      parsed=False, profile=donor.profile or Profile().to_json(),
+                      parsed=False, profile=donor.profile,
                       context=context)  # fmt: skip
 
     def _take(
@@ -518,7 +518,7 @@ class Ingestor:
 
     def _with_context(self, documents: list[_Ready]) -> list[_Ready]:
         """The new documents' chunks with their document context: their own profile, then
-        what the other files of their folder define (those indexed, and those in the
+        what the other files of their series define (those indexed, and those in the
         batch; the end of the run catches files indexed later)."""
         folders: dict[str, dict[str, Profile]] = {}
         for ready in documents:
@@ -529,17 +529,16 @@ class Ingestor:
                     for record in self._ledger.indexed_in_folder(folder)
                 }
             folders[folder][ready.job.path] = Profile.from_json(ready.profile)
+        shared = {folder: series_names(profiles) for folder, profiles in folders.items()}
         updated = []
-        shared: dict[str, Counter[tuple[str, str]]] = {}
         for ready in documents:
             self._touched.add(folder_of(ready.job.path))
             if ready.vectors is not None:
                 updated.append(ready)
                 continue
             folder = folder_of(ready.job.path)
-            if folder not in shared:
-                shared[folder] = folder_names(folders[folder].values())
-            context = context_of(folders[folder][ready.job.path], shared[folder])
+            series = shared[folder].get(series_of(ready.job.path))
+            context = context_of(folders[folder][ready.job.path], series)
             chunks = [chunk.model_copy(update={"context": context}) for chunk in ready.chunks]
             updated.append(replace(ready, chunks=chunks, context=context))
         return updated

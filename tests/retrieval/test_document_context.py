@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from ingest.context import CONTEXT_MAX_CHARS, Profile, context_of, defined_names, folder_names
+from ingest.context import (
+    CONTEXT_MAX_CHARS,
+    Profile,
+    context_of,
+    defined_names,
+    series_names,
+)
 from ingest.erase import erase
 from ingest.ledger import Ledger
 from ingest.pipeline import Ingestor
@@ -173,8 +179,11 @@ def test_what_is_not_a_name_is_not_learned() -> None:
 
 def test_the_context_is_bounded_and_puts_the_document_before_its_folder() -> None:
     own = Profile(("Regulation on lifts",), (("LSA", "Lift Safety Act"),))
-    folder = [Profile((), ((f"A{n}X", f"Another Name Number {n} Xtra"),)) for n in range(40)]
-    context = context_of(own, folder_names(folder))
+    folder = {
+        f"/share/act/part-{n}.md": Profile((), ((f"A{n}X", f"Another Name Number {n} Xtra"),))
+        for n in range(40)
+    }
+    context = context_of(own, series_names(folder)["/share/act/part-#.md"])
     assert context.startswith("Regulation on lifts | Lift Safety Act (LSA)")
     assert len(context) <= CONTEXT_MAX_CHARS
 
@@ -192,3 +201,15 @@ def test_files_indexed_before_document_contexts_are_read_again_by_the_next_run(
     assert (report.updated, report.unchanged) == (files, 0)
     record = ingestor._ledger.get(str(acts[0].application_file))
     assert record is not None and f"({acts[0].abbreviation})" in (record.context or "")
+
+
+def test_only_the_numbered_parts_of_one_work_share_their_names() -> None:
+    profiles = {
+        "/share/act/article-01.md": Profile((), (("LSA", "Lift Safety Act"),)),
+        "/share/act/article-12.md": Profile(),
+        "/share/manuals/hosts.txt": Profile((), (("NIC", "Network Information Center"),)),
+        "/share/manuals/crontab.pdf": Profile(),
+    }
+    shared = series_names(profiles)
+    assert list(shared) == ["/share/act/article-#.md"]
+    assert "Lift Safety Act (LSA)" in context_of(Profile(), shared["/share/act/article-#.md"])
