@@ -235,8 +235,10 @@ class Answerer:
             # passage that answers best: a small model may copy a figure from a neighbouring
             # passage about something else.
             cites_best = passages[quote.passage] in cited or self._answer_check == "facts"
-            if cited and cites_best and supported(
-                text, prepared.asked or prepared.question, cited, self._answer_check
+            if (
+                cited
+                and cites_best
+                and supported(text, prepared.asked or prepared.question, cited, self._answer_check)
             ):
                 citations = [_citation(hit) for hit in cited]
                 return Answer(text, False, citations, passages, support=support)
