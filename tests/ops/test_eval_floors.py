@@ -35,20 +35,15 @@ CEILINGS = {"refused_answerable": 0.10}
 CORPORA = {"generated": "ops.make_eval_corpus", "real": "ops.make_real_corpus"}
 WITH_CROSS_LINGUAL = ("real",)  # the generated corpus asks in the language of each document
 
-# Measured on main (MiniLM embedder, SmolLM2-135M) on the real test split: recall@5 0.886,
-# mrr@10 0.758, cited_right 0.629, refused_unanswerable 0.750 (3 of 4), refused_answerable
-# 0.257, cross-lingual recall@5 0.556.
+# The floors the embedded default (MiniLM, SmolLM2-135M) does not reach yet on the real test
+# split, with what it measured there: an expected failure each, and held to that measure (give
+# or take one question) so that the gap cannot widen unnoticed.
 KNOWN_GAPS = {
-    ("real", "recall@5"): "issue 15: recall@5 is 0.886 on the real test split",
-    ("real", "mrr@10"): "issue 15: mrr@10 is 0.758 on the real test split",
-    ("real", "cited_right"): "issue 15: cited_right is 0.629 on the real test split",
-    ("real", "refused_unanswerable"): (
-        "issue 15: refused_unanswerable is 0.750 on the real test split"
-    ),
-    ("real", "refused_answerable"): "issue 15: refused_answerable is 0.257 on the real test split",
-    ("real", "cross_lingual recall@5"): (
-        "issue 15: cross-lingual recall@5 is 0.556 on the real test split"
-    ),
+    ("real", "recall@5"): 0.886,
+    ("real", "cited_right"): 0.686,
+    ("real", "refused_unanswerable"): 0.750,
+    ("real", "refused_answerable"): 0.257,
+    ("real", "cross_lingual recall@5"): 0.556,
 }
 
 
@@ -93,7 +88,8 @@ def cases(figures: dict[str, float], cross_lingual: dict[str, float] | None = No
             names += [f"cross_lingual {figure}" for figure in cross_lingual]
         for figure in names:
             gap = KNOWN_GAPS.get((corpus, figure))
-            marks = [pytest.mark.xfail(strict=False, reason=gap)] if gap else []
+            reason = f"issue 15: {figure} is {gap} on the {corpus} test split"
+            marks = [pytest.mark.xfail(strict=False, reason=reason)] if gap else []
             out.append(pytest.param(corpus, figure, marks=marks, id=f"{corpus}-{figure}"))
     return out
 
@@ -124,6 +120,22 @@ def test_the_test_split_stays_below_its_ceiling(
 ) -> None:
     test = reports[corpus]["splits"]["test"]
     assert test[figure] <= CEILINGS[figure], split_misses(reports[corpus], "test")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("corpus", "figure"), sorted(KNOWN_GAPS))
+def test_a_known_gap_does_not_widen(reports: dict[str, Any], corpus: str, figure: str) -> None:
+    test = reports[corpus]["splits"]["test"]
+    group, name = test, figure
+    if figure.startswith("cross_lingual "):
+        group, name = test["cross_lingual"], figure.removeprefix("cross_lingual ")
+    asked = group["unanswerable"] if name == "refused_unanswerable" else group["answerable"]
+    one_question = 1 / asked
+    measured = KNOWN_GAPS[(corpus, figure)]
+    if name in CEILINGS:
+        assert group[name] <= measured + one_question, split_misses(reports[corpus], "test")
+    else:
+        assert group[name] >= measured - one_question, split_misses(reports[corpus], "test")
 
 
 @pytest.mark.integration
