@@ -45,7 +45,7 @@ import shutil
 import sys
 import sysconfig
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -651,22 +651,32 @@ def write_corpus(out_dir: Path, data_dir: Path = DATA_DIR) -> tuple[int, int]:
     return len(rendered), len(questions)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ops.make_eval_corpus",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("out_dir", type=Path, help="folder for documents/ and golden.jsonl")
-    args = parser.parse_args(argv)
-    try:
-        documents, questions = write_corpus(args.out_dir)
-    except (CorpusError, OSError, KeyError, json.JSONDecodeError) as error:
-        print(f"make_eval_corpus: error: {error}", file=sys.stderr)
-        return 1
-    print(f"{documents} documents and {questions} questions written to {args.out_dir}")
-    return 0
+def corpus_command(
+    program: str, description: str | None, write: Callable[[Path], tuple[int, int]]
+) -> Callable[[Sequence[str] | None], int]:
+    """The command line of a corpus builder: `python -m PROGRAM OUT_DIR`, one error line."""
+
+    def run(argv: Sequence[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(
+            prog=f"python -m {program}",
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.add_argument("out_dir", type=Path, help="folder for documents/ and golden.jsonl")
+        args = parser.parse_args(argv)
+        try:
+            documents, questions = write(args.out_dir)
+        except (CorpusError, OSError, KeyError, json.JSONDecodeError) as error:
+            print(f"{program.rsplit('.', 1)[-1]}: error: {error}", file=sys.stderr)
+            return 1
+        print(f"{documents} documents and {questions} questions written to {args.out_dir}")
+        return 0
+
+    return run
+
+
+main = corpus_command("ops.make_eval_corpus", __doc__, write_corpus)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -31,7 +31,6 @@ alternately dev and test.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import html
 import io
@@ -41,7 +40,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,7 @@ from ops.make_eval_corpus import (
     WRITERS,
     CorpusError,
     Rendered,
+    corpus_command,
     escape_markdown,
     licence_body,
     make_source,
@@ -246,22 +245,8 @@ def write_corpus(out_dir: Path, data_dir: Path = DATA_DIR) -> tuple[int, int]:
     return len(rendered), len(questions)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ops.make_real_corpus",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("out_dir", type=Path, help="folder for documents/ and golden.jsonl")
-    args = parser.parse_args(argv)
-    try:
-        documents, questions = write_corpus(args.out_dir)
-    except (CorpusError, OSError, KeyError, json.JSONDecodeError) as error:
-        print(f"make_real_corpus: error: {error}", file=sys.stderr)
-        return 1
-    print(f"{documents} documents and {questions} questions written to {args.out_dir}")
-    return 0
+main = corpus_command("ops.make_real_corpus", __doc__, write_corpus)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))
