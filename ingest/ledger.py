@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from retrieval.catalog import EMBEDDER_FACT, UNRECORDED_MODEL
+
 # "indexing": chunks are being written; a row left so by a killed run is redone next run.
 Status = Literal["indexing", "indexed", "failed", "skipped"]
 
@@ -51,10 +53,6 @@ CREATE TABLE IF NOT EXISTS index_facts (
     value       TEXT NOT NULL
 );
 """
-# The `index_facts` row naming the embedding model whose vectors the index holds.
-EMBEDDER_FACT = "embedder_model"
-# What an index that holds files but names no model was built with: it predates the record.
-UNRECORDED_MODEL = "an unrecorded model (indexed before the index named its model)"
 # The columns of a FileRecord, in its field order.
 _SELECT = (
     "SELECT path, size, mtime, sha256, doc_id, acl, status, error, pages, chunks, parser, "

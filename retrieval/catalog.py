@@ -29,9 +29,11 @@ from typing import Any
 from retrieval.access import Scope
 
 _INDEXED = "indexed"
-# ingest.ledger's EMBEDDER_FACT and UNRECORDED_MODEL
-_EMBEDDER_FACT = "embedder_model"
-_UNRECORDED_MODEL = "an unrecorded model (indexed before the index named its model)"
+# The `index_facts` row naming the embedding model whose vectors the index holds (the ledger
+# writes it).
+EMBEDDER_FACT = "embedder_model"
+# What an index that holds files but names no model was built with: it predates the record.
+UNRECORDED_MODEL = "an unrecorded model (indexed before the index named its model)"
 # The file's ACL (a JSON list) shares a principal with the scope's (a JSON list parameter).
 _READABLE = (
     "EXISTS (SELECT 1 FROM json_each(files.acl) AS acl "
@@ -169,11 +171,11 @@ class Catalog:
 
     def index_model(self) -> str | None:
         """The embedding model the index was built with (None: no ingestion run yet)."""
-        rows = self._rows("SELECT value FROM index_facts WHERE name = ?", (_EMBEDDER_FACT,))
+        rows = self._rows("SELECT value FROM index_facts WHERE name = ?", (EMBEDDER_FACT,))
         if rows:
             return str(rows[0][0])
         indexed = self._rows("SELECT 1 FROM files WHERE status = ? LIMIT 1", (_INDEXED,))
-        return _UNRECORDED_MODEL if indexed else None
+        return UNRECORDED_MODEL if indexed else None
 
     def _rows(self, query: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
         if not self._path.is_file():

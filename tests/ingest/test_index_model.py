@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from ingest.ledger import UNRECORDED_MODEL, Ledger
+from ingest.ledger import Ledger
 from ingest.pipeline import Ingestor
 from retrieval.access import Scope
 from retrieval.build import build_retriever, build_store
+from retrieval.catalog import UNRECORDED_MODEL
 from retrieval.embedder import SentenceTransformerEmbedder, model_identity
 from retrieval.errors import IndexModelMismatch
 from settings import Settings
