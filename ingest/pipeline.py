@@ -33,7 +33,6 @@ from ingest.context import (
 from ingest.crawler import crawl, storable
 from ingest.document import ParsedDocument
 from ingest.errors import BadIngestRoot
-from ingest.language import detect_language
 from ingest.ledger import FileRecord, Ledger, Status, erasure_note
 from ingest.parsers import parser_for
 from ingest.permissions import UNREADABLE_PERMISSIONS, ShareAccess, UnreadablePermissions
@@ -49,6 +48,7 @@ from ingest.share_files import (
 from ingest.workers import ParseResult, ParserPool, ParseSource
 from retrieval.embedder import Embedder
 from retrieval.errors import IndexModelMismatch
+from retrieval.language import detect_language
 from retrieval.models import Chunk, chunk_id, document_id
 from retrieval.store import DocumentVersion, VectorStore
 from settings import Settings

@@ -13,7 +13,10 @@
 - `best_quote`: the sentence of the passages that best answers the question, by meaning and
   by keywords, and how well it supports an answer. Too little support and the question is
   refused before the model is asked; enough, and the sentence is quoted and cited when the
-  model's answer cannot be verified.
+  model's answer cannot be verified. Keywords compare only within a language: for a passage
+  in another language than the question, the question's words that no document in the
+  passage's language uses are left out (they are the question's language, not missing
+  evidence), so names, codes and shared words carry the keyword part.
 """
 
 from __future__ import annotations
@@ -114,9 +117,13 @@ def best_quote(
     embedder: Embedder,
     sparse: SparseEncoder,
     rarity: Mapping[int, float],
+    foreign_terms: Mapping[str, set[int]] | None = None,
 ) -> Quote | None:
     """The sentence that best answers the question, preferring higher-ranked passages.
-    `rarity` weighs each keyword term of the question (in every passage language)."""
+    `rarity` weighs each keyword term of the question (in every passage language);
+    `foreign_terms` are, per passage language other than the question's, the question's
+    terms that no document in that language uses, which are not counted."""
+    foreign = foreign_terms or {}
     candidates = [
         (index, sentence)
         for index, hit in enumerate(passages)
@@ -128,7 +135,7 @@ def best_quote(
     query = embedder.embed_query(question)
     # Per passage: the question's terms in its language, and the passage's own terms.
     terms = [
-        (sparse.terms(question, hit.chunk.language),
+        (sparse.terms(question, hit.chunk.language) - foreign.get(hit.chunk.language, set()),
          sparse.terms(hit.chunk.embedding_text(), hit.chunk.language))
         for hit in passages
     ]  # fmt: skip

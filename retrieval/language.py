@@ -2,7 +2,8 @@
 
 Good enough to pick the stemmer and stopwords of keyword search and to filter by language:
 a few hundred characters of running text are classified reliably; shorter or mixed text
-falls back to the language with the most hits, or "" when none is found.
+falls back to the language with the most hits, or "" when none is found. A question is
+short: `question_language` takes two function words, and no tie, as enough.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _SAMPLE_CHARS = 5000
 # Fewer function words than this and the text is too short or not prose: no verdict.
 _MIN_HITS = 3
+_MIN_QUESTION_HITS = 2
 
 
 def detect_language(text: str) -> str:
@@ -60,3 +62,15 @@ def detect_language(text: str) -> str:
     )  # fmt: skip
     code, count = hits.most_common(1)[0]
     return code if count >= _MIN_HITS else ""
+
+
+def question_language(text: str) -> str:
+    """ISO 639-1 code of a short text's language, or "" when two languages tie or fewer
+    than two of its words are function words."""
+    words = [word.lower() for word in _WORD.findall(text[:_SAMPLE_CHARS])]
+    hits = Counter(
+        {code: sum(word in vocabulary for word in words) for code, vocabulary in
+         _FUNCTION_WORDS.items()}
+    )  # fmt: skip
+    (code, count), (_, runner_up) = hits.most_common(2)
+    return code if count >= _MIN_QUESTION_HITS and count > runner_up else ""
