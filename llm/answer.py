@@ -146,7 +146,7 @@ class Answerer:
             return PreparedQuestion(question, relevant, None, query, reason)
         quote = best_quote(
             asked, relevant, self.retriever.embedder, self.retriever.sparse,
-            self._rarity(asked, relevant, scope), self._foreign_terms(asked, relevant, scope),
+            self._rarity(asked, relevant, scope), question_language(asked),
         )  # fmt: skip
         if quote is None or quote.support < self._min_support:
             support = quote.support if quote else 0.0
@@ -202,23 +202,6 @@ class Answerer:
         total = store.count()
         frequencies = store.term_frequencies(terms, scope, _FREQUENCY_CAP)
         return {t: math.log((total + 1) / (frequencies[t] + 0.5)) for t in terms}
-
-    def _foreign_terms(
-        self, question: str, passages: Sequence[Hit], scope: Scope
-    ) -> dict[str, set[int]]:
-        """Per language of a passage that the question is not written in: the question's
-        keyword terms in that language that no document in it (that the scope may read)
-        uses. A question in an unrecognised language is taken to be in every one."""
-        asked_in = question_language(question)
-        if not asked_in:
-            return {}
-        sparse, store = self.retriever.sparse, self.retriever.store
-        foreign: dict[str, set[int]] = {}
-        for code in sorted({hit.chunk.language for hit in passages} - {asked_in, ""}):
-            terms = sorted(sparse.terms(question, code, MAX_QUERY_TERMS))
-            known = store.term_frequencies(terms, scope, 1, SearchFilters(language=code))
-            foreign[code] = {term for term in terms if not known[term]}
-        return foreign
 
     def standalone_question(
         self, question: str, history: Sequence[tuple[str, str]]

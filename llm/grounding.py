@@ -14,9 +14,9 @@
   by keywords, and how well it supports an answer. Too little support and the question is
   refused before the model is asked; enough, and the sentence is quoted and cited when the
   model's answer cannot be verified. Keywords compare only within a language: for a passage
-  in another language than the question, the question's words that no document in the
-  passage's language uses are left out (they are the question's language, not missing
-  evidence), so names, codes and shared words carry the keyword part.
+  in another language than the question, the keyword part is unknown and counts as half
+  (NO_KEYWORD_EVIDENCE), so meaning alone ranks its sentences, and codes and names are left
+  to the checks above.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
 _SUPPORTED_OVERLAP = 0.6
 # How much a sentence from a lower-ranked passage must match better to be preferred.
 _RANK_PENALTY = 0.1
+# The keyword share of a passage in another language than the question: no evidence either
+# way (a French question shares no word with an English passage that answers it).
+NO_KEYWORD_EVIDENCE = 0.5
 # The shortest and longest sentence worth quoting, in characters.
 _QUOTE_MIN, _QUOTE_MAX = 20, 400
 
@@ -117,13 +120,12 @@ def best_quote(
     embedder: Embedder,
     sparse: SparseEncoder,
     rarity: Mapping[int, float],
-    foreign_terms: Mapping[str, set[int]] | None = None,
+    question_language: str = "",
 ) -> Quote | None:
     """The sentence that best answers the question, preferring higher-ranked passages.
-    `rarity` weighs each keyword term of the question (in every passage language);
-    `foreign_terms` are, per passage language other than the question's, the question's
-    terms that no document in that language uses, which are not counted."""
-    foreign = foreign_terms or {}
+    `rarity` weighs each keyword term of the question (in every passage language); the
+    `question_language` ("" when not known: every passage is taken to be in it) tells which
+    passages' keywords cannot be compared with the question's."""
     candidates = [
         (index, sentence)
         for index, hit in enumerate(passages)
@@ -135,19 +137,27 @@ def best_quote(
     query = embedder.embed_query(question)
     # Per passage: the question's terms in its language, and the passage's own terms.
     terms = [
-        (sparse.terms(question, hit.chunk.language) - foreign.get(hit.chunk.language, set()),
+        (sparse.terms(question, hit.chunk.language),
          sparse.terms(hit.chunk.embedding_text(), hit.chunk.language))
         for hit in passages
     ]  # fmt: skip
+    elsewhere = [
+        question_language not in ("", hit.chunk.language) and hit.chunk.language != ""
+        for hit in passages
+    ]
     best: tuple[float, Quote] | None = None
     for (index, sentence), vector in zip(candidates, vectors, strict=True):
         wanted, context = terms[index]
         found = sparse.terms(sentence, passages[index].chunk.language)
         similarity = cosine(query, vector)
-        coverage = len(wanted & found) / len(wanted) if wanted else 0.0
-        total = sum(rarity.get(term, 0.0) for term in wanted)
-        covered = sum(rarity.get(term, 0.0) for term in wanted & (found | context))
-        quote = Quote(sentence, index, similarity + 2 * (covered / total if total else 0.0))
+        if elsewhere[index]:
+            coverage = share = NO_KEYWORD_EVIDENCE
+        else:
+            coverage = len(wanted & found) / len(wanted) if wanted else 0.0
+            total = sum(rarity.get(term, 0.0) for term in wanted)
+            covered = sum(rarity.get(term, 0.0) for term in wanted & (found | context))
+            share = covered / total if total else 0.0
+        quote = Quote(sentence, index, similarity + 2 * share)
         preference = similarity + coverage - _RANK_PENALTY * index
         if best is None or preference > best[0]:
             best = (preference, quote)

@@ -212,3 +212,32 @@ def test_a_follow_up_is_searched_with_the_subject_of_the_conversation(
     query, asked = answerer.standalone_question("And what is its approved budget?", history)
     assert query == "What is the Harbour Renovation Project? And what is its approved budget?"
     assert asked == "And what is its approved budget?"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Quel est le montant de l'indemnité journalière de repas pour un voyage en Allemagne ?",
+        "Wie hoch ist die tägliche Verpflegungspauschale für Reisen innerhalb Deutschlands?",
+    ],
+)
+def test_a_question_in_another_language_than_the_policy_reaches_the_model_with_it(
+    ingested: Settings, question: str
+) -> None:
+    # With the shipped thresholds: the English policy shares no keyword with a French or
+    # German question, which must not count as the question's subject missing from it.
+    answerer = build_answerer(ingested, build_retriever(ingested))
+    result = answerer.prepare(question, Scope.operator())
+    assert result.messages is not None, result.reason
+    assert result.quote is not None
+    source = result.passages[result.quote.passage].chunk
+    assert Path(source.path).name == "travel-and-expenses.md"
+    assert "EUR 28" in source.text
+
+
+def test_a_question_in_another_language_still_needs_its_codes_in_the_passages(
+    ingested: Settings,
+) -> None:
+    answerer = build_answerer(ingested, build_retriever(ingested))
+    coded = answerer.prepare("Quel est le budget approuvé du projet HRP-9999 ?", Scope.operator())
+    assert coded.messages is None and coded.reason == "no passage mentions HRP-9999"
