@@ -53,24 +53,23 @@ _MIN_HITS = 3
 _MIN_QUESTION_HITS = 2
 
 
-def detect_language(text: str) -> str:
-    """ISO 639-1 code of the text's language among those known, or "" when unsure."""
+def _function_word_hits(text: str) -> Counter[str]:
+    """How many of the text's words are function words of each known language."""
     words = [word.lower() for word in _WORD.findall(text[:_SAMPLE_CHARS])]
-    hits = Counter(
+    return Counter(
         {code: sum(word in vocabulary for word in words) for code, vocabulary in
          _FUNCTION_WORDS.items()}
     )  # fmt: skip
-    code, count = hits.most_common(1)[0]
+
+
+def detect_language(text: str) -> str:
+    """ISO 639-1 code of the text's language among those known, or "" when unsure."""
+    code, count = _function_word_hits(text).most_common(1)[0]
     return code if count >= _MIN_HITS else ""
 
 
 def question_language(text: str) -> str:
     """ISO 639-1 code of a short text's language, or "" when two languages tie or fewer
     than two of its words are function words."""
-    words = [word.lower() for word in _WORD.findall(text[:_SAMPLE_CHARS])]
-    hits = Counter(
-        {code: sum(word in vocabulary for word in words) for code, vocabulary in
-         _FUNCTION_WORDS.items()}
-    )  # fmt: skip
-    (code, count), (_, runner_up) = hits.most_common(2)
+    (code, count), (_, runner_up) = _function_word_hits(text).most_common(2)
     return code if count >= _MIN_QUESTION_HITS and count > runner_up else ""
