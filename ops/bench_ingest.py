@@ -1,8 +1,8 @@
 """Ingestion benchmark: the pipeline against a newcomer's loop on the same generated share.
 
 Prints one JSON object per line:
-  {"bench": "ingest", "files", "pages", "seconds", "naive_seconds", "speedup",
-   "rescan_seconds", "rescan_speedup", "peak_rss_mb", "naive_peak_rss_mb"}
+  {"bench": "ingest", "files", "pages", "failed", "seconds", "naive_seconds", "speedup",
+   "rescan_seconds", "rescan_speedup", "peak_rss_mb", "naive_peak_rss_mb", "embedder"}
   {"bench": "ocr", "pages", "seconds", "tesseract_seconds", "ratio", "pages_per_second"}
   {"bench": "ingest_memory", "files", "peak_rss_mb", "growth"}
 `naive` is one process calling unstructured's `partition` on each file (OCR-only where a PDF
@@ -11,6 +11,8 @@ speedup >= 3 on 2 cores, rescan_speedup >= 50, peak_rss_mb <= 3000, OCR ratio ne
 `ingest_memory` ingests shares of small notes ten times apart in size: `files` and
 `peak_rss_mb` are pairs, `growth` their ratio of peaks; the target is a peak that does not
 grow with the number of files (growth near 1).
+Both the pipeline and the naive loop embed with the configured embedder (RAG_EMBEDDER__MODEL_DIR,
+else the packaged default); `embedder` is its model id (the folder's name and a fingerprint).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.pdf_writer import one_page_text_pdf
+from retrieval.embedder import model_identity
 from settings import Settings, enforce_offline, protect_state
 
 enforce_offline()
@@ -234,6 +237,7 @@ def main() -> int:
             "rescan_seconds": round(rescan["seconds"], 3),
             "rescan_speedup": round(first["seconds"] / rescan["seconds"], 1),
             "peak_rss_mb": round(peak), "naive_peak_rss_mb": round(naive_peak),
+            "embedder": model_identity(Settings().embedder_dir),
         }), flush=True)  # fmt: skip
         ocr_work = work / "ocr"
         ocr_work.mkdir()

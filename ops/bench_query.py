@@ -3,19 +3,27 @@ force in the same run, then the local LLM server's answer latency.
 
 Prints one JSON object per line:
   {"bench": "query", "chunks", "p50_ms", "p95_ms", "bruteforce_p50_ms", "ratio", "queries",
-   "embed_p50_ms", "dense_top1_agreement", "empty_results", "acl_violations",
-   "visible_share", "embed_seconds", "write_seconds", "index_build_seconds"}
+   "embed_p50_ms", "names_p50_ms", "expanded_questions", "fusion_p50_ms",
+   "fusion_candidates_max", "embedder", "dense_top1_agreement", "empty_results",
+   "acl_violations", "visible_share", "embed_seconds", "write_seconds", "index_build_seconds"}
   {"bench": "answer", "ttft_ms_p50", "answer_ms_p50", "tokens_per_second", "prompts",
    "answer_tokens_p50"}
 
-`query`: `p50_ms`/`p95_ms` time `Retriever.search(question, scope, k)` on the embedded store,
-end to end: the query's embedding, hybrid search (the Qdrant engine's dense and BM25 keyword
-halves, fused by score with the exact-token signal of retrieval/fusion.py) and the access
-filter of a user who may read about one chunk in seven (`visible_share`). `bruteforce_p50_ms`
-is a float32 numpy product of the same query's embedding with every dense vector plus an
-argpartition top-k, without filter or keywords;
-`ratio` is p50_ms / bruteforce_p50_ms; `embed_p50_ms` is the question's embedding alone, which
-p50_ms includes and the brute force, starting from the vectors, does not.
+`query`: `p50_ms`/`p95_ms` time `Retriever.search(question, scope, k)` as `build_retriever`
+composes it, on the embedded store, end to end: the names the user's documents define looked
+up in the ledger to expand the question, the query's embedding, hybrid search (the Qdrant
+engine's dense and BM25 keyword halves, fused by score with the exact-token signal of
+retrieval/fusion.py) and the access filter of a user who may read about one chunk in seven
+(`visible_share`). `bruteforce_p50_ms` is a float32 numpy product of the same query's
+embedding with every dense vector plus an argpartition top-k, without filter or keywords;
+`ratio` is p50_ms / bruteforce_p50_ms. Parts of p50_ms, each timed alone on the same
+questions: `embed_p50_ms` the question's embedding (which the brute force, starting from the
+vectors, does not pay); `names_p50_ms` the names lookup (`Catalog.names_in`, its table of
+names already read from the ledger); `fusion_p50_ms` the fusion step (`retrieval.fusion.fuse`)
+on the candidates the store handed it for each question, of which there were at most
+`fusion_candidates_max` (distinct passages from both halves). `expanded_questions` counts the
+questions searched with a name added. `embedder` is the model's id (the folder's name and a
+fingerprint): the configured embedder, RAG_EMBEDDER__MODEL_DIR or the packaged default.
 `dense_top1_agreement` is the share of queries whose nearest visible chunk in the store (its
 dense half alone, under the user's filter) is the exact nearest one by brute force: the HNSW
 index's recall at 1. `acl_violations` counts hits the user may not read (must be 0).
@@ -27,7 +35,11 @@ The index is generated: passages in English, French and German from word lists, 
 unique reference code, in documents of ten chunks spread over twenty ACL groups (a tenth of
 them readable by everyone). A few thousand distinct passages are embedded with the real
 embedder; every chunk takes one of those vectors with a little Gaussian noise, renormalised,
-so the geometry is realistic and the build takes minutes, not hours.
+so the geometry is realistic and the build takes minutes, not hours. The ledger holds a row
+per document (10,000 at the default size) as ingestion writes it, with its ACL and the names
+it defines: its subject's abbreviation and, for one document in three, one of a dozen shared
+names (DORA, DSGVO, RGPD, ...). One question in six asks for a reference code, one in twelve
+uses a shared name by its abbreviation.
 
 `answer`: the local LLM server started as `rag up --no-ui` starts it, answering grounded
 prompts (`llm.prompts.grounded_messages` over the user's hits) one at a time, streamed:
@@ -47,6 +59,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,9 +67,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ingest.context import Profile
+from ingest.ledger import FileRecord, Ledger
+from retrieval import edge_store
 from retrieval.access import Scope
+from retrieval.catalog import Catalog
 from retrieval.embedder import Embedder
-from retrieval.models import Chunk, chunk_id, document_id
+from retrieval.fusion import Candidate, fuse
+from retrieval.models import Chunk, Hit, chunk_id, document_id
 from retrieval.retriever import Retriever
 from retrieval.store import SearchQuery, VectorStore
 from settings import Settings, enforce_offline, protect_state
@@ -152,6 +170,26 @@ QUESTIONS = {
     ],
 }
 CODE_QUESTIONS = ["What does {c} refer to?", "{c} amount", "Montant de la référence {c} ?"]
+# Names many documents define, each (short, long): a document in three defines one of them.
+SHARED_NAMES = [
+    ("DORA", "Digital Operational Resilience Act"),
+    ("GDPR", "General Data Protection Regulation"),
+    ("DSGVO", "Datenschutz-Grundverordnung"),
+    ("RGPD", "Règlement général sur la protection des données"),
+    ("NIS2", "Network and Information Security Directive"),
+    ("CSRD", "Corporate Sustainability Reporting Directive"),
+    ("SLA", "Service Level Agreement"),
+    ("TCO", "Total Cost of Ownership"),
+    ("BImSchG", "Bundes-Immissionsschutzgesetz"),
+    ("CNIL", "Commission nationale de l'informatique et des libertés"),
+    ("HSE", "Health, Safety and Environment"),
+    ("KPI", "Key Performance Indicator"),
+]
+NAME_QUESTIONS = {
+    "en": "What does {s} require for the {t}?",
+    "fr": "Que prévoit {s} pour le {t} ?",
+    "de": "Was verlangt {s} für den {t}?",
+}
 
 
 @dataclass
@@ -239,15 +277,56 @@ def make_corpus(bases: Sequence[tuple[str, str]], count: int, rng: random.Random
 
 
 def questions(count: int, codes: Sequence[str], rng: random.Random) -> list[str]:
-    """Short questions in the three languages; one in six asks for an exact reference code."""
+    """Short questions in the three languages; one in six asks for an exact reference code,
+    one in twelve uses a name of SHARED_NAMES by its abbreviation."""
     asked = []
     for number in range(count):
+        language = LANGUAGES[number % len(LANGUAGES)]
         if number % 6 == 5 and codes:
             asked.append(rng.choice(CODE_QUESTIONS).format(c=rng.choice(codes)))
-            continue
-        language = LANGUAGES[number % len(LANGUAGES)]
-        asked.append(_fill(rng.choice(QUESTIONS[language]), rng, language))
+        elif number % 12 == 2:
+            short = rng.choice(SHARED_NAMES)[0]
+            topic = rng.choice(TOPICS)[LANGUAGES.index(language)]
+            asked.append(NAME_QUESTIONS[language].format(s=short, t=topic))
+        else:
+            asked.append(_fill(rng.choice(QUESTIONS[language]), rng, language))
     return asked
+
+
+def document_names(document: int) -> tuple[tuple[str, str], ...]:
+    """The names a document defines: its subject's abbreviation (`SPA2019`, "safety plan
+    Antwerp 2019", shared with the few documents of the same subject, place and year) and,
+    for one document in three, a name of SHARED_NAMES."""
+    topic = TOPICS[document % len(TOPICS)][0]
+    subject = f"{topic} {PLACES[document % len(PLACES)]}"
+    year = 2016 + document % 10
+    initials = "".join(word[0] for word in subject.split()).upper()
+    own = (f"{initials}{year}", f"{subject} {year}")
+    if document % 3:
+        return (own,)
+    return (SHARED_NAMES[document // 3 % len(SHARED_NAMES)], own)
+
+
+def write_ledger(ledger_path: Path, corpus: Corpus, model_id: str) -> int:
+    """The ledger ingestion would have written for the corpus: one indexed row per document,
+    its ACL and the names it defines, and the index's model. Returns the documents."""
+    first_chunks = corpus.chunks[::CHUNKS_PER_DOCUMENT]  # document n's is row n * that
+    records = [
+        FileRecord(
+            chunk.path, 100_000, chunk.mtime, hashlib.sha256(chunk.path.encode()).hexdigest(),
+            chunk.doc_id, chunk.acl, "indexed", pages=CHUNKS_PER_DOCUMENT // 2,
+            chunks=CHUNKS_PER_DOCUMENT, parser="pdf",
+            profile=Profile((chunk.title,), document_names(document)).to_json(), context="",
+        )
+        for document, chunk in enumerate(first_chunks)
+    ]  # fmt: skip
+    ledger = Ledger(ledger_path)
+    try:
+        ledger.put_many(records)
+        ledger.record_index_model(model_id)
+    finally:
+        ledger.close()
+    return len(records)
 
 
 def perturbed(base_vectors: Matrix, base_of: npt.NDArray[np.int64], seed: int) -> Matrix:
@@ -329,6 +408,29 @@ class BenchIndex:
     corpus: Corpus
     matrix: Matrix  # the dense vectors, in row order
     seconds: dict[str, float]
+    ledger_path: Path
+
+
+# What the store hands to fusion for one search: `fuse`'s arguments.
+FusionCall = tuple[str, Sequence[float], list[Candidate], int]
+
+
+@contextmanager
+def fusion_recorded() -> Iterator[list[FusionCall]]:
+    """The embedded store's calls to `retrieval.fusion.fuse` while in the block, recorded."""
+    calls: list[FusionCall] = []
+
+    def recording(
+        query_text: str, query_vector: Sequence[float], found: Sequence[Candidate], k: int
+    ) -> list[Hit]:
+        calls.append((query_text, query_vector, list(found), k))
+        return fuse(query_text, query_vector, found, k)
+
+    edge_store.fuse = recording
+    try:
+        yield calls
+    finally:
+        edge_store.fuse = fuse
 
 
 def build_index(settings: Settings, chunks: int, distinct: int, rng: random.Random) -> BenchIndex:
@@ -347,8 +449,10 @@ def build_index(settings: Settings, chunks: int, distinct: int, rng: random.Rand
     write_seconds = write_index(retriever.store, corpus.chunks, matrix)
     progress("building the HNSW and payload indexes")
     build_seconds = timed(retriever.store.optimize)
+    documents = write_ledger(settings.ledger_path, corpus, retriever.embedder.model_id)
+    progress(f"wrote the ledger of {documents} documents and the names they define")
     seconds = {"embed": embed_seconds, "write": write_seconds, "index_build": build_seconds}
-    return BenchIndex(retriever, corpus, matrix, seconds)
+    return BenchIndex(retriever, corpus, matrix, seconds, settings.ledger_path)
 
 
 def query_line(index: BenchIndex, asked: Sequence[str], k: int) -> dict[str, Any]:
@@ -357,6 +461,12 @@ def query_line(index: BenchIndex, asked: Sequence[str], k: int) -> dict[str, Any
     progress(f"timing {len(asked)} questions")
     search_ms, results = time_each(lambda q: retriever.search(q, USER, k), asked)
     embed_ms, embedded = time_each(retriever.embedder.embed_query, asked)
+    catalog = Catalog(index.ledger_path)
+    names_ms, _ = time_each(lambda q: catalog.names_in(USER, q), asked)
+    with fusion_recorded() as handed:
+        for question in asked:
+            retriever.search(question, USER, k)
+    fusion_ms, _ = time_each(lambda call: fuse(*call), handed)
     query_vectors = np.asarray(embedded, dtype=np.float32)
     brute_ms, _ = time_each(lambda v: brute_force_top(index.matrix, v, k), list(query_vectors))
     agreement = dense_agreement(retriever.store, corpus, index.matrix, query_vectors[:50])
@@ -366,6 +476,11 @@ def query_line(index: BenchIndex, asked: Sequence[str], k: int) -> dict[str, Any
         "p95_ms": round(percentile(search_ms, 95), 2), "bruteforce_p50_ms": round(brute_p50, 3),
         "ratio": round(p50 / brute_p50, 1), "queries": len(asked),
         "embed_p50_ms": round(percentile(embed_ms, 50), 2),
+        "names_p50_ms": round(percentile(names_ms, 50), 3),
+        "expanded_questions": sum(retriever.expanded(q, USER) != q for q in asked),
+        "fusion_p50_ms": round(percentile(fusion_ms, 50), 2),
+        "fusion_candidates_max": max(len({c.chunk.id for c in call[2]}) for call in handed),
+        "embedder": retriever.embedder.model_id,
         "dense_top1_agreement": round(agreement, 3),
         "empty_results": sum(not hits for hits in results),
         "acl_violations": sum(not (h.chunk.acl & USER.principals) for r in results for h in r),

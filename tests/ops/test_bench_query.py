@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ops.bench_query import (
     GROUPS,
+    SHARED_NAMES,
     USER,
     base_passages,
     brute_force_top,
@@ -18,7 +20,12 @@ from ops.bench_query import (
     make_corpus,
     questions,
     reference_code,
+    write_ledger,
 )
+from retrieval.access import Scope
+from retrieval.catalog import Catalog
+from retrieval.embedder import model_identity
+from settings import PROJECT_ROOT
 
 
 def test_corpus_spreads_chunks_over_groups_and_languages() -> None:
@@ -45,6 +52,33 @@ def test_some_questions_ask_for_an_exact_code() -> None:
     assert sum("INV-2016-000042" in q for q in asked) == 10
 
 
+def test_some_questions_use_a_shared_name_by_its_abbreviation() -> None:
+    asked = questions(60, ["INV-2016-000042"], random.Random(2))
+    shorts = {short for short, _ in SHARED_NAMES}
+    assert sum(any(word in shorts for word in q.split()) for q in asked) == 5
+
+
+def test_the_ledger_holds_the_index_s_documents_and_the_names_they_define(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(1)
+    corpus = make_corpus(base_passages(30, rng), 2000, rng)
+    ledger_path = tmp_path / "ledger.sqlite3"
+
+    assert write_ledger(ledger_path, corpus, "bench-model@0") == 200
+
+    catalog = Catalog(ledger_path)
+    documents = catalog.documents(Scope.operator())
+    assert {entry.doc_id for entry in documents} == {chunk.doc_id for chunk in corpus.chunks}
+    visible_documents = {chunk.doc_id for chunk in corpus.chunks if chunk.acl & USER.principals}
+    assert {entry.doc_id for entry in catalog.documents(USER)} == visible_documents
+    assert catalog.index_model() == "bench-model@0"
+    dora = SHARED_NAMES[0]
+    assert catalog.names_in(USER, f"What does {dora[0]} require?") == [dora]
+    assert catalog.names_in(USER, f"Who enforces the {dora[1]}?") == [dora]
+    assert catalog.names_in(Scope.of({"user:stranger"}), f"What does {dora[0]} require?") == []
+
+
 def test_brute_force_returns_the_k_nearest_best_first() -> None:
     rng = np.random.default_rng(3)
     matrix = rng.normal(size=(500, 16)).astype(np.float32)
@@ -55,7 +89,11 @@ def test_brute_force_returns_the_k_nearest_best_first() -> None:
     assert top.tolist() == np.argsort(-(matrix @ query))[:5].tolist()
 
 
-def test_query_line_of_a_tiny_run(capsys: pytest.CaptureFixture[str]) -> None:
+def test_query_line_of_a_tiny_run_with_the_configured_embedder(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder_dir = PROJECT_ROOT / "models" / "all-minilm-l6-v2"
+    monkeypatch.setenv("RAG_EMBEDDER__MODEL_DIR", str(embedder_dir))
     assert main(["--chunks", "2000", "--queries", "10", "--distinct", "60", "--skip-llm"]) == 0
 
     lines = capsys.readouterr().out.strip().splitlines()
@@ -73,3 +111,9 @@ def test_query_line_of_a_tiny_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert line["acl_violations"] == 0
     assert line["empty_results"] == 0
     assert line["index_build_seconds"] >= 0
+    assert line["embedder"] == model_identity(embedder_dir)
+    # The names lookup and fusion, timed alone, are parts of a search's time.
+    assert 0 < line["names_p50_ms"] < line["p50_ms"]
+    assert 0 < line["fusion_p50_ms"] < line["p50_ms"]
+    assert line["fusion_candidates_max"] >= 10
+    assert line["expanded_questions"] == 1  # question 2 of 10 uses a shared name
