@@ -169,16 +169,16 @@ class Catalog:
             self._forget_connection()
             return None
         identity = (ledger.st_dev, ledger.st_ino)
-        try:
-            log = os.stat(f"{self._path}-wal")
-            log_state: tuple[int, int] | None = (log.st_size, log.st_mtime_ns)
-        except FileNotFoundError:
-            log_state = None
         if self._watcher is None or self._watched != identity:
             self._forget_connection()
             self._watcher = _read_only(self._path)
             self._watched = identity
         (data_version,) = self._watcher.execute("PRAGMA data_version").fetchone()
+        try:  # after the first read: reading a ledger in WAL mode may create its log
+            log = os.stat(f"{self._path}-wal")
+            log_state: tuple[int, int] | None = (log.st_size, log.st_mtime_ns)
+        except FileNotFoundError:
+            log_state = None
         return identity, log_state, data_version
 
     def _forget_connection(self) -> None:

@@ -343,6 +343,17 @@ def test_the_names_are_read_again_only_when_the_ledger_changed(
     assert catalog._names() is not first
 
 
+def test_the_names_of_a_ledger_no_one_writes_to_are_read_once(tmp_path: Path) -> None:
+    ledger_path = tmp_path / "data" / "ledger.sqlite3"
+    ledger = Ledger(ledger_path)
+    ledger.put(defining("/share/a.md", {"everyone"}, DORA))
+    ledger.close()  # its write-ahead log is gone, until a reader opens the ledger again
+    catalog = Catalog(ledger_path)
+    first = catalog._names()
+    assert catalog.names_in(Scope.operator(), "DORA") == [DORA]
+    assert catalog._names() is first
+
+
 def test_a_ledger_deleted_and_written_anew_is_read_anew(tmp_path: Path) -> None:
     ledger_path = tmp_path / "data" / "ledger.sqlite3"
     ledger = Ledger(ledger_path)
