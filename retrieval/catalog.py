@@ -319,6 +319,7 @@ class _NameTable:
         used: list[tuple[int, str, str]] = []
         for definition in candidates.values():
             short_lowered, long_lowered = definition.lowered
+            # The ledger's own test: either form, in SQLite's lowercase, inside the query.
             if short_lowered not in lowered and long_lowered not in lowered:
                 continue
             if len(definition.short) < 3:
