@@ -236,6 +236,15 @@ class RetrievalSettings(_Section):
         description="Local folder of a sentence-transformers cross-encoder that reorders the "
         "fused candidates (the bundle carries a multilingual one). Unset: no reranking.",
     )
+    late_interaction: bool = Field(
+        default=False,
+        description="Without a cross-encoder (`reranker_dir` unset), take a second look at "
+        "the fused candidates by late interaction: each question word's closest word in the "
+        "passage, compared with the embedding model's own word vectors. It finds the passage "
+        "that answers better, in another language too, but re-reads every candidate for every "
+        "question (about a second or more on two cores), so it is off by default. A "
+        "configured cross-encoder takes precedence.",
+    )
     quote_unverified_answers: bool = Field(
         default=True,
         description="When the model's answer does not stand on the passages it cites (its "

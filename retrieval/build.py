@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from retrieval.catalog import Catalog
 from retrieval.edge_store import EdgeStore
-from retrieval.embedder import Embedder, SentenceTransformerEmbedder
-from retrieval.reranker import CrossEncoderReranker, Reranker
+from retrieval.embedder import SentenceTransformerEmbedder, TokenEmbedder
+from retrieval.reranker import CrossEncoderReranker, LateInteractionReranker, Reranker
 from retrieval.retriever import Retriever
 from retrieval.sparse import SparseEncoder
 from retrieval.store import VectorStore
@@ -31,26 +31,31 @@ def build_store(settings: Settings) -> VectorStore:
     )
 
 
-def build_embedder(settings: Settings) -> Embedder:
+def build_embedder(settings: Settings) -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(
         settings.embedder_dir, settings.embedder.batch_size, settings.embedder.precision
     )
 
 
-def build_reranker(settings: Settings) -> Reranker | None:
-    if settings.retrieval.reranker_dir is None:
-        return None
-    return CrossEncoderReranker(settings.retrieval.reranker_dir)
+def build_reranker(settings: Settings, embedder: TokenEmbedder) -> Reranker | None:
+    """The configured cross-encoder; else, when `late_interaction` is on, late interaction
+    with the embedder's token vectors; else none."""
+    if settings.retrieval.reranker_dir is not None:
+        return CrossEncoderReranker(settings.retrieval.reranker_dir)
+    if settings.retrieval.late_interaction:
+        return LateInteractionReranker(embedder)
+    return None
 
 
 def build_retriever(settings: Settings, store: VectorStore | None = None) -> Retriever:
     """The retriever, over `store` when the caller shares one (else a store of its own)."""
     catalog = Catalog(settings.ledger_path)
+    embedder = build_embedder(settings)
     return Retriever(
-        build_embedder(settings),
+        embedder,
         store or build_store(settings),
         build_sparse(settings),
-        build_reranker(settings),
+        build_reranker(settings, embedder),
         settings.retrieval.rerank_candidates,
         settings.retrieval.max_question_chars,
         names=catalog,

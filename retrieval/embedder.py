@@ -5,6 +5,9 @@ prompts `query` and `document` in `config_sentence_transformers.json` (multiling
 "query: " and "passage: "); the embedder adds them, callers never do. `model_id` is the
 folder's name with a fingerprint of its configuration and weights, so two different models
 in folders of the same name are told apart.
+
+Besides one vector per text, the embedder gives the model's contextual vector of each of a
+text's tokens (`TokenEmbedder`), for late interaction (retrieval/reranker.py).
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from retrieval.errors import EmbedderUnavailable
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 
 class Embedder(Protocol):
@@ -34,6 +41,18 @@ class Embedder(Protocol):
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
 
     def embed_query(self, text: str) -> list[float]: ...
+
+
+class TokenEmbedder(Protocol):
+    """Maps a text to one unit-length vector per token of its own (a tokens x dimension
+    array): no padding, no special tokens such as <s> and </s>, none of the prompt's. Each
+    vector is the token read in its context, so a word's vector carries its sense in this
+    text, and a question's word lies close to the same notion in a passage of another
+    language."""
+
+    def query_token_vectors(self, text: str) -> NDArray[np.float32]: ...
+
+    def document_token_vectors(self, texts: Sequence[str]) -> list[NDArray[np.float32]]: ...
 
 
 class SentenceTransformerEmbedder:
@@ -69,6 +88,42 @@ class SentenceTransformerEmbedder:
     def embed_query(self, text: str) -> list[float]:
         return self._encode([text], QUERY_PROMPT)[0]
 
+    def query_token_vectors(self, text: str) -> NDArray[np.float32]:
+        return self._token_vectors([text], QUERY_PROMPT)[0]
+
+    def document_token_vectors(self, texts: Sequence[str]) -> list[NDArray[np.float32]]:
+        return self._token_vectors(texts, DOCUMENT_PROMPT)
+
+    def _token_vectors(self, texts: Sequence[str], prompt: str) -> list[NDArray[np.float32]]:
+        if not texts:
+            return []
+        import torch
+
+        prompt_name = prompt if prompt in self._model.prompts else None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bfloat16):
+            # All of the model's outputs, so each text's token ids come with its vectors.
+            outputs = self._model.encode(
+                list(texts),
+                prompt_name=prompt_name,
+                output_value=None,
+                batch_size=self._batch_size,
+                show_progress_bar=False,
+            )
+        per_text = cast("list[dict[str, torch.Tensor]]", outputs)  # a list of texts, not one
+        tokenizer = self._model.tokenizer
+        special = torch.tensor(sorted(tokenizer.all_special_ids))
+        # The prompt alone ends in a lone "▁" its text's first word absorbs, so the prompt's
+        # tokens are the ones a text shares with it from the start.
+        prompt_ids = tokenizer(self._model.prompts[prompt_name])["input_ids"] if prompt_name else []
+        vectors = []
+        for output in per_text:
+            ids = output["input_ids"]
+            own = output["attention_mask"].bool() & ~torch.isin(ids, special)
+            own[: _common_prefix(ids.tolist(), prompt_ids)] = False
+            kept = output["token_embeddings"][own].float()
+            vectors.append(torch.nn.functional.normalize(kept, dim=1).numpy())
+        return vectors
+
     def _encode(self, texts: Sequence[str], prompt: str) -> list[list[float]]:
         if not texts:
             return []
@@ -101,6 +156,16 @@ def model_identity(model_dir: Path) -> str:
             if path.suffix == ".json" and path.stat().st_size < 1_000_000:
                 digest.update(path.read_bytes())
     return f"{folder.name}@{digest.hexdigest()[:12]}"
+
+
+def _common_prefix(first: Sequence[int], second: Sequence[int]) -> int:
+    """How many items the two sequences share from their start."""
+    shared = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        shared += 1
+    return shared
 
 
 def _native_bfloat16() -> bool:

@@ -39,7 +39,7 @@ class NameSource(Protocol):
 
 class Retriever:
     """Hybrid search in the store, then, when a reranker is configured, a second look at
-    `rerank_candidates` fused candidates by a cross-encoder."""
+    `rerank_candidates` fused candidates (a cross-encoder, or late interaction)."""
 
     def __init__(
         self,

@@ -1,8 +1,7 @@
 """The optional reranking stage: a real cross-encoder from a local folder, or none at all.
 
-No cross-encoder ships in a package these machines can install, so the test builds one from
-the packaged MiniLM weights with a freshly initialised scoring head: its scores mean nothing,
-but it is a real cross-encoder loaded offline from a folder, and the stage must order by them.
+The cross-encoder is a real one loaded offline from a folder (`cross_encoder_dir` in
+conftest.py): its scores mean nothing, but the stage must order by them.
 """
 
 from __future__ import annotations
@@ -19,18 +18,6 @@ from retrieval.models import Chunk, Hit
 from retrieval.reranker import CrossEncoderReranker
 from settings import Settings
 from tests.conftest import make_settings
-
-
-@pytest.fixture(scope="module")
-def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    torch.manual_seed(7)
-    folder = tmp_path_factory.mktemp("reranker")
-    model = CrossEncoder(str(Settings().embedder_dir), num_labels=1, local_files_only=True)
-    model.save(str(folder))
-    return folder
 
 
 def hit(text: str, n: int) -> Hit:
@@ -68,9 +55,9 @@ def test_the_retriever_reranks_more_candidates_than_it_returns(
 
 
 def test_no_reranker_is_configured_by_default_and_a_missing_folder_is_a_clear_error(
-    tmp_path: Path,
+    tmp_path: Path, embedder: Any
 ) -> None:
-    assert build_reranker(make_settings(tmp_path)) is None
+    assert build_reranker(make_settings(tmp_path), embedder) is None
     settings: Any = make_settings(tmp_path, retrieval={"reranker_dir": tmp_path / "missing"})
     with pytest.raises(RerankerUnavailable, match="RAG_RETRIEVAL__RERANKER_DIR"):
-        build_reranker(settings)
+        build_reranker(settings, embedder)
