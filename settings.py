@@ -242,8 +242,8 @@ class RetrievalSettings(_Section):
         "the fused candidates by late interaction: each question word's closest word in the "
         "passage, compared with the embedding model's own word vectors. It finds the passage "
         "that answers better, in another language too, but re-reads every candidate for every "
-        "question (about a second or more on two cores), so it is off by default. A "
-        "configured cross-encoder takes precedence.",
+        "question (seconds on two cores), so it is off by default. A configured "
+        "cross-encoder takes precedence.",
     )
     quote_unverified_answers: bool = Field(
         default=True,

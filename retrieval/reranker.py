@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-LATE_INTERACTION_WEIGHT = 0.2  # chosen on the dev splits of both evaluation corpora
+# Chosen on the real evaluation set's dev split: 0.2 and 0.3 tie on MRR@10, the smaller leaves
+# the fused order more say.
+LATE_INTERACTION_WEIGHT = 0.2
 
 
 class Reranker(Protocol):
