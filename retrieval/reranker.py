@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-# Chosen on the dev splits: on the real evaluation set's 0.2 and 0.3 tie on MRR@10 (the smaller
+# Chosen on the dev splits: on the real evaluation set's, 0.2 and 0.3 tie on MRR@10 (the smaller
 # leaves the fused order more say); the generated set's is the same for any weight up to 1.
 LATE_INTERACTION_WEIGHT = 0.2
 
