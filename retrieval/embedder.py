@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from retrieval.errors import EmbedderUnavailable
 
@@ -99,16 +99,9 @@ class SentenceTransformerEmbedder:
             return []
         import torch
 
-        prompt_name = prompt if prompt in self._model.prompts else None
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bfloat16):
-            # All of the model's outputs, so each text's token ids come with its vectors.
-            outputs = self._model.encode(
-                list(texts),
-                prompt_name=prompt_name,
-                output_value=None,
-                batch_size=self._batch_size,
-                show_progress_bar=False,
-            )
+        prompt_name = self._prompt_name(prompt)
+        # All of the model's outputs, so each text's token ids come with its vectors.
+        outputs = self._run(texts, prompt_name, output_value=None)
         per_text = cast("list[dict[str, torch.Tensor]]", outputs)  # a list of texts, not one
         tokenizer = self._model.tokenizer
         special = torch.tensor(sorted(tokenizer.all_special_ids))
@@ -129,16 +122,25 @@ class SentenceTransformerEmbedder:
             return []
         import torch
 
-        prompt_name = prompt if prompt in self._model.prompts else None
+        vectors = self._run(texts, self._prompt_name(prompt), convert_to_tensor=True)
+        return torch.nn.functional.normalize(vectors.float(), dim=1).tolist()
+
+    def _prompt_name(self, prompt: str) -> str | None:
+        """The prompt's name when the model folder defines it (e5 does, MiniLM does not)."""
+        return prompt if prompt in self._model.prompts else None
+
+    def _run(self, texts: Sequence[str], prompt_name: str | None, **outputs: Any) -> Any:
+        """The model over the texts, in bfloat16 where the CPU computes it natively."""
+        import torch
+
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bfloat16):
-            vectors = self._model.encode(
+            return self._model.encode(
                 list(texts),
                 prompt_name=prompt_name,
                 batch_size=self._batch_size,
-                convert_to_tensor=True,
                 show_progress_bar=False,
+                **outputs,
             )
-        return torch.nn.functional.normalize(vectors.float(), dim=1).tolist()
 
 
 QUERY_PROMPT = "query"
