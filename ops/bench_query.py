@@ -479,7 +479,7 @@ def query_line(index: BenchIndex, asked: Sequence[str], k: int) -> dict[str, Any
         "names_p50_ms": round(percentile(names_ms, 50), 3),
         "expanded_questions": sum(retriever.expanded(q, USER) != q for q in asked),
         "fusion_p50_ms": round(percentile(fusion_ms, 50), 2),
-        "fusion_candidates_max": max(len({c.chunk.id for c in call[2]}) for call in handed),
+        "fusion_candidates_max": max(len({c.chunk_id for c in call[2]}) for call in handed),
         "embedder": retriever.embedder.model_id,
         "dense_top1_agreement": round(agreement, 3),
         "empty_results": sum(not hits for hits in results),

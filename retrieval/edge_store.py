@@ -149,8 +149,9 @@ class EdgeStore:
 
     @staticmethod
     def _candidate(point: Any, keyword_score: float) -> Candidate:
-        chunk = chunk_from_payload(str(point.id), point.payload or {})
-        return Candidate(chunk, _dense(point.vector), keyword_score)
+        return Candidate.from_payload(
+            str(point.id), point.payload or {}, _dense(point.vector), keyword_score
+        )
 
     def document_chunks(self, doc_id: str) -> list[tuple[Chunk, list[float]]]:
         if not self._exists():
@@ -630,7 +631,7 @@ def _selection(scope: Scope, filters: SearchFilters) -> qe.Filter | None:
 
 def _dense(vector: Any) -> list[float]:
     named: dict[str, Any] = vector if isinstance(vector, dict) else {}
-    return [float(x) for x in named.get(DENSE, [])]
+    return list(named.get(DENSE) or [])  # the engine hands over Python floats
 
 
 def _tail(doc_id: str, from_ordinal: int) -> qe.Filter:

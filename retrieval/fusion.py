@@ -30,11 +30,15 @@ keyword with them, lost its passage to French ones that shared a few).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
 
 from retrieval.models import Chunk, Hit
-from retrieval.store import cosine
+from retrieval.store import chunk_from_payload
 
 KEYWORD_WEIGHT = 0.2  # chosen on the dev splits of both evaluation corpora
 EXACT_WEIGHT = 1.5
@@ -46,11 +50,33 @@ _DIGIT = re.compile(r"\d")
 
 @dataclass(frozen=True)
 class Candidate:
-    """A passage found by either half of a hybrid search."""
+    """A passage found by either half of a hybrid search. Its `Chunk` is built only when
+    fusion needs it: for the hits it returns, and for every candidate when the query holds
+    exact tokens."""
 
-    chunk: Chunk
+    chunk_id: str
     vector: Sequence[float]
-    keyword_score: float = 0.0
+    keyword_score: float
+    load: Callable[[], Chunk] = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, chunk: Chunk, vector: Sequence[float], keyword_score: float = 0.0) -> Candidate:
+        return cls(chunk.id, vector, keyword_score, lambda: chunk)
+
+    @classmethod
+    def from_payload(
+        cls,
+        point_id: str,
+        payload: Mapping[str, Any],
+        vector: Sequence[float],
+        keyword_score: float,
+    ) -> Candidate:
+        """A store's search result, its chunk left in the payload until fusion keeps it."""
+        return cls(point_id, vector, keyword_score, lambda: chunk_from_payload(point_id, payload))
+
+    @cached_property
+    def chunk(self) -> Chunk:
+        return self.load()
 
 
 def exact_tokens(query: str) -> list[str]:
@@ -69,35 +95,39 @@ def fuse(
     """The best k candidates, best first (see the module's description)."""
     merged: dict[str, Candidate] = {}
     for candidate in found:  # a passage both halves found keeps its keyword score
-        kept = merged.get(candidate.chunk.id)
+        kept = merged.get(candidate.chunk_id)
         if kept is None or candidate.keyword_score > kept.keyword_score:
-            merged[candidate.chunk.id] = candidate
+            merged[candidate.chunk_id] = candidate
     candidates = list(merged.values())
     if not candidates or k <= 0:
         return []
-    best_keyword = max(candidate.keyword_score for candidate in candidates)
-    exact = _exact_scores(query_text, [c.chunk for c in candidates])
-    similarities = [cosine(query_vector, candidate.vector) for candidate in candidates]
-    lowest, highest = min(similarities), max(similarities)
-    spread = highest - lowest
-    scored: list[tuple[float, str, Hit]] = []
-    for candidate, similarity, exact_score in zip(candidates, similarities, exact, strict=True):
-        dense = (similarity - lowest) / spread if spread > 0 else 1.0
-        keyword = candidate.keyword_score / best_keyword if best_keyword > 0 else 0.0
-        score = dense + KEYWORD_WEIGHT * keyword + EXACT_WEIGHT * exact_score
-        hit = Hit(chunk=candidate.chunk, score=score, similarity=similarity)
-        scored.append((-score, candidate.chunk.id, hit))
-    scored.sort(key=lambda entry: (entry[0], entry[1]))
-    return [hit for _, _, hit in scored[:k]]
+    vectors = np.array([candidate.vector for candidate in candidates], dtype=np.float64)
+    similarities = vectors @ np.asarray(query_vector, dtype=np.float64)
+    spread = float(similarities.max() - similarities.min())
+    dense = (similarities - similarities.min()) / spread if spread > 0 else np.ones(len(vectors))
+    keywords = np.array([candidate.keyword_score for candidate in candidates])
+    best_keyword = float(keywords.max())
+    keyword = keywords / best_keyword if best_keyword > 0 else np.zeros(len(vectors))
+    exact = np.array(_exact_scores(query_text, candidates))
+    scores = dense + KEYWORD_WEIGHT * keyword + EXACT_WEIGHT * exact
+    order = sorted(range(len(candidates)), key=lambda i: (-scores[i], candidates[i].chunk_id))
+    return [
+        Hit(
+            chunk=candidates[i].chunk,
+            score=float(scores[i]),
+            similarity=float(similarities[i]),
+        )
+        for i in order[:k]
+    ]
 
 
-def _exact_scores(query_text: str, chunks: Sequence[Chunk]) -> list[float]:
+def _exact_scores(query_text: str, candidates: Sequence[Candidate]) -> list[float]:
     tokens = exact_tokens(query_text)
     if not tokens:
-        return [0.0] * len(chunks)
-    texts = [chunk.embedding_text().lower() for chunk in chunks]
+        return [0.0] * len(candidates)
+    texts = [candidate.chunk.embedding_text().lower() for candidate in candidates]
     held = [[_holds(text, token) for token in tokens] for text in texts]
-    rarity = [1.0 - sum(row[i] for row in held) / len(chunks) for i in range(len(tokens))]
+    rarity = [1.0 - sum(row[i] for row in held) / len(texts) for i in range(len(tokens))]
     return [
         sum(weight for weight, holds in zip(rarity, row, strict=True) if holds) / len(tokens)
         for row in held

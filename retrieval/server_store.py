@@ -354,13 +354,14 @@ def _selection(scope: Scope, filters: SearchFilters) -> qm.Filter | None:
 
 
 def _candidate(point: qm.ScoredPoint, keyword_score: float) -> Candidate:
-    chunk = chunk_from_payload(str(point.id), point.payload or {})
-    return Candidate(chunk, _dense(point.vector), keyword_score)
+    return Candidate.from_payload(
+        str(point.id), point.payload or {}, _dense(point.vector), keyword_score
+    )
 
 
 def _dense(vector: Any) -> list[float]:
     named: dict[str, Any] = vector if isinstance(vector, dict) else {}
-    return [float(x) for x in named.get(DENSE) or []]
+    return list(named.get(DENSE) or [])  # the engine hands over Python floats
 
 
 def _create_alias(alias: str, collection: str) -> qm.CreateAliasOperation:

@@ -38,7 +38,7 @@ def test_a_passage_holding_the_rare_code_comes_first() -> None:
     alike = [passage(f"Record amended, new reference REF-{5000 + n}.", f"e{n}") for n in range(9)]
     holder = passage("Record reviewed, new reference AMEND-4711.", "holder")
     near = [1.0, 0.0]
-    found = [Candidate(c, near, 2.0) for c in alike] + [Candidate(holder, [0.9, 0.436], 2.1)]
+    found = [Candidate.of(c, near, 2.0) for c in alike] + [Candidate.of(holder, [0.9, 0.436], 2.1)]
     hits = fuse("record amended new reference AMEND-4711", near, found, 3)
     assert hits[0].chunk == holder
     assert hits[0].similarity < hits[1].similarity  # it won on the code, not the vector
@@ -48,7 +48,7 @@ def test_a_code_every_candidate_holds_tells_nothing() -> None:
     texts = ["Budget 2024 for the north wing.", "Budget 2024 for the south wing."]
     north, south = (passage(t, t[-11:-6]) for t in texts)
     query = [1.0, 0.0]
-    found = [Candidate(north, [0.8, 0.6]), Candidate(south, [0.9, 0.436])]
+    found = [Candidate.of(north, [0.8, 0.6]), Candidate.of(south, [0.9, 0.436])]
     hits = fuse("budget 2024 wing", query, found, 2)
     assert [h.chunk for h in hits] == [south, north]  # the vector decides
 
@@ -58,10 +58,10 @@ def test_a_passage_both_halves_found_counts_once_with_its_keyword_score() -> Non
     far = passage("Parking rules.", "c")
     query = [1.0, 0.0]
     found = [
-        Candidate(one, [0.68, 0.733]),
-        Candidate(other, [0.7, 0.714]),
-        Candidate(far, [0.2, 0.98]),
-        Candidate(one, [0.68, 0.733], 3.0),
+        Candidate.of(one, [0.68, 0.733]),
+        Candidate.of(other, [0.7, 0.714]),
+        Candidate.of(far, [0.2, 0.98]),
+        Candidate.of(one, [0.68, 0.733], 3.0),
     ]
     hits = fuse("steam", query, found, 5)
     assert [h.chunk for h in hits] == [one, other, far]
@@ -71,7 +71,7 @@ def test_the_vector_half_counts_alike_whatever_the_spread_of_the_models_cosines(
     meaning, words = passage("Gate closes at dusk.", "m"), passage("Gate gate gate.", "w")
     query = [1.0, 0.0]
     for near, far in (([0.95, 0.312], [0.65, 0.76]), ([0.90, 0.436], [0.88, 0.475])):
-        found = [Candidate(meaning, near, 1.0), Candidate(words, far, 2.0)]
+        found = [Candidate.of(meaning, near, 1.0), Candidate.of(words, far, 2.0)]
         hits = fuse("gate", query, found, 2)
         assert [h.chunk for h in hits] == [meaning, words]
         assert hits[0].similarity == pytest.approx(near[0], abs=1e-3)
@@ -79,7 +79,7 @@ def test_the_vector_half_counts_alike_whatever_the_spread_of_the_models_cosines(
 
 def test_ties_are_broken_by_chunk_id_whatever_the_order_found() -> None:
     chunks = [passage(f"Same text {n}", f"n{n}") for n in range(6)]
-    found = [Candidate(c, [1.0, 0.0]) for c in chunks]
+    found = [Candidate.of(c, [1.0, 0.0]) for c in chunks]
     forward = fuse("same", [1.0, 0.0], found, 6)
     backward = fuse("same", [1.0, 0.0], list(reversed(found)), 6)
     assert [h.chunk.id for h in forward] == [h.chunk.id for h in backward]
