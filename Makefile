@@ -11,7 +11,7 @@ test: setup
 	@.venv/bin/python -m pytest
 
 lint:
-	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy settings.py ingest retrieval llm ui ops
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy settings.py ingest retrieval llm appliance ui ops
 
 bench: setup
 	@.venv/bin/python -m ops.bench_ingest && .venv/bin/python -m ops.bench_query

@@ -32,7 +32,7 @@ Where it is kept, and how it stays true:
   indexed file in each folder where a file was added, changed, moved or removed; a file
   whose context differs is re-embedded from its stored chunks (no parsing): a name defined
   only by an erased or deleted file leaves its folder's other passages too.
-- Query expansion (`retrieval.catalog.Catalog.names_in`) reads the names from the ledger's
+- Query expansion (`ingest.catalog.Catalog.names_in`) reads the names from the ledger's
   profiles of the indexed files the user may read: an abbreviation in a question gets its
   full name, a full name its abbreviation. The ledger being the source of truth, an erased
   or deleted file's names are gone from expansion the moment its row is.
@@ -48,9 +48,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 
+from ingest.catalog import is_abbreviation
 from ingest.document import ParsedDocument
 from ingest.ledger import Ledger
-from retrieval.catalog import is_abbreviation
 from retrieval.models import Chunk
 from retrieval.store import DocumentVersion, VectorStore
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from retrieval.catalog import EMBEDDER_FACT, UNRECORDED_MODEL
+from ingest.catalog import EMBEDDER_FACT, UNRECORDED_MODEL
 
 # "indexing": chunks are being written; a row left so by a killed run is redone next run.
 Status = Literal["indexing", "indexed", "failed", "skipped"]

@@ -45,11 +45,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingest.erase import erase
+from appliance.audit import AuditLog, audit_key, build_audit, head_path
+from appliance.conversations import ConversationStore
+from appliance.erase import erase
+from appliance.feedback import FeedbackStore
 from ingest.ledger import Ledger, Tombstone, erasure_note
-from llm.feedback import FeedbackStore
-from llm.history import ConversationStore
-from retrieval.audit import AuditLog, audit_key, build_audit, head_path
 from retrieval.build import build_embedder, build_store
 from settings import OPEN_TO_OTHERS, PROJECT_ROOT, Settings
 

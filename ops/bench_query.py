@@ -67,11 +67,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ingest.catalog import Catalog
 from ingest.context import Profile
 from ingest.ledger import FileRecord, Ledger
 from retrieval import edge_store
 from retrieval.access import Scope
-from retrieval.catalog import Catalog
 from retrieval.embedder import Embedder
 from retrieval.fusion import Candidate, fuse
 from retrieval.models import Chunk, Hit, chunk_id, document_id
@@ -435,7 +435,7 @@ def fusion_recorded() -> Iterator[list[FusionCall]]:
 
 def build_index(settings: Settings, chunks: int, distinct: int, rng: random.Random) -> BenchIndex:
     """Generate the corpus, embed its distinct passages, write and optimise the index."""
-    from retrieval.build import build_retriever
+    from appliance.root import build_retriever
 
     retriever = build_retriever(settings)
     bases = base_passages(max(len(LANGUAGES), min(distinct, chunks)), rng)

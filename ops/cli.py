@@ -14,13 +14,18 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from appliance.actor import Actor
+from appliance.audit import printable
 from retrieval.access import Scope
-from retrieval.audit import build_audit, clip_query, printable
 from retrieval.store import SearchFilters
 from settings import Settings, enforce_offline, protect_state
+
+if TYPE_CHECKING:
+    from appliance.core import Appliance
 
 enforce_offline()  # before any library that could reach a hub or send telemetry is imported
 
@@ -65,16 +70,15 @@ def _configure_logging() -> None:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from ingest.build import build_ingestor
     from ingest.errors import BadIngestRoot
     from ingest.pipeline import check_roots
-    from ops.progress import FileProgress, TerminalProgress
+    from ingest.progress_file import FileProgress
+    from ops.progress import TerminalProgress
 
     try:
         check_roots(args.paths)
     except BadIngestRoot as exc:
         raise UsageError(f"{exc}; give a folder or file that exists") from exc
-    ingestor = build_ingestor(settings)
     progress: TerminalProgress | FileProgress | None = None
     if args.progress_file is not None:
         progress = FileProgress(args.progress_file)
@@ -86,38 +90,25 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     if args.watch is not None and args.rebuild:
         raise UsageError("--rebuild reads everything once; run it without --watch first")
     if args.watch is None:
-        report = ingestor.run(args.paths, progress, workers, args.retry_failed, args.rebuild)
-        result = report.as_json()
-        detail = {
-            "roots": list(args.paths), "files_seen": report.files_seen, "indexed": report.indexed,
-            "updated": report.updated, "deleted": report.deleted, "failed": len(report.failed),
-        }  # fmt: skip
-        build_audit(settings).record("operator", "ingest", detail)
-        return result
+        report = _appliance(settings).ingest(
+            Actor.operator(), args.paths, progress=progress, workers=workers,
+            retry_failed=args.retry_failed, rebuild=args.rebuild,
+        )  # fmt: skip
+        return report.as_json()
+    from ingest.build import build_ingestor
     from ops.watch import watch
 
-    watch(ingestor, args.paths, args.watch, workers, settings.run_dir / WATCH_PROGRESS)
+    watch(
+        build_ingestor(settings), args.paths, args.watch, workers, settings.run_dir / WATCH_PROGRESS
+    )
     return {}
 
 
 def cmd_erase(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from ingest.erase import UnknownDocument, erase
-    from llm.feedback import FeedbackStore
-    from llm.history import ConversationStore
-
     if (args.path is None) == (args.doc_id is None):
         raise UsageError("give the PATH of the file to erase, or --doc-id ID, not both")
-    history = ConversationStore(settings.history_path)
-    feedback = FeedbackStore(settings.feedback_path)
-    try:
-        erasure = erase(settings, path=args.path, doc_id=args.doc_id, by=args.by,
-                        records=[history, feedback])  # fmt: skip
-    except UnknownDocument as exc:
-        raise UsageError(str(exc)) from exc
-    finally:
-        history.close()
-        feedback.close()
-    return erasure.as_json()
+    actor = replace(Actor.operator(), name=args.by)
+    return _appliance(settings).erase(actor, path=args.path, doc_id=args.doc_id).as_json()
 
 
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -150,57 +141,27 @@ def _stage_printer(args: argparse.Namespace) -> Callable[[str], None]:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from retrieval.build import build_retriever
+    from appliance.replies import search_reply
 
-    scope = _scope(args, settings)
+    appliance = _appliance(settings)
     filters = _filters(args)
-    k = args.k or settings.retrieval.top_k
-    retriever = build_retriever(settings)
-    started = time.monotonic()
-    hits = retriever.search(args.query, scope, k, filters)
-    shown = {"chunk_ids": [hit.chunk.id for hit in hits], "ms": _elapsed_ms(started)}
-    _audit(settings, args, "search", shown, args.query)
-    return {
-        "hits": [
-            {
-                "path": hit.chunk.path,
-                "page": hit.chunk.page,
-                "score": round(hit.score, 4),
-                "text": hit.chunk.text,
-                "doc_id": hit.chunk.doc_id,
-                "chunk_id": hit.chunk.id,
-            }
-            for hit in hits
-        ]
-    }
+    hits = appliance.search(appliance.actor(args.user), args.query, args.k, filters)
+    return search_reply(hits)
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from llm.build import build_answerer
-    from retrieval.build import build_retriever
-
-    scope = _scope(args, settings)
+    appliance = _appliance(settings)
     filters = _filters(args)
-    answerer = build_answerer(settings, build_retriever(settings))
-    started = time.monotonic()
-    answer = answerer.answer(args.question, scope, filters)
-    shown = {"chunk_ids": [c.chunk_id for c in answer.citations], "refused": answer.refused,
-             "ms": _elapsed_ms(started)}  # fmt: skip
-    _audit(settings, args, "ask", shown, args.question)
-    return answer.as_json()
-
-
-def _elapsed_ms(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
+    return appliance.ask(appliance.actor(args.user), args.question, filters).answer.as_json()
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from appliance.root import build_retriever
     from llm.answer import Answerer
     from llm.build import build_answerer
     from llm.errors import LLMUnavailable
     from ops.evaluate import EvalProgress, GoldenFileError, load_golden, run, score
     from ops.health import llm_status
-    from retrieval.build import build_retriever
 
     hint = "start it with `rag up`, or use --retrieval-only"
     try:
@@ -275,7 +236,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    log = build_audit(settings)
+    log = _appliance(settings).parts.audit
     if args.verify:
         return log.verify().as_json()
     if args.seal:
@@ -330,56 +291,27 @@ def _serve_metrics(settings: Settings, host: str, port: int) -> None:
         server.server_close()
 
 
-def _audit(
-    settings: Settings, args: argparse.Namespace, action: str, detail: dict[str, Any], query: str
-) -> None:
-    """Record a search or question: who, the query, what was shown; never document text."""
-    actor = args.user or "operator"
-    build_audit(settings).record(actor, action, {"query": clip_query(query), **detail})
-
-
 def cmd_users_add(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from retrieval.users import build_user_directory
-
     if sys.stdin.isatty():
         password = getpass.getpass(f"Password for {args.name}: ")
     else:
         password = sys.stdin.readline().rstrip("\n")
-    groups = [g.strip() for g in (args.groups or "").split(",") if g.strip()]
-    directory = build_user_directory(settings)
-    try:
-        user = directory.add(args.name, password, groups, admin=args.admin)
-    finally:
-        directory.close()
-    detail = {"name": user.name, "groups": list(user.groups), "admin": user.admin}
-    build_audit(settings).record("operator", "user_add", detail)
+    groups = (args.groups or "").split(",")
+    user = _appliance(settings).add_user(Actor.operator(), args.name, password, groups, args.admin)
     return user.as_json()
 
 
 def cmd_users_list(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from retrieval.users import build_user_directory
-
-    directory = build_user_directory(settings)
-    try:
-        return {"users": [user.as_json() for user in directory.list()]}
-    finally:
-        directory.close()
+    return {"users": [user.as_json() for user in _appliance(settings).parts.users.list()]}
 
 
 def cmd_users_remove(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from retrieval.users import build_user_directory
-
-    directory = build_user_directory(settings)
-    try:
-        directory.remove(args.name)
-    finally:
-        directory.close()
-    build_audit(settings).record("operator", "user_remove", {"name": args.name})
+    _appliance(settings).remove_user(Actor.operator(), args.name)
     return {"removed": args.name}
 
 
 def cmd_feedback_export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from llm.feedback import FeedbackStore
+    from appliance.feedback import FeedbackStore
 
     if args.json and args.out is None:
         raise UsageError("--json prints only a summary: give --out FILE for the questions")
@@ -401,15 +333,21 @@ def cmd_feedback_export(args: argparse.Namespace, settings: Settings) -> dict[st
 
 
 def _scope(args: argparse.Namespace, settings: Settings) -> Scope:
-    from retrieval.users import build_user_directory
+    return _appliance(settings).actor(args.user).scope
 
-    if args.user is None:
-        return Scope.operator()
-    directory = build_user_directory(settings)
-    try:
-        return directory.get(args.user).reading_scope(settings.access.admins_read_everything)
-    finally:
-        directory.close()
+
+_built: Appliance | None = None
+
+
+def _appliance(settings: Settings) -> Appliance:
+    """The application layer, built once for this command from its settings."""
+    global _built
+    if _built is None or _built.settings is not settings:
+        from appliance.core import Appliance
+        from appliance.root import Parts
+
+        _built = Appliance(Parts(settings))
+    return _built
 
 
 # -- human-readable output -------------------------------------------------------------------
@@ -684,13 +622,13 @@ def main(argv: list[str] | None = None) -> int:
 def _classify(exc: Exception) -> tuple[int, str]:
     from pydantic import ValidationError
 
+    from appliance.errors import ApplianceError, BadRequest
     from ingest.errors import IngestError
     from llm.errors import LLMError
     from ops.processes import ServiceError
-    from retrieval.errors import QueryTooLong, RetrievalError, UnknownUser
-    from retrieval.users import InvalidUser
+    from retrieval.errors import QueryTooLong, RetrievalError
 
-    if isinstance(exc, UsageError | UnknownUser | InvalidUser | QueryTooLong):
+    if isinstance(exc, UsageError | BadRequest | QueryTooLong):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
@@ -698,7 +636,9 @@ def _classify(exc: Exception) -> tuple[int, str]:
         return EXIT_USAGE, f"invalid setting RAG_{where.upper()}: {first['msg']}"
     if isinstance(exc, LLMError):
         return EXIT_FAILED, f"{exc}; start it with `rag up` or check RAG_LLM__BASE_URL"
-    if isinstance(exc, IngestError | RetrievalError | ServiceError | CommandFailed):
+    if isinstance(
+        exc, ApplianceError | IngestError | RetrievalError | ServiceError | CommandFailed
+    ):
         return EXIT_FAILED, str(exc)
     return EXIT_FAILED, f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 

@@ -309,7 +309,7 @@ def check_backup_key(settings: Settings) -> dict[str, Any]:
 
 def embedder_models(settings: Settings) -> dict[str, str | None]:
     """The embedding model the index was built with and the configured one."""
-    from retrieval.catalog import Catalog
+    from ingest.catalog import Catalog
     from retrieval.embedder import model_identity
 
     configured = model_identity(settings.embedder_dir) if settings.embedder_dir.is_dir() else None

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ingest.pipeline import Ingestor
-from ops.progress import FileProgress
+from ingest.progress_file import FileProgress
 
 
 def watch(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from retrieval.catalog import Catalog
 from retrieval.edge_store import EdgeStore
 from retrieval.embedder import SentenceTransformerEmbedder, TokenEmbedder
 from retrieval.reranker import CrossEncoderReranker, LateInteractionReranker, Reranker
-from retrieval.retriever import Retriever
 from retrieval.sparse import SparseEncoder
 from retrieval.store import VectorStore
 from settings import Settings
@@ -45,19 +43,3 @@ def build_reranker(settings: Settings, embedder: TokenEmbedder) -> Reranker | No
     if settings.retrieval.late_interaction:
         return LateInteractionReranker(embedder)
     return None
-
-
-def build_retriever(settings: Settings, store: VectorStore | None = None) -> Retriever:
-    """The retriever, over `store` when the caller shares one (else a store of its own)."""
-    catalog = Catalog(settings.ledger_path)
-    embedder = build_embedder(settings)
-    return Retriever(
-        embedder,
-        store or build_store(settings),
-        build_sparse(settings),
-        build_reranker(settings, embedder),
-        settings.retrieval.rerank_candidates,
-        settings.retrieval.max_question_chars,
-        names=catalog,
-        index_model=catalog.index_model,
-    )

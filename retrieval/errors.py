@@ -4,7 +4,6 @@ RetrievalError
 ├── StoreUnavailable     the vector store can't be opened or reached
 ├── EmbedderUnavailable  the embedding model folder is missing or unreadable
 ├── RerankerUnavailable  the configured reranker model folder is missing or unreadable
-├── UnknownUser          a user name that the user directory doesn't know
 ├── QueryTooLong         a question or search longer than the configured limit
 └── IndexModelMismatch   the index holds vectors of another embedding model than configured
 """
@@ -23,10 +22,6 @@ class EmbedderUnavailable(RetrievalError):
 
 
 class RerankerUnavailable(RetrievalError):
-    pass
-
-
-class UnknownUser(RetrievalError):
     pass
 
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from retrieval.users import InvalidUser, User
-from settings import PROJECT_ROOT
+from appliance.errors import InvalidUser, NotAllowed, UnknownDocument
+from appliance.users import User
 from ui import resources
 from ui.incident import shown_as_incident
 from ui.safe import literal_markdown
@@ -68,21 +67,14 @@ def ingestion_panel(user: User) -> None:
 
 
 def start_ingestion(user: User, share: str) -> None:
-    """`rag ingest SHARE` in its own process (the page may be closed meanwhile), keeping its
-    progress in a file the page reads."""
-    progress, log = _progress_path(), _log_path()
+    progress = _progress_path()
     progress.parent.mkdir(parents=True, exist_ok=True)
     progress.write_text(
         json.dumps({"state": "starting", "done": 0, "total": 0, "updated": time.time()})
     )
-    with log.open("w") as out:
-        process = subprocess.Popen(  # noqa: S603 (our own command, no shell)
-            [sys.executable, "-m", "ops.cli", "ingest", share, "--json",
-             "--progress-file", str(progress)],
-            cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    st.session_state.ingest_process = process
-    resources.audit().record(user.name, "ingest", {"share": share, "from": "ui"})
+    st.session_state.ingest_process = resources.appliance().ingest_in_background(
+        resources.actor(user), share, progress, _log_path()
+    )
 
 
 def _read_progress() -> dict[str, Any] | None:
@@ -165,10 +157,11 @@ def last_runs() -> None:
 
 def users_panel(admin: User) -> None:
     st.subheader(t("users"))
-    directory = resources.user_directory()
+    appliance, actor = resources.appliance(), resources.actor(admin)
+    users = appliance.parts.users.list()
     st.dataframe(
         [{t("username"): u.name, t("groups"): ", ".join(u.groups), t("is_admin"): u.admin}
-         for u in directory.list()],
+         for u in users],
         hide_index=True, width="stretch",
     )  # fmt: skip
     with st.form("add-user", clear_on_submit=True):
@@ -178,46 +171,27 @@ def users_panel(admin: User) -> None:
         groups = st.text_input(t("groups"), key="new-user-groups")
         is_admin = st.checkbox(t("is_admin"), key="new-user-admin")
         if st.form_submit_button(t("add_user")):
-            group_list = [g.strip() for g in groups.split(",") if g.strip()]
-            if _changes_own_access(admin, name.strip(), group_list, is_admin):
-                resources.audit().record(
-                    admin.name, "user_change_refused",
-                    {"user": admin.name, "groups": sorted(set(group_list)), "admin": is_admin,
-                     "reason": "own account"},
-                )  # fmt: skip
+            try:
+                appliance.add_user(actor, name.strip(), password, groups.split(","), is_admin)
+            except NotAllowed:
                 st.error(t("own_account_change_refused"))
                 return
-            try:
-                added = directory.add(name.strip(), password, group_list, is_admin)
             except InvalidUser as exc:
                 st.error(str(exc))
                 return
-            resources.audit().record(admin.name, "user_add", added.as_json())
             st.rerun()
-    others = [u.name for u in directory.list() if u.name != admin.name]
+    others = [u.name for u in users if u.name != admin.name]
     if others:
         with st.form("remove-user"):
             name = st.selectbox(t("username"), others, key="remove-user-name")
             if st.form_submit_button(t("remove_user")) and name:
-                directory.remove(name)
-                resources.audit().record(admin.name, "user_remove", {"name": name})
+                appliance.remove_user(actor, name)
                 st.rerun()
 
 
-def _changes_own_access(admin: User, name: str, groups: list[str], is_admin: bool) -> bool:
-    """Whether an admin's edit gives them another role, or (while admins read only what their
-    principals allow) other groups: that takes another admin. A new password is theirs to set."""
-    if name != admin.name:
-        return False
-    if is_admin != admin.admin:
-        return True
-    reads_everything = resources.settings().access.admins_read_everything
-    return not reads_everything and sorted(set(groups)) != sorted(admin.groups)
-
-
 def erase_panel(admin: User) -> None:
-    """`rag erase PATH` for an admin, who names the file (the library shows paths): the page
-    never lists documents beyond what the admin may read."""
+    """Erasing a document (as `rag erase PATH` does) for an admin, who names the file (the
+    library shows paths): the page never lists documents beyond what the admin may read."""
     st.subheader(t("erase_document"))
     with st.form("erase", clear_on_submit=True):
         path = st.text_input(t("erase_path"), key="erase-path")
@@ -225,19 +199,16 @@ def erase_panel(admin: User) -> None:
         submitted = st.form_submit_button(t("erase_document"))
     if not (submitted and confirmed and path.strip()):
         return
-    finished = subprocess.run(  # noqa: S603 (our own command, no shell)
-        [sys.executable, "-m", "ops.cli", "erase", path.strip(), "--by", admin.name, "--json"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    if finished.returncode != 0:
-        reason = finished.stderr.strip().splitlines()[-1] if finished.stderr.strip() else ""
-        st.error(literal_markdown(reason))  # it may name the file
+    try:
+        erasure = resources.appliance().erase(resources.actor(admin), path=path.strip())
+    except UnknownDocument as exc:
+        st.error(literal_markdown(str(exc)))  # it names the file
         return
-    result = json.loads(finished.stdout)
+    result = erasure.as_json()
     st.success(t("erased", chunks=result["chunks_removed"], remaining=result["remaining"]))
 
 
 def _feedback_golden() -> str:
     out = io.StringIO()
-    resources.feedback().export_golden(out)
+    resources.appliance().parts.feedback.export_golden(out)
     return out.getvalue()

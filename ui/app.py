@@ -17,7 +17,7 @@ protect_state()
 
 import streamlit as st  # noqa: E402
 
-from retrieval.users import User  # noqa: E402
+from appliance.users import User  # noqa: E402
 from ui.admin import admin_page  # noqa: E402
 from ui.chat import chat_page  # noqa: E402
 from ui.incident import log_as_json_lines, shown_as_incident  # noqa: E402

@@ -3,18 +3,17 @@ from the documents the user may read, streamed as the model writes."""
 
 from __future__ import annotations
 
-import time as clock
+import itertools
 from datetime import UTC, date, datetime, time
 
 import streamlit as st
 
+from appliance.core import Asked
+from appliance.users import User
 from llm.errors import LLMError
-from llm.history import Turn, default_title, readable_turns
 from retrieval.access import Scope
-from retrieval.audit import clip_query
 from retrieval.errors import QueryTooLong
 from retrieval.store import SearchFilters
-from retrieval.users import User
 from ui import resources
 from ui.safe import literal_label, literal_markdown
 from ui.session import reading_scope, t
@@ -27,24 +26,27 @@ def chat_page() -> None:
         conversation_list(user)
         filters = filter_panel(user)
     conversation_id = st.session_state.get("conversation_id")
-    stored = resources.conversations().turns(user.name, conversation_id) if conversation_id else []
     # Shown as the user may read the sources now, not as when they were asked.
-    turns = readable_turns(stored, resources.store(), reading_scope(user))
+    turns = (
+        resources.appliance().turns(resources.actor(user), conversation_id)
+        if conversation_id
+        else []
+    )
     for turn in turns:
         show_turn(user, turn)
     question = st.chat_input(t("ask_placeholder"))
     if question and question.strip():
-        ask(user, question.strip(), turns, filters)
+        ask(user, question.strip(), filters)
 
 
 def conversation_list(user: User) -> None:
-    store = resources.conversations()
+    appliance, actor = resources.appliance(), resources.actor(user)
     current = st.session_state.get("conversation_id")
     if st.button(t("new_conversation"), icon=":material/add:", width="stretch"):
         st.session_state.pop("conversation_id", None)
         st.rerun()
     st.caption(t("conversations"))
-    for conversation in store.list(user.name):
+    for conversation in appliance.conversation_list(actor):
         selected = conversation.id == current
         if st.button(
             literal_label(conversation.title), key=f"open-{conversation.id}", width="stretch",
@@ -56,10 +58,10 @@ def conversation_list(user: User) -> None:
             with st.expander(t("rename")):
                 title = st.text_input(t("rename"), conversation.title, key="rename-title")
                 if st.button(t("rename"), key="rename-save") and title.strip():
-                    store.rename(user.name, conversation.id, title.strip())
+                    appliance.rename_conversation(actor, conversation.id, title.strip())
                     st.rerun()
                 if st.button(t("delete"), key="delete-conversation", icon=":material/delete:"):
-                    store.delete(user.name, conversation.id)
+                    appliance.delete_conversation(actor, conversation.id)
                     st.session_state.pop("conversation_id", None)
                     st.rerun()
 
@@ -84,7 +86,7 @@ def filter_panel(user: User) -> SearchFilters:
 def _filter_choices(scope: Scope) -> tuple[list[str], list[str]]:
     """The folders and file types the scope may read. Every click reruns the page: the
     library is read at most once a minute per scope, not on each rerun."""
-    documents = resources.catalog().documents(scope)
+    documents = resources.appliance().parts.catalog.documents(scope)
     folders = sorted({doc.folder for doc in documents})
     return folders, sorted({doc.file_type for doc in documents if doc.file_type})
 
@@ -95,55 +97,37 @@ def _epoch(day: object, at: time) -> float | None:
     return datetime.combine(day, at, tzinfo=UTC).timestamp()
 
 
-def _elapsed_ms(started: float) -> int:
-    return round((clock.monotonic() - started) * 1000)
-
-
 def _provisional(text: str) -> str:
     """The answer so far, greyed, a line at a time (a colour directive ends at a line end)."""
     lines = literal_markdown(text).split("  \n")
     return "  \n".join(f":gray[{line}]" if line.strip() else line for line in lines) + " ▌"
 
 
-def ask(user: User, question: str, turns: list[Turn], filters: SearchFilters) -> None:
+def ask(user: User, question: str, filters: SearchFilters) -> None:
     with st.chat_message("user"):
         st.markdown(literal_markdown(question))
     with st.chat_message("assistant"):
-        engine = resources.answerer()
-        history = [(turn.question, turn.text) for turn in turns]
-        started = clock.monotonic()
-        timing: dict[str, int] = {}
-        with st.spinner():
-            try:
-                prepared = engine.prepare(question, reading_scope(user), filters, history)
-            except QueryTooLong as exc:
-                st.error(str(exc))
-                return
-        text = ""
-        if prepared.messages is not None:
-            # Shown as provisional: the answer is kept only if its sources bear it out.
-            st.caption(t("checking"))
-            placeholder = st.empty()
-            try:
-                for token in engine.chat.stream(prepared.messages):
-                    timing.setdefault("first_token_ms", _elapsed_ms(started))
-                    text += token
-                    placeholder.markdown(_provisional(text))
-            except LLMError as exc:
-                st.error(literal_markdown(t("llm_unavailable", error=exc)))
-                return
-        answer = engine.finish(prepared, text)
-        timing["ms"] = _elapsed_ms(started)
-    store = resources.conversations()
-    conversation_id = st.session_state.get("conversation_id")
-    if conversation_id is None:
-        conversation_id = store.create(user.name, default_title(question)).id
-        st.session_state.conversation_id = conversation_id
-    store.add_turn(user.name, conversation_id, question, answer)
-    shown = [hit.chunk.id for hit in answer.passages]
-    resources.audit().record(
-        user.name,
-        "ask",
-        {"query": clip_query(question), "chunk_ids": shown, "refused": answer.refused, **timing},
-    )
+        answering = resources.appliance().ask_streaming(
+            resources.actor(user), question, filters,
+            conversation_id=st.session_state.get("conversation_id"), remember=True,
+        )  # fmt: skip
+        placeholder = None
+        try:
+            with st.spinner():
+                first = next(answering)
+            for event in itertools.chain([first], answering):
+                if isinstance(event, Asked):
+                    st.session_state.conversation_id = event.conversation_id
+                    break
+                if placeholder is None:
+                    # Shown as provisional: the answer is kept only if its sources bear it out.
+                    st.caption(t("checking"))
+                    placeholder = st.empty()
+                placeholder.markdown(_provisional(event.text))
+        except QueryTooLong as exc:
+            st.error(str(exc))
+            return
+        except LLMError as exc:
+            st.error(literal_markdown(t("llm_unavailable", error=exc)))
+            return
     st.rerun()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from retrieval.users import User
+from appliance.users import User
 from ui import resources
 from ui.session import reading_scope, t
 
@@ -14,7 +14,7 @@ def library_page() -> None:
     user: User = st.session_state.user
     st.header(t("library"))
     name = st.text_input(t("search_by_name"), key="library-search")
-    documents = resources.catalog().documents(reading_scope(user), name.strip())
+    documents = resources.appliance().parts.catalog.documents(reading_scope(user), name.strip())
     st.subheader(t("documents"))
     if not documents:
         st.info(t("no_documents"))
@@ -35,7 +35,7 @@ def library_page() -> None:
             width="stretch",
         )
     if user.admin:
-        failed = resources.catalog().failed()
+        failed = resources.appliance().parts.catalog.failed()
         st.subheader(t("failed_files"))
         st.dataframe(
             [{t("folder"): f.folder, "Name": f.name, t("reason"): f.error} for f in failed],

@@ -12,9 +12,9 @@ import time
 
 import streamlit as st
 
+from appliance.identity import SignOutReason, client_address, session_change, session_expired
+from appliance.users import User
 from retrieval.access import Scope
-from retrieval.identity import SignOutReason, client_address, session_change, session_expired
-from retrieval.users import User
 from ui import resources
 from ui.i18n import pick_language, translate
 
@@ -43,7 +43,7 @@ def current_user() -> User | None:
     if session_expired(st.session_state.signed_in_at, now, minutes):
         _end(user, "expired", "session_expired")
         return None
-    identity = resources.identity()
+    identity = resources.appliance().parts.identity
     if now - st.session_state.get("user_read_at", 0.0) >= identity.refresh_seconds:
         change = session_change(identity, user)
         if change is not None:
@@ -54,7 +54,7 @@ def current_user() -> User | None:
 
 
 def _end(user: User, reason: SignOutReason, notice: str) -> None:
-    resources.sign_in_guard().sign_out(user.name, reason)
+    resources.appliance().parts.sign_in_guard.sign_out(user.name, reason)
     end_session()
     st.session_state.notice = notice
 
@@ -70,7 +70,7 @@ def end_session() -> None:
 
 
 def sign_out(user: User) -> None:
-    resources.sign_in_guard().sign_out(user.name)
+    resources.appliance().parts.sign_in_guard.sign_out(user.name)
     end_session()
 
 
@@ -85,9 +85,7 @@ def sign_in_page() -> None:
         submitted = st.form_submit_button(t("sign_in"))
     if not submitted:
         return
-    result = resources.sign_in_guard().sign_in(
-        resources.identity(), name, password, _client_address()
-    )
+    result = resources.appliance().sign_in(name, password, _client_address())
     if result.user is None:
         st.error(t(result.message_id or "wrong_password", minutes=result.retry_after_minutes))
         return

@@ -4,7 +4,7 @@ the supporting text highlighted and, for PDFs and scans, the page), and the feed
 Every string that comes from a document (file and folder names included) is escaped where it
 is rendered, so Markdown in it shows as typed: a file named `![](http://host/x)` is a name,
 never an image the browser would fetch. A source the reader may no longer read
-(`llm.history.readable_turns`) is shown as withheld, by its number alone."""
+(`appliance.conversations.readable_turns`) is shown as withheld, by its number alone."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path, PurePath
 
 import streamlit as st
 
-from llm.feedback import Rating
-from llm.history import WITHHELD_QUOTE, Passage, Turn
-from retrieval.users import User
+from appliance.conversations import WITHHELD_QUOTE, Passage, Turn
+from appliance.feedback import Rating
+from appliance.users import User
 from ui import resources
 from ui.highlight import highlighted_markdown
 from ui.page_image import page_image
@@ -98,9 +98,6 @@ def feedback_widget(user: User, turn: Turn) -> None:
         comment = st.text_input(t("feedback_comment"), key=f"{key}-comment")
         if st.form_submit_button(t("send")):
             rating = _RATINGS[choice]
-            resources.feedback().record(
-                user.name, turn.question, turn, rating, comment.strip(), turn.conversation_id
-            )
-            resources.audit().record(user.name, "feedback", {"turn": turn.id, "rating": rating})
+            resources.appliance().rate(resources.actor(user), turn, rating, comment.strip())
             st.session_state[f"{key}-sent"] = True
             st.rerun()

@@ -45,6 +45,7 @@ RUN pip install --no-build-isolation ./ops/spacy_model_alias \
 COPY settings.py ./
 COPY ingest ingest
 COPY retrieval retrieval
+COPY appliance appliance
 COPY llm llm
 COPY ui ui
 COPY ops ops

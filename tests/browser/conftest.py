@@ -100,7 +100,7 @@ def ingest(settings: Settings, share: Path, embedder: Any) -> None:
 
 
 def add_accounts(settings: Settings, reader_groups: list[str]) -> tuple[Account, ...]:
-    from retrieval.users import UserDirectory
+    from appliance.users import UserDirectory
 
     reader = Account("erika", "erika-password")
     outsider = Account("max", "max-password")

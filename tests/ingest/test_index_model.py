@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from appliance.root import build_retriever
+from ingest.catalog import UNRECORDED_MODEL
 from ingest.ledger import Ledger
 from ingest.pipeline import Ingestor
 from retrieval.access import Scope
-from retrieval.build import build_retriever, build_store
-from retrieval.catalog import UNRECORDED_MODEL
+from retrieval.build import build_store
 from retrieval.embedder import SentenceTransformerEmbedder, model_identity
 from retrieval.errors import IndexModelMismatch
 from settings import Settings

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from appliance.users import UserDirectory
 from ingest import ntacl, permissions
 from ingest.ledger import Ledger
 from ingest.ntacl import NtAclError, SidResolver, parse_descriptor, parse_sid
@@ -37,7 +38,6 @@ from ingest.pipeline import Ingestor
 from ingest.share_files import Handle
 from retrieval.build import build_sparse, build_store
 from retrieval.retriever import Retriever
-from retrieval.users import UserDirectory
 from settings import Settings
 from tests.conftest import make_settings
 

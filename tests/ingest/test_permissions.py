@@ -20,7 +20,10 @@ from typing import Any
 
 import pytest
 
+from appliance.identity import build_identity
+from appliance.users import User, UserDirectory
 from ingest import pipeline
+from ingest.catalog import Catalog
 from ingest.ledger import Ledger
 from ingest.permissions import (
     UNREADABLE_PERMISSIONS,
@@ -33,12 +36,9 @@ from ingest.pipeline import Ingestor
 from llm.build import build_answerer
 from retrieval.access import Scope
 from retrieval.build import build_sparse, build_store
-from retrieval.catalog import Catalog
-from retrieval.identity import build_identity
 from retrieval.models import document_id
 from retrieval.retriever import Retriever
 from retrieval.store import SearchQuery
-from retrieval.users import User, UserDirectory
 from settings import AccessSettings, Settings
 from tests.conftest import RAG, make_settings
 

@@ -21,15 +21,15 @@ from typing import Any
 
 import pytest
 
+from appliance.conversations import ConversationStore
+from appliance.users import UserDirectory
 from ingest import pipeline
 from ingest.crawler import CrawlResult
 from ingest.ledger import Ledger
 from ingest.pipeline import Ingestor, ParseJob
-from llm.history import ConversationStore
 from retrieval.access import EVERYONE, Scope
 from retrieval.build import build_store
 from retrieval.store import SearchQuery
-from retrieval.users import UserDirectory
 from settings import Settings
 from tests.conftest import SAMPLE_SHARE, make_settings
 

@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
+from appliance.root import build_retriever
 from llm.answer import Answerer, cited_by_number, cited_passages
 from llm.build import build_answerer
 from llm.client import ChatModel
 from llm.prompts import REFUSAL, grounded_messages
 from retrieval.access import Scope
-from retrieval.build import build_retriever
 from retrieval.models import Chunk, Hit
 from retrieval.store import VectorStore
 from settings import Settings

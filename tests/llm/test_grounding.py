@@ -7,13 +7,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from appliance.root import build_retriever
 from llm.answer import Answerer, PreparedQuestion
 from llm.build import build_answerer
 from llm.client import ChatModel
 from llm.grounding import missing_identifiers, names_in, supported
 from llm.prompts import REFUSAL, grounded_messages, without_instructions
 from retrieval.access import Scope
-from retrieval.build import build_retriever
 from retrieval.models import Chunk, Hit
 from settings import Settings
 

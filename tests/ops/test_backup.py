@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from retrieval.audit import AuditLog
+from appliance.audit import AuditLog
 from retrieval.models import document_id
 from tests.conftest import SAMPLE_SHARE
 from tests.ops.test_cli import assert_one_line_error, rag, rag_json

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ingest.catalog import Catalog
 from ops.bench_query import (
     GROUPS,
     SHARED_NAMES,
@@ -23,7 +24,6 @@ from ops.bench_query import (
     write_ledger,
 )
 from retrieval.access import Scope
-from retrieval.catalog import Catalog
 from retrieval.embedder import model_identity
 from settings import PROJECT_ROOT
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.audit import AuditLog
+from appliance.audit import AuditLog
 from tests.conftest import free_port
 from tests.ops.test_cli import assert_one_line_error, rag, rag_json
 

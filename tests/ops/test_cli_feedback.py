@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from appliance.feedback import FeedbackStore
 from llm.answer import Answer
-from llm.feedback import FeedbackStore
 from ops.evaluate import load_golden
 from settings import Settings
 from tests.llm.test_history import TRAVEL, meal_answer

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from appliance.audit import AuditLog
+from ingest.progress_file import FileProgress
 from ops.metrics import audit_tally, collect, format_families
-from ops.progress import FileProgress
-from retrieval.audit import AuditLog
 from settings import Settings
 from tests.conftest import RAG, free_port
 from tests.ops.test_cli import rag, rag_json

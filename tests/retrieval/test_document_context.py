@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from appliance.erase import erase
+from ingest.catalog import Catalog
 from ingest.context import (
     CONTEXT_MAX_CHARS,
     Profile,
@@ -16,12 +18,10 @@ from ingest.context import (
     defined_names,
     series_names,
 )
-from ingest.erase import erase
 from ingest.ledger import Ledger
 from ingest.pipeline import Ingestor
 from retrieval.access import Scope
 from retrieval.build import build_sparse, build_store
-from retrieval.catalog import Catalog
 from retrieval.retriever import Retriever
 from settings import Settings
 from tests.conftest import make_settings

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from appliance.root import build_retriever
 from retrieval.access import Scope
-from retrieval.build import build_reranker, build_retriever
+from retrieval.build import build_reranker
 from retrieval.models import Chunk, Hit
 from retrieval.reranker import (
     LATE_INTERACTION_WEIGHT,

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from appliance.root import build_retriever
 from retrieval.access import Scope
-from retrieval.build import build_reranker, build_retriever
+from retrieval.build import build_reranker
 from retrieval.errors import RerankerUnavailable
 from retrieval.models import Chunk, Hit
 from retrieval.reranker import CrossEncoderReranker

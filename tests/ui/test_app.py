@@ -18,12 +18,12 @@ import streamlit as st
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-import retrieval.users
+import appliance.users
+from appliance.audit import AuditLog
+from appliance.conversations import ConversationStore
+from appliance.users import ScryptCost, UserDirectory
 from llm.answer import Answer, Citation
-from llm.history import ConversationStore
 from ops.pdf_writer import one_page_text_pdf
-from retrieval.audit import AuditLog
-from retrieval.users import ScryptCost, UserDirectory
 from settings import PROJECT_ROOT, Settings
 from ui.safe import WORD_JOINER, literal_label, literal_markdown
 
@@ -46,7 +46,7 @@ def app_env(
     users = UserDirectory(settings.users_path)
     with monkeypatch.context() as cheaper:
         # Added at the first format's cost to save time; signing in rehashes at the real one.
-        cheaper.setattr(retrieval.users, "PASSWORD_COST", ScryptCost(log2_n=14, r=8, p=1))
+        cheaper.setattr(appliance.users, "PASSWORD_COST", ScryptCost(log2_n=14, r=8, p=1))
         users.add("erika", "erika-password", ["staff"])
         users.add("jonas", "jonas-password", ["staff"])
         users.add("root-admin", "admin-password", [], admin=True)
@@ -226,7 +226,7 @@ def test_a_conversation_can_be_renamed_and_deleted(app_env: Settings) -> None:
 
 
 def test_feedback_on_an_answer_is_stored_with_its_comment(app_env: Settings) -> None:
-    from llm.feedback import FeedbackStore
+    from appliance.feedback import FeedbackStore
 
     at = ask(signed_in(AppTest.from_file(APP)), "Who won the football world cup in 2014?")
     at.feedback[0].set_value(1).run(timeout=60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from llm.history import ConversationStore
+from appliance.conversations import ConversationStore
 from settings import Settings
 from tests.ui.test_app import APP, app_env, ask, signed_in  # noqa: F401 (app_env: a fixture)
 

@@ -62,8 +62,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from retrieval.audit import AuditLog, build_audit
-from retrieval.users import User, UserDirectory, build_user_directory
+from appliance.audit import AuditLog, build_audit
+from appliance.sqlite import write_transaction
+from appliance.users import User, UserDirectory, build_user_directory
 from settings import Settings
 
 # A name as typed is looked up at most this long.
@@ -273,15 +274,8 @@ class SignInGuard:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: taken at once, so that no other attempt reads in between."""
-        with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self._db() as db, write_transaction(db):
+            yield db
 
 
 def _count(

@@ -12,17 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Literal, TextIO, get_args
 
-from llm.answer import Answer, Citation
-from llm.history import (
+from appliance.conversations import (
     Passage,
     Turn,
-    connect,
     dump_answer,
     erase_document_rows,
     load_citations,
     load_passages,
-    transaction,
 )
+from appliance.sqlite import open_shared, write_transaction
+from llm.answer import Answer, Citation
 
 Rating = Literal["up", "down"]
 SUMMARY_LENGTH = 200  # characters of the answer quoted in an exported note
@@ -97,7 +96,7 @@ class Feedback:
 
 class FeedbackStore:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        self._db = connect(path, _SCHEMA)
+        self._db = open_shared(path, _SCHEMA)
         self._lock = threading.Lock()
         self._clock = clock
 
@@ -115,7 +114,7 @@ class FeedbackStore:
         if rating not in get_args(Rating):
             raise ValueError(f"unknown rating {rating!r}: use 'up' or 'down'")
         citations, passages, doc_ids = dump_answer(answer)
-        with transaction(self._db, self._lock) as db:
+        with write_transaction(self._db, self._lock) as db:
             cursor = db.execute(
                 "INSERT INTO feedback (user, conversation_id, question, answer, refused, origin, "
                 "citations, passages, doc_ids, rating, comment, created) "
@@ -138,8 +137,9 @@ class FeedbackStore:
 
     def erase_document(self, doc_id: str) -> int:
         """Remove a document's passages and citations from every rating (an answer quoted
-        from the document becomes llm.history.ERASED_QUOTE); returns how many changed."""
-        with transaction(self._db, self._lock) as db:
+        from the document becomes `appliance.conversations.ERASED_QUOTE`); returns how many
+        changed."""
+        with write_transaction(self._db, self._lock) as db:
             return erase_document_rows(db, "feedback", doc_id)
 
     def export_golden(self, out: TextIO) -> int:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from appliance.feedback import FeedbackStore
 from llm.answer import Answer
-from llm.feedback import FeedbackStore
 from ops.evaluate import GoldenFileError, load_golden
 from retrieval.models import document_id
 from tests.llm.test_history import CANTEEN, TRAVEL, answer, hit, meal_answer

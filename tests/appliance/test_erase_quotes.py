@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from appliance.conversations import ERASED_QUOTE, ConversationStore
+from appliance.feedback import FeedbackStore
 from llm.answer import Answer, Citation
-from llm.feedback import FeedbackStore
-from llm.history import ERASED_QUOTE, ConversationStore
 from retrieval.models import Hit, document_id
 from tests.llm.test_history import CANTEEN, TRAVEL, hit
 

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from ingest.erase import UnknownDocument, erase
+from appliance.audit import build_audit
+from appliance.conversations import ERASED_QUOTE, ConversationStore
+from appliance.erase import UnknownDocument, erase
+from appliance.feedback import FeedbackStore
 from ingest.ledger import Ledger
 from ingest.pipeline import Ingestor, IngestReport
 from llm.answer import Answer, Citation
-from llm.feedback import FeedbackStore
-from llm.history import ERASED_QUOTE, ConversationStore
 from retrieval.access import Scope
-from retrieval.audit import build_audit
 from retrieval.build import build_sparse, build_store
 from retrieval.models import Hit, document_id
 from retrieval.retriever import Retriever

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from llm.answer import Answer, Citation
-from llm.history import (
+from appliance.conversations import (
     WITHHELD_QUOTE,
     ConversationStore,
     Passage,
     Turn,
-    UnknownConversation,
     dump_answer,
     readable_turns,
 )
+from appliance.errors import BadRequest, UnknownConversation
+from llm.answer import Answer, Citation
 from retrieval.access import EVERYONE, Scope
 from retrieval.edge_store import EdgeStore
 from retrieval.models import Chunk, Hit, chunk_id, document_id
@@ -83,10 +83,10 @@ def test_another_user_cannot_see_or_change_a_conversation(store: ConversationSto
     assert [t.question for t in store.turns("alice", mine.id)] == ["What is my band?"]
 
 
-def test_an_unknown_conversation_is_a_key_error_with_a_clear_message(
+def test_an_unknown_conversation_is_a_bad_request_with_a_clear_message(
     store: ConversationStore,
 ) -> None:
-    with pytest.raises(KeyError) as raised:
+    with pytest.raises(BadRequest) as raised:
         store.get("alice", "feedface")
     assert (
         str(raised.value) == "no conversation 'feedface' for user 'alice'; pick one from the list"

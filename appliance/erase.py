@@ -18,22 +18,18 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from appliance.audit import AuditLog, build_audit
+from appliance.errors import UnknownDocument
 from ingest.context import folder_of, refresh_folders
-from ingest.errors import IngestError
 from ingest.ledger import FileRecord, Ledger, Tombstone, erasure_note
-from retrieval.audit import build_audit
 from retrieval.build import build_embedder, build_store
 from retrieval.embedder import Embedder
 from retrieval.store import VectorStore
 from settings import Settings
-
-
-class UnknownDocument(IngestError):
-    """No file at that path, or with that document id, was ever ingested."""
 
 
 class DocumentRecords(Protocol):
@@ -76,14 +72,20 @@ def erase(
     doc_id: str | None = None,
     by: str = "operator",
     records: Sequence[DocumentRecords] = (),
+    store: VectorStore | None = None,
+    audit: AuditLog | None = None,
+    audit_detail: Mapping[str, object] | None = None,
 ) -> Erasure:
     """Erase the document ingested from `path` (or with `doc_id`) and its identical copies;
-    `by` names who asked, for the tombstone and the audit log. Raises UnknownDocument."""
+    `by` names who asked, for the tombstone and the audit log (whose events also carry
+    `audit_detail`). Uses `store` when the caller shares one (else a store of its own, closed
+    at the end). Raises UnknownDocument."""
     if (path is None) == (doc_id is None):
         raise ValueError("give a path or a document id, not both")
     ledger = Ledger(settings.ledger_path)
-    store = build_store(settings)
-    audit = build_audit(settings)
+    own_store = store is None
+    index = store or build_store(settings)
+    audit = audit or build_audit(settings)
     erasure = Erasure()
     try:
         target = _find(ledger, path, doc_id)
@@ -94,7 +96,7 @@ def erase(
                 continue
             done.add(file.path)
             tombstones = _tombstones(file, by)
-            erased = _erase_file(settings, ledger, store, file, tombstones)
+            erased = _erase_file(settings, ledger, index, file, tombstones)
             erasure.erased.append(erased)
             for kept in records:
                 erasure.records_changed += kept.erase_document(file.doc_id)
@@ -106,14 +108,15 @@ def erase(
             }
             if file is not target:
                 detail["copy_of"] = target.doc_id
-            audit.record(by, "erase", detail)
+            audit.record(by, "erase", {**detail, **(audit_detail or {})})
             for content in {t.sha256 for t in tombstones if t.sha256}:
                 pending.extend(ledger.copies_of(content, file.path))
         folders = {folder_of(erased.path) for erased in erasure.erased}
-        refresh_folders(folders, ledger, store, _LazyEmbedding(settings))
-        store.compact()  # the engine's log and old segments still hold the erased chunks
+        refresh_folders(folders, ledger, index, _LazyEmbedding(settings))
+        index.compact()  # the engine's log and old segments still hold the erased chunks
     finally:
-        store.close()
+        if own_store:
+            index.close()
         ledger.close()
     return erasure
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import retrieval.users
-from retrieval.audit import AuditLog
-from retrieval.identity import (
+import appliance.users
+from appliance.audit import AuditLog
+from appliance.identity import (
     IdentityProvider,
     LocalIdentity,
     SignInGuard,
@@ -26,7 +26,7 @@ from retrieval.identity import (
     session_expired,
     sign_in_key_path,
 )
-from retrieval.users import ScryptCost, User, UserDirectory
+from appliance.users import ScryptCost, User, UserDirectory
 from tests.conftest import make_settings
 
 PASSWORD = "alice-password"
@@ -62,7 +62,7 @@ class CountingProvider:
 @pytest.fixture
 def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """For tests about counting, not hashing: new hashes at the first format's cost."""
-    monkeypatch.setattr(retrieval.users, "PASSWORD_COST", ScryptCost(log2_n=14, r=8, p=1))
+    monkeypatch.setattr(appliance.users, "PASSWORD_COST", ScryptCost(log2_n=14, r=8, p=1))
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def directory(tmp_path: Path, quick_hashes: None) -> UserDirectory:
 @pytest.fixture
 def real_cost_directory(tmp_path: Path) -> UserDirectory:
     """Hashes at the production cost, as the regression tests of the sign-in attacks need."""
-    cost = retrieval.users.PASSWORD_COST
+    cost = appliance.users.PASSWORD_COST
     assert (cost.log2_n, cost.r, cost.p) == (17, 8, 1)
     users = UserDirectory(tmp_path / "users.sqlite3")
     users.add("alice", PASSWORD, ["finance"])

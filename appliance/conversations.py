@@ -18,12 +18,13 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from appliance.errors import UnknownConversation
+from appliance.sqlite import open_shared, write_transaction
 from llm.answer import Answer, Citation
 from retrieval.access import Scope
 from retrieval.models import Hit, document_id
@@ -59,13 +60,6 @@ CREATE TABLE IF NOT EXISTS turns (
 );
 CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns (conversation_id, id);
 """
-
-
-class UnknownConversation(KeyError):
-    """No such conversation for this user (it may belong to another one)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown conversation"
 
 
 @dataclass(frozen=True)
@@ -270,34 +264,12 @@ def _doc_ids(citations: Sequence[Citation], passages: Sequence[Passage]) -> list
     return sorted(set(ids))
 
 
-@contextmanager
-def transaction(db: sqlite3.Connection, lock: threading.Lock) -> Iterator[sqlite3.Connection]:
-    """One write transaction, taken at once so readers never see half of it."""
-    with lock:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-
-def connect(path: Path, schema: str) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Shared by the UI's sessions (threads): every use holds the store's lock.
-    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA secure_delete = ON")  # erased text is overwritten, not left in free pages
-    db.executescript(schema)
-    return db
-
-
 # -- the store -------------------------------------------------------------------------------
 
 
 class ConversationStore:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        self._db = connect(path, _SCHEMA)
+        self._db = open_shared(path, _SCHEMA)
         self._lock = threading.Lock()
         self._clock = clock
 
@@ -305,7 +277,7 @@ class ConversationStore:
         """A new conversation; an empty title becomes the first question's."""
         now = self._clock()
         conversation = Conversation(secrets.token_hex(16), user, _clean(title), now, now)
-        with transaction(self._db, self._lock) as db:
+        with write_transaction(self._db, self._lock) as db:
             db.execute(
                 "INSERT INTO conversations (id, user, title, created, updated) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -338,7 +310,7 @@ class ConversationStore:
         title = _clean(title)
         if not title:
             raise ValueError("a conversation title cannot be blank: give a few words")
-        with transaction(self._db, self._lock) as db:
+        with write_transaction(self._db, self._lock) as db:
             updated = db.execute(
                 "UPDATE conversations SET title = ? WHERE id = ? AND user = ?",
                 (title, conversation_id, user),
@@ -349,7 +321,7 @@ class ConversationStore:
 
     def delete(self, user: str, conversation_id: str) -> None:
         """Remove the conversation and its turns."""
-        with transaction(self._db, self._lock) as db:
+        with write_transaction(self._db, self._lock) as db:
             deleted = db.execute(
                 "DELETE FROM conversations WHERE id = ? AND user = ?", (conversation_id, user)
             ).rowcount
@@ -364,7 +336,7 @@ class ConversationStore:
     def add_turn(self, user: str, conversation_id: str, question: str, answer: Answer) -> Turn:
         citations, passages, doc_ids = dump_answer(answer)
         now = self._clock()
-        with transaction(self._db, self._lock) as db:
+        with write_transaction(self._db, self._lock) as db:
             row = db.execute(
                 "SELECT title FROM conversations WHERE id = ? AND user = ?",
                 (conversation_id, user),
@@ -405,7 +377,7 @@ class ConversationStore:
         """Remove a document's passages and citations from every user's turns (the questions
         and answers stay, but an answer quoted from the document becomes ERASED_QUOTE);
         returns how many turns changed."""
-        with transaction(self._db, self._lock) as db:
+        with write_transaction(self._db, self._lock) as db:
             return erase_document_rows(db, "turns", doc_id)
 
     def close(self) -> None:

@@ -30,8 +30,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from appliance.errors import InvalidUser, UnknownUser
 from retrieval.access import EVERYONE, Scope
-from retrieval.errors import RetrievalError, UnknownUser
 from settings import Settings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -74,10 +74,6 @@ CREATE TABLE IF NOT EXISTS users (
 
 _Rows = list[tuple[Any, ...]]
 GroupMap = Mapping[str, Sequence[str]]
-
-
-class InvalidUser(RetrievalError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from retrieval.errors import RetrievalError
+from appliance.errors import AuditError
 from settings import Settings
 
 GENESIS = "0" * 64
@@ -109,10 +109,6 @@ ACTIONS = frozenset(
     {"login", "login_failed", "login_locked", "logout", "search", "ask", "ingest", "erase",
      "user_add", "user_remove", "feedback", "backup", "restore", SEAL}
 )  # fmt: skip
-
-
-class AuditError(RetrievalError):
-    """The audit log can't be written, or an event is malformed."""
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,8 @@ from pathlib import Path
 
 import pytest
 
-import retrieval.users
-from retrieval.access import Scope
-from retrieval.errors import UnknownUser
-from retrieval.users import (
+import appliance.users
+from appliance.users import (
     PASSWORD_COST,
     InvalidUser,
     ScryptCost,
@@ -17,12 +15,14 @@ from retrieval.users import (
     needs_rehash,
     verify_password,
 )
+from retrieval.access import Scope
+from retrieval.errors import UnknownUser
 
 
 @pytest.fixture
 def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """For tests about the directory, not hashing: new hashes at the first format's cost."""
-    monkeypatch.setattr(retrieval.users, "PASSWORD_COST", ScryptCost(log2_n=14, r=8, p=1))
+    monkeypatch.setattr(appliance.users, "PASSWORD_COST", ScryptCost(log2_n=14, r=8, p=1))
 
 
 def test_passwords_are_salted_hashes_that_verify(quick_hashes: None) -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from appliance.users import User
+from ingest.catalog import Catalog, CatalogEntry, folded_words, is_abbreviation
 from ingest.context import Profile
 from ingest.ledger import FileRecord, Ledger, Status
 from retrieval.access import Scope
-from retrieval.catalog import Catalog, CatalogEntry, folded_words, is_abbreviation
 from retrieval.models import document_id
-from retrieval.users import User
 
 
 def record(

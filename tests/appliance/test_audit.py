@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.audit import AuditError, AuditLog, build_audit, event_hash, printable
+from appliance.audit import AuditError, AuditLog, build_audit, event_hash, printable
 from settings import PROJECT_ROOT, AuditSettings, Settings
 
 KEY = os.urandom(32)
@@ -163,7 +163,7 @@ _WRITER = textwrap.dedent(
     import sys
     import time
     from pathlib import Path
-    from retrieval.audit import AuditLog
+    from appliance.audit import AuditLog
 
     key = bytes.fromhex(sys.argv[4]) if len(sys.argv) > 4 else None
     log = AuditLog(Path(sys.argv[1]), retention_days=30, key=key)

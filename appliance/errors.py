@@ -1,0 +1,52 @@
+"""Errors of the application layer, the one root every entry point maps at its edge (the CLI
+to exit statuses, the API to HTTP statuses).
+
+ApplianceError
+├── BadRequest              the caller asked for something that can't be done as asked
+│   ├── UnknownUser         a user name the user directory doesn't know
+│   ├── InvalidUser         a user name, group or password the directory refuses
+│   ├── UnknownDocument     no indexed file has that path or document id
+│   ├── UnknownConversation no conversation of that user has that id
+│   └── NotAllowed          the acting user may not do this (an admin's own role, say)
+├── Unauthorized            no valid credentials: a wrong, expired or revoked token
+└── AuditError              the audit log can't be written or doesn't match its head
+"""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """Base of every error the application layer raises itself."""
+
+
+class BadRequest(ApplianceError):
+    """The request can't be done as asked: a usage error (CLI exit 2, HTTP 4xx)."""
+
+
+class UnknownUser(BadRequest):
+    pass
+
+
+class InvalidUser(BadRequest):
+    pass
+
+
+class UnknownDocument(BadRequest):
+    pass
+
+
+class UnknownConversation(BadRequest):
+    pass
+
+
+class NotAllowed(BadRequest):
+    pass
+
+
+class Unauthorized(ApplianceError):
+    """Missing, wrong, expired or revoked credentials. The message says which, for the
+    audit log; a client is told only that it is not authorised."""
+
+
+class AuditError(ApplianceError):
+    pass
