@@ -9,7 +9,7 @@ from appliance.conversations import ERASED_QUOTE, ConversationStore
 from appliance.feedback import FeedbackStore
 from llm.answer import Answer, Citation
 from retrieval.models import Hit, document_id
-from tests.llm.test_history import CANTEEN, TRAVEL, hit
+from tests.appliance.test_conversations import CANTEEN, TRAVEL, hit
 
 MEALS = hit(TRAVEL, 3, "The meal allowance is 45 EUR per day.", page=2)
 LUNCH = hit(CANTEEN, 0, "The canteen serves lunch from 11:30.")

@@ -13,7 +13,7 @@ from appliance.feedback import FeedbackStore
 from llm.answer import Answer
 from ops.evaluate import GoldenFileError, load_golden
 from retrieval.models import document_id
-from tests.llm.test_history import CANTEEN, TRAVEL, answer, hit, meal_answer
+from tests.appliance.test_conversations import CANTEEN, TRAVEL, answer, hit, meal_answer
 
 REFUSAL = Answer("I cannot find that in the documents.", True, [], [], "refused")
 MISSING_SOURCE = (

@@ -16,7 +16,7 @@ from appliance.users import (
     verify_password,
 )
 from retrieval.access import Scope
-from retrieval.errors import UnknownUser
+from appliance.errors import UnknownUser
 
 
 @pytest.fixture

@@ -48,18 +48,21 @@ def test_commands_record_who_did_what_without_document_text(env: dict[str, str])
     ask, search, user_add = rag_json(env, "audit", "--limit", "3")["events"]
     assert set(ask) == {"ts", "user", "action", "detail"}
     assert (user_add["user"], user_add["action"]) == ("operator", "user_add")
-    assert user_add["detail"] == {"name": "alice", "groups": ["ops", "staff"], "admin": False}
+    assert user_add["detail"] == {
+        "user": "alice", "groups": ["ops", "staff"], "admin": False, "via": "cli"
+    }  # fmt: skip
     assert (search["user"], search["action"]) == ("alice", "search")
     assert search["detail"] == {
         "query": "vault combination Lyon archive",
         "chunk_ids": [hit["chunk_id"] for hit in hits],
         "ms": search["detail"]["ms"],
+        "via": "cli",
     }
     assert isinstance(search["detail"]["ms"], int) and search["detail"]["ms"] >= 0
     assert (ask["user"], ask["action"]) == ("operator", "ask")
     assert ask["detail"] == {
         "query": "How many penguins live in Antarctica?", "chunk_ids": [], "refused": True,
-        "ms": ask["detail"]["ms"],
+        "passages": ask["detail"]["passages"], "ms": ask["detail"]["ms"], "via": "cli",
     }  # fmt: skip
     assert isinstance(ask["detail"]["ms"], int) and ask["detail"]["ms"] >= 0
     assert ask["ts"] >= search["ts"] >= user_add["ts"]
@@ -73,7 +76,7 @@ def test_commands_record_who_did_what_without_document_text(env: dict[str, str])
 def test_limit_and_human_output(env: dict[str, str]) -> None:
     rag_json(env, "users", "add", "bob", stdin="bob-password\n")
     (newest,) = rag_json(env, "audit", "--limit", "1")["events"]
-    assert newest["detail"]["name"] == "bob"
+    assert newest["detail"]["user"] == "bob"
     everything = rag_json(env, "audit", "--limit", "0")["events"]
     assert len(everything) == len(audit_file(env).read_text().splitlines())
     shown = rag(env, "audit", "--limit", "1")

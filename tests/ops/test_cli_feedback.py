@@ -12,7 +12,7 @@ from appliance.feedback import FeedbackStore
 from llm.answer import Answer
 from ops.evaluate import load_golden
 from settings import Settings
-from tests.llm.test_history import TRAVEL, meal_answer
+from tests.appliance.test_conversations import TRAVEL, meal_answer
 from tests.ops.test_cli import assert_one_line_error, rag, rag_json
 
 
