@@ -324,6 +324,30 @@ class UISettings(_Section):
     )
 
 
+class ApiSettings(_Section):
+    host: str = Field(default="127.0.0.1", description="Address `rag serve` binds.")
+    port: int = Field(default=8600, ge=1, le=65535, description="Port of `rag serve`.")
+    startup_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="How long `rag up` waits for the API to be healthy."
+    )
+    max_request_bytes: int = Field(
+        default=1_000_000,
+        ge=1024,
+        description="Largest request body the API reads; a larger one is refused with 413.",
+    )
+    requests_per_minute: int = Field(
+        default=120,
+        ge=1,
+        description="Requests one API token may make per minute; above it the API answers 429 "
+        "with `Retry-After`.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API from their pages, as a JSON list "
+        '(e.g. `["https://chat.example.internal"]`); empty: no cross-origin calls.',
+    )
+
+
 class AuditSettings(_Section):
     retention_days: int = Field(
         default=365,
@@ -404,6 +428,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     ui: UISettings = Field(default_factory=UISettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)

@@ -24,11 +24,12 @@ from appliance.actor import OPERATOR, Actor, Channel
 from appliance.audit import clip_query
 from appliance.conversations import Conversation, Turn, readable_turns
 from appliance.erase import Erasure, erase
-from appliance.errors import NotAllowed, UnknownConversation
+from appliance.errors import NotAllowed, Unauthorized, UnknownConversation
 from appliance.feedback import Rating
 from appliance.identity import SignInResult
 from appliance.ingest_runs import run_ingestion, start_ingestion
 from appliance.root import Parts
+from appliance.tokens import ApiToken
 from appliance.users import User
 from ingest.pipeline import IngestReport
 from llm.answer import Answer
@@ -72,6 +73,22 @@ class Appliance:
 
     def actor_of(self, user: User, channel: Channel, token_id: str | None = None) -> Actor:
         return Actor.user(user, self.settings.access.admins_read_everything, channel, token_id)
+
+    def authenticate(self, secret: str, channel: Channel) -> Actor:
+        """The user an API token stands for, as the directory knows them now. Raises
+        Unauthorized (saying why, for the audit log) for a token that is unknown, expired or
+        revoked, or whose user is gone."""
+        token = self.parts.tokens.verify(secret)
+        user = self.parts.users.find(token.user)
+        if user is None:
+            raise Unauthorized(f"token {token.id} of a removed user")
+        return self.actor_of(user, channel, token.id)
+
+    def record_denied(self, reason: str, path: str, address: str | None) -> None:
+        """A request refused for want of valid credentials (never the secret it came with)."""
+        self.parts.audit.record(
+            "unknown", "api_denied", {"reason": reason, "path": path, "address": address}
+        )
 
     # -- search and questions ----------------------------------------------------------------
 
@@ -206,8 +223,32 @@ class Appliance:
         return user
 
     def remove_user(self, actor: Actor, name: str) -> None:
+        """Remove a user, and the API tokens that stood for them."""
         self.parts.users.remove(name)
+        self.parts.tokens.remove_user(name)
         self._record(actor, "user_remove", {"user": name})
+
+    # -- API tokens --------------------------------------------------------------------------
+
+    def create_token(
+        self, actor: Actor, user: str, expires_days: int | None = None, name: str = ""
+    ) -> tuple[ApiToken, str]:
+        """A new API token for `user` (UnknownUser when the directory doesn't know them): its
+        record, and its secret, which is shown this once and kept only as a hash."""
+        self.parts.users.get(user)
+        token, secret = self.parts.tokens.create(user, expires_days, name)
+        self._record(actor, "token_create", {
+            "user": user, "token_id": token.id, "expires": token.as_json()["expires"],
+        })  # fmt: skip
+        return token, secret
+
+    def tokens(self, user: str | None = None) -> list[ApiToken]:
+        return self.parts.tokens.list(user)
+
+    def revoke_token(self, actor: Actor, token_id: str) -> ApiToken:
+        token = self.parts.tokens.revoke(token_id)
+        self._record(actor, "token_revoke", {"user": token.user, "token_id": token.id})
+        return token
 
     def _changes_own_access(self, actor: Actor, name: str, groups: list[str], admin: bool) -> bool:
         if actor.name == OPERATOR or name != actor.name:

@@ -10,6 +10,7 @@ from appliance.audit import AuditLog, build_audit
 from appliance.conversations import ConversationStore
 from appliance.feedback import FeedbackStore
 from appliance.identity import IdentityProvider, SignInGuard, build_identity, build_sign_in
+from appliance.tokens import TokenStore
 from appliance.users import UserDirectory, build_user_directory
 from ingest.catalog import Catalog
 from llm.answer import Answerer
@@ -83,9 +84,13 @@ class Parts:
     def sign_in_guard(self) -> SignInGuard:
         return build_sign_in(self.settings)
 
+    @cached_property
+    def tokens(self) -> TokenStore:
+        return TokenStore(self.settings.tokens_path)
+
     def close(self) -> None:
         """Close the parts that were built."""
         built = vars(self)
-        for name in ("conversations", "feedback", "users", "store"):
+        for name in ("conversations", "feedback", "users", "tokens", "store"):
             if name in built:
                 built[name].close()

@@ -228,6 +228,20 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return down(settings)
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    import uvicorn
+
+    from ops.api.app import create_app
+
+    host, port = args.host or settings.api.host, args.port or settings.api.port
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port}: give a port from 1 to 65535")
+    app = create_app(_appliance(settings))
+    print(f"serving the API on http://{host}:{port}/", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    return {}
+
+
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from ops.health import run_checks
 
@@ -308,6 +322,28 @@ def cmd_users_list(args: argparse.Namespace, settings: Settings) -> dict[str, An
 def cmd_users_remove(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     _appliance(settings).remove_user(Actor.operator(), args.name)
     return {"removed": args.name}
+
+
+def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    if args.expires_days is not None and args.expires_days < 1:
+        raise UsageError("--expires-days must be at least 1 (leave it out: no expiry)")
+    token, secret = _appliance(settings).create_token(
+        Actor.operator(), args.user, args.expires_days, args.name
+    )
+    return {
+        "user": token.user,
+        "token": secret,
+        "id": token.id,
+        "expires": token.as_json()["expires"],
+    }
+
+
+def cmd_tokens_list(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    return {"tokens": [token.as_json() for token in _appliance(settings).tokens(args.user)]}
+
+
+def cmd_tokens_revoke(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    return _appliance(settings).revoke_token(Actor.operator(), args.id).as_json()
 
 
 def cmd_feedback_export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -441,6 +477,7 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
             print(f"{mark} {check['name']}: {check['detail']}")
     elif command == "up":
         print(f"LLM server: {result['llm_url']}")
+        print(f"API: {result['api_url']}")
         if result.get("ui_url"):
             print(f"UI: {result['ui_url']}")
     elif result:
@@ -507,9 +544,15 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, parents=[common], help=text).set_defaults(func=func)
 
-    p = sub.add_parser("up", parents=[common], help="start the local LLM server and UI")
-    p.add_argument("--no-ui", action="store_true", help="start only the LLM server")
+    p = sub.add_parser("up", parents=[common], help="start the local LLM server, API and UI")
+    p.add_argument("--no-ui", action="store_true", help="start the LLM server and the API only")
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("serve", parents=[common],
+                       help="the HTTP API: OpenAI-compatible chat, search, MCP")  # fmt: skip
+    p.add_argument("--host", default=None, help="address to bind (default: RAG_API__HOST)")
+    p.add_argument("--port", type=int, default=None, help="port (default: RAG_API__PORT)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("metrics", parents=[common],
                        help="operator metrics in the Prometheus text format")  # fmt: skip
@@ -559,6 +602,22 @@ def _parser() -> argparse.ArgumentParser:
     p = users_sub.add_parser("remove", parents=[common], help="remove a user")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_users_remove)
+
+    tokens = sub.add_parser("tokens", help="the users' API tokens")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, parser_class=_Parser)
+    p = tokens_sub.add_parser("create", parents=[common],
+                              help="a new API token for USER, shown once")  # fmt: skip
+    p.add_argument("user", metavar="USER")
+    p.add_argument("--expires-days", type=int, default=None, metavar="N",
+                   help="the token stops working after N days (default: never)")  # fmt: skip
+    p.add_argument("--name", default="", metavar="LABEL", help="what the token is for")
+    p.set_defaults(func=cmd_tokens_create)
+    p = tokens_sub.add_parser("list", parents=[common], help="the tokens, without secrets")
+    p.add_argument("--user", default=None, metavar="U", help="only this user's")
+    p.set_defaults(func=cmd_tokens_list)
+    p = tokens_sub.add_parser("revoke", parents=[common], help="stop a token working")
+    p.add_argument("id", metavar="ID")
+    p.set_defaults(func=cmd_tokens_revoke)
 
     feedback = sub.add_parser("feedback", help="the users' ratings of answers")
     feedback_sub = feedback.add_subparsers(

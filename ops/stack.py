@@ -1,4 +1,5 @@
-"""The local stack that `rag up` starts and `rag down` stops: the LLM server and the UI."""
+"""The local stack that `rag up` starts and `rag down` stops: the LLM server, the API and the
+UI."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ def llm_process(settings: Settings) -> ManagedProcess:
 
 def ui_process(settings: Settings) -> ManagedProcess:
     return ManagedProcess("ui", settings.run_dir)
+
+
+def api_process(settings: Settings) -> ManagedProcess:
+    return ManagedProcess("api", settings.run_dir)
+
+
+def api_url(settings: Settings) -> str:
+    return f"http://{settings.api.host}:{settings.api.port}/"
 
 
 def ui_url(settings: Settings) -> str:
@@ -52,6 +61,36 @@ def start_llm(settings: Settings) -> str:
     return base_url
 
 
+def _service_environment(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OFFLINE_ENVIRONMENT)
+    env["RAG_DATA_DIR"] = str(settings.data_dir.resolve())
+    return env
+
+
+def start_api(settings: Settings) -> str:
+    """Start `rag serve` unless it already runs; returns its URL."""
+    url = api_url(settings)
+    health = f"{url}healthz"
+    process = api_process(settings)
+    if process.pid() is not None and is_healthy(health):
+        return url
+    process.stop()
+    command = [
+        sys.executable, "-m", "ops.cli", "serve",
+        "--host", settings.api.host, "--port", str(settings.api.port),
+    ]  # fmt: skip
+    process.start(command, _service_environment(settings), PROJECT_ROOT)
+    wait_until_healthy(
+        health,
+        settings.api.startup_timeout_seconds,
+        lambda: process.pid() is not None,
+        "the API",
+        process.log_tail,
+    )
+    return url
+
+
 def start_ui(settings: Settings) -> str:
     url = ui_url(settings)
     health = f"{url}_stcore/health"
@@ -59,9 +98,7 @@ def start_ui(settings: Settings) -> str:
     if process.pid() is not None and is_healthy(health):
         return url
     process.stop()
-    env = dict(os.environ)
-    env.update(OFFLINE_ENVIRONMENT)
-    env["RAG_DATA_DIR"] = str(settings.data_dir.resolve())
+    env = _service_environment(settings)
     command = [
         sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "ui" / "app.py"),
         "--server.address", settings.ui.host,
@@ -86,10 +123,15 @@ def start_ui(settings: Settings) -> str:
 
 def up(settings: Settings, with_ui: bool = True) -> dict[str, str | None]:
     llm_url = start_llm(settings)
-    return {"llm_url": llm_url, "ui_url": start_ui(settings) if with_ui else None}
+    return {
+        "llm_url": llm_url,
+        "api_url": start_api(settings),
+        "ui_url": start_ui(settings) if with_ui else None,
+    }
 
 
 def down(settings: Settings) -> dict[str, object]:
     ui_process(settings).stop()
+    api_process(settings).stop()
     llm_process(settings).stop()
     return {}

@@ -37,6 +37,7 @@ def admin_page() -> None:
     ingestion_panel(user)
     last_runs()
     users_panel(user)
+    tokens_panel(user)
     erase_panel(user)
     st.download_button(
         t("export_feedback"), data=_feedback_golden(), file_name="feedback-golden.jsonl",
@@ -186,6 +187,35 @@ def users_panel(admin: User) -> None:
             name = st.selectbox(t("username"), others, key="remove-user-name")
             if st.form_submit_button(t("remove_user")) and name:
                 appliance.remove_user(actor, name)
+                st.rerun()
+
+
+def tokens_panel(admin: User) -> None:
+    """The users' API tokens: create one (its secret shown once), list, revoke."""
+    st.subheader(t("api_tokens"))
+    appliance, actor = resources.appliance(), resources.actor(admin)
+    created = st.session_state.pop("created_token", None)
+    if created is not None:
+        st.success(t("token_created", user=created["user"]))
+        st.code(created["token"], language=None)
+    tokens = appliance.tokens()
+    st.dataframe([token.as_json() for token in tokens], hide_index=True, width="stretch")
+    names = [u.name for u in appliance.parts.users.list()]
+    if names:
+        with st.form("create-token", clear_on_submit=True):
+            user = st.selectbox(t("username"), names, key="token-user")
+            label = st.text_input(t("token_label"), key="token-label")
+            days = st.number_input(t("token_expires_days"), 0, 3650, 90, key="token-days")
+            if st.form_submit_button(t("create_token")) and user:
+                token, secret = appliance.create_token(actor, user, int(days) or None, label)
+                st.session_state.created_token = {"user": token.user, "token": secret}
+                st.rerun()
+    live = [token.id for token in tokens if token.revoked is None]
+    if live:
+        with st.form("revoke-token"):
+            token_id = st.selectbox("id", live, key="revoke-token-id")
+            if st.form_submit_button(t("revoke_token")) and token_id:
+                appliance.revoke_token(actor, token_id)
                 st.rerun()
 
 

@@ -126,6 +126,20 @@ TEXTS: dict[str, dict[str, str]] = {
     "share": {"en": "Share", "fr": "Partage", "de": "Freigabe"},
     "last_runs": {"en": "Last runs", "fr": "Dernières exécutions", "de": "Letzte Läufe"},
     "users": {"en": "Users", "fr": "Utilisateurs", "de": "Benutzer"},
+    "api_tokens": {"en": "API tokens", "fr": "Jetons d'API", "de": "API-Token"},
+    "create_token": {"en": "Create token", "fr": "Créer un jeton", "de": "Token erstellen"},
+    "token_label": {"en": "Label", "fr": "Libellé", "de": "Bezeichnung"},
+    "token_expires_days": {
+        "en": "Expires after days (0: never)",
+        "fr": "Expire après jours (0 : jamais)",
+        "de": "Läuft ab nach Tagen (0: nie)",
+    },
+    "token_created": {
+        "en": "Token for {user}, shown only now: copy it into the client.",
+        "fr": "Jeton pour {user}, affiché seulement maintenant : copiez-le dans le client.",
+        "de": "Token für {user}, nur jetzt angezeigt: kopieren Sie es in den Client.",
+    },
+    "revoke_token": {"en": "Revoke token", "fr": "Révoquer le jeton", "de": "Token widerrufen"},
     "add_user": {"en": "Add user", "fr": "Ajouter un utilisateur", "de": "Benutzer hinzufügen"},
     "checking": {
         "en": "Checking the answer against its sources…",

@@ -95,6 +95,7 @@ def run(out: Path, share: Path) -> dict[str, Any]:
     data_dir = Path(os.environ["RAG_DATA_DIR"])
     os.environ["RAG_LLM__PORT"] = str(free_port())
     os.environ["RAG_UI__PORT"] = str(free_port())
+    os.environ["RAG_API__PORT"] = str(free_port())
     results: dict[str, Any] = {
         "llm_port": int(os.environ["RAG_LLM__PORT"]),
         "ui_port": int(os.environ["RAG_UI__PORT"]),

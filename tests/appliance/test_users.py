@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import appliance.users
+from appliance.errors import UnknownUser
 from appliance.users import (
     PASSWORD_COST,
     InvalidUser,
@@ -16,7 +17,6 @@ from appliance.users import (
     verify_password,
 )
 from retrieval.access import Scope
-from appliance.errors import UnknownUser
 
 
 @pytest.fixture

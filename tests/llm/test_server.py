@@ -55,7 +55,8 @@ def test_rag_up_keeps_the_llm_servers_api_key_out_of_the_process_list_and_the_se
     key = secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env |= {"RAG_DATA_DIR": str(tmp_path / "data"), "RAG_LLM__PORT": str(free_port()),
-            "RAG_LLM__API_KEY": key, "RAG_LLM__STARTUP_TIMEOUT_SECONDS": "900"}  # fmt: skip
+            "RAG_API__PORT": str(free_port()), "RAG_LLM__API_KEY": key,
+            "RAG_LLM__STARTUP_TIMEOUT_SECONDS": "900"}  # fmt: skip
     settings = make_settings(
         tmp_path / "data", llm={"api_key": key, "port": int(env["RAG_LLM__PORT"])}
     )

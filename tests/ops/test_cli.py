@@ -58,6 +58,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, share: Path) -> dict[str, str]
     env["RAG_DATA_DIR"] = str(tmp_path_factory.mktemp("cli-data"))
     env["RAG_LLM__PORT"] = str(free_port())  # nothing listens there
     env["RAG_UI__PORT"] = str(free_port())
+    env["RAG_API__PORT"] = str(free_port())
     report = rag_json(env, "ingest", str(share))
     assert report["failed"] == [], report
     return env
@@ -202,20 +203,23 @@ def test_ask_and_doctor_with_the_real_llm_server(
 
 
 @pytest.mark.integration
-def test_up_starts_the_ui_idempotently_and_down_stops_it(
+def test_up_starts_the_api_and_ui_idempotently_and_down_stops_them(
     env: dict[str, str], llm_settings: Settings
 ) -> None:
     live = {**env, "RAG_LLM__BASE_URL": llm_settings.llm.resolved_base_url()}
     started = rag_json(live, "up")
-    ui_url = started["ui_url"]
+    ui_url, api_url = started["ui_url"], started["api_url"]
     assert started["llm_url"] == llm_settings.llm.resolved_base_url()
+    assert api_url == f"http://127.0.0.1:{env['RAG_API__PORT']}/"
     assert httpx.get(ui_url + "_stcore/health", trust_env=False).is_success
+    assert httpx.get(api_url + "v1/models", trust_env=False).status_code == 401  # no token
     began = time.monotonic()
     assert rag_json(live, "up") == started
     assert time.monotonic() - began < 20
     assert rag_json(live, "down") == {}
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(ui_url + "_stcore/health", trust_env=False, timeout=2)
+    for stopped in (ui_url + "_stcore/health", api_url + "healthz"):
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(stopped, trust_env=False, timeout=2)
     assert rag_json(live, "down") == {}
 
 
