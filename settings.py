@@ -458,6 +458,10 @@ class Settings(BaseSettings):
         return self.data_dir / "users.sqlite3"
 
     @property
+    def tokens_path(self) -> Path:
+        return self.data_dir / "tokens.sqlite3"
+
+    @property
     def history_path(self) -> Path:
         return self.data_dir / "history.sqlite3"
 

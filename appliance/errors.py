@@ -7,6 +7,8 @@ ApplianceError
 │   ├── InvalidUser         a user name, group or password the directory refuses
 │   ├── UnknownDocument     no indexed file has that path or document id
 │   ├── UnknownConversation no conversation of that user has that id
+│   ├── UnknownToken        no API token has that id
+│   ├── InvalidToken        an API token's lifetime or label the token store refuses
 │   └── NotAllowed          the acting user may not do this (an admin's own role, say)
 ├── Unauthorized            no valid credentials: a wrong, expired or revoked token
 └── AuditError              the audit log can't be written or doesn't match its head
@@ -36,6 +38,14 @@ class UnknownDocument(BadRequest):
 
 
 class UnknownConversation(BadRequest):
+    pass
+
+
+class UnknownToken(BadRequest):
+    pass
+
+
+class InvalidToken(BadRequest):
     pass
 
 
