@@ -1,14 +1,14 @@
 """Backing up the appliance's state into a folder, and restoring it from one.
 
-A backup folder holds consistent copies of the SQLite databases (ledger, users, conversations,
-ratings; taken with SQLite's online backup, so the appliance may keep running), the audit log,
-the audit log's sealed head (`audit.jsonl.head`, copied with the log between two appends), the
-vector index as the store writes it (`store/`), and `manifest.json`: when, which version, the
-settings a restore must agree with, counts, the audit log's check, and every file's size and
-SHA-256. With a manifest key (RAG_BACKUP__KEY_FILE), `manifest.sig` holds the manifest's
-HMAC-SHA256, so the checksums also show who wrote them. The folder is 0700 and its files 0600,
-whatever the modes of the data folder's files: a backup holds password hashes, conversations
-and every passage.
+A backup folder holds consistent copies of the SQLite databases (ledger, users, API tokens,
+conversations, ratings; taken with SQLite's online backup, so the appliance may keep running),
+the audit log, the audit log's sealed head (`audit.jsonl.head`, copied with the log between
+two appends), the vector index as the store writes it (`store/`), and `manifest.json`: when,
+which version, the settings a restore must agree with, counts, the audit log's check, and
+every file's size and SHA-256. With a manifest key (RAG_BACKUP__KEY_FILE), `manifest.sig`
+holds the manifest's HMAC-SHA256, so the checksums also show who wrote them. The folder is
+0700 and its files 0600, whatever the modes of the data folder's files: a backup holds
+password hashes, conversations and every passage.
 
 The ledger is copied before the index: whatever the index gains meanwhile (an ingestion run
 going on) is a file the ledger doesn't know yet, which the next `rag ingest` reconciles.
@@ -88,6 +88,7 @@ def databases(settings: Settings) -> dict[str, Path]:
     return {
         "ledger.sqlite3": settings.ledger_path,
         "users.sqlite3": settings.users_path,
+        "tokens.sqlite3": settings.tokens_path,
         "history.sqlite3": settings.history_path,
         "feedback.sqlite3": settings.feedback_path,
     }

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from appliance.audit import AuditLog
+from appliance.tokens import TokenStore
 from retrieval.models import document_id
+from settings import Settings
 from tests.conftest import SAMPLE_SHARE
 from tests.ops.test_cli import assert_one_line_error, rag, rag_json
 
@@ -75,9 +77,20 @@ def before(source: dict[str, str]) -> list[list[dict[str, Any]]]:
 
 
 @pytest.fixture(scope="module")
+def alice_token(source: dict[str, str]) -> str:
+    """The secret of an API token of alice's, made in the source data folder."""
+    tokens = TokenStore(Settings(data_dir=Path(source["RAG_DATA_DIR"])).tokens_path)
+    try:
+        return tokens.create("alice", expires_days=None, name="reporting")[1]
+    finally:
+        tokens.close()
+
+
+@pytest.fixture(scope="module")
 def backup_dir(
     tmp_path_factory: pytest.TempPathFactory,
     source: dict[str, str],
+    alice_token: str,
     before: list[list[dict[str, Any]]],
 ) -> Path:
     folder = tmp_path_factory.mktemp("backups") / "nightly"
@@ -97,7 +110,8 @@ def test_a_backup_holds_every_part_with_its_checksum_and_the_settings_it_needs(
 ) -> None:
     manifest = manifest_of(backup_dir)
     names = {entry["path"] for entry in manifest["files"]}
-    assert {"ledger.sqlite3", "users.sqlite3", "audit.jsonl", "audit.jsonl.head"} <= names
+    assert {"ledger.sqlite3", "users.sqlite3", "tokens.sqlite3", "audit.jsonl"} <= names
+    assert "audit.jsonl.head" in names
     assert any(name.startswith("store/") for name in names)
     for entry in manifest["files"]:
         data = (backup_dir / entry["path"]).read_bytes()
@@ -118,7 +132,7 @@ def test_a_backup_holds_every_part_with_its_checksum_and_the_settings_it_needs(
 
 
 def test_a_restore_on_a_fresh_data_folder_finds_the_same_hits(
-    tmp_path: Path, backup_dir: Path, before: list[list[dict[str, Any]]]
+    tmp_path: Path, backup_dir: Path, before: list[list[dict[str, Any]]], alice_token: str
 ) -> None:
     fresh = data_env(tmp_path / "new-host")
 
@@ -140,6 +154,9 @@ def test_a_restore_on_a_fresh_data_folder_finds_the_same_hits(
     assert before[1][0]["path"].endswith("salary-bands.md")
     assert all(not h["path"].endswith("salary-bands.md") for h in before[3])
     assert [u["user"] for u in rag_json(fresh, "users", "list")["users"]] == ["alice"]
+    tokens = TokenStore(Settings(data_dir=Path(fresh["RAG_DATA_DIR"])).tokens_path)
+    assert (tokens.verify(alice_token).user, tokens.list()[0].name) == ("alice", "reporting")
+    tokens.close()
     verified = rag_json(fresh, "audit", "--verify")
     assert verified["ok"] and verified["sealed"], verified
     actions = [e["action"] for e in rag_json(fresh, "audit", "--limit", "0")["events"]]
