@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 from llm.server import health_url
-from ops.cli import _parser as rag_parser
+from ops.cli import parser as rag_parser
 from settings import OFFLINE_ENVIRONMENT, PROJECT_ROOT, Settings
 from tests.conftest import RAG, free_port
 
