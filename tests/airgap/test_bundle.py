@@ -172,7 +172,7 @@ def test_the_app_image_is_built_and_the_others_are_pulled_as_compose_names_them(
     compose = read_compose(PROJECT_ROOT / "docker-compose.yml")
     images = {ref.reference: (ref, build) for ref, build in compose_images(compose, {})}
     app, app_build = images["rag-appliance:0.1.0"]
-    assert app.services == ["ingest", "ui", "metrics"]
+    assert app.services == ["ingest", "ui", "api", "metrics"]
     assert app_build is not None and app_build["dockerfile"] == "ops/docker/app.Dockerfile"
     assert images[compose["services"]["qdrant"]["image"]][1] is None
     tagged = {ref.reference for ref, _ in compose_images(compose, {"APP_IMAGE_TAG": "0.2.0"})}

@@ -34,8 +34,11 @@ ENV_TEMPLATE = PROJECT_ROOT / "ops" / "docker" / "appliance.env.example"
 QDRANT_CONFIG = PROJECT_ROOT / "ops" / "qdrant" / "config.yaml"
 LLM_SERVER_PYTHON = PROJECT_ROOT / ".venv-llm" / "bin" / "python"
 
-APP_SERVICES = ("ingest", "ui", "metrics")
+APP_SERVICES = ("ingest", "ui", "api", "metrics")
 SHARE_READERS = ("ingest", "ui")
+MODEL_READERS = ("ingest", "ui", "api")
+# Behind the operator's one TLS reverse proxy, which reaches them on the loopback address.
+PUBLISHED = {"ui": "8501", "api": "8600"}
 # Compose replaces these sequences when merging files; it appends every other one.
 REPLACED_ON_MERGE = {"command", "entrypoint", "test"}
 PINNED_TAG = re.compile(r":(v?\d+\.\d+\.\d+|\$\{[A-Z_]+:-\d+\.\d+\.\d+\})$")
@@ -201,7 +204,7 @@ def vllm_flags() -> str:
 
 
 def test_the_stack_has_its_services(stack: dict[str, Any]) -> None:
-    assert set(stack["services"]) == {"qdrant", "vllm", "ingest", "ui", "metrics"}
+    assert set(stack["services"]) == {"qdrant", "vllm", "ingest", "ui", "api", "metrics"}
 
 
 def test_every_service_keeps_the_common_rules(any_stack: dict[str, Any]) -> None:
@@ -241,21 +244,25 @@ def test_each_service_carries_its_own_offline_switches(any_stack: dict[str, Any]
         assert {key: environment.get(key) for key in OFFLINE_ENVIRONMENT} == OFFLINE_ENVIRONMENT
 
 
-def test_only_the_ui_publishes_a_port_and_only_on_loopback(any_stack: dict[str, Any]) -> None:
+def test_only_the_ui_and_the_api_publish_a_port_and_only_on_loopback(
+    any_stack: dict[str, Any],
+) -> None:
     publishing = {name for name, service in any_stack["services"].items() if "ports" in service}
-    assert publishing == {"ui"}
-    for port in any_stack["services"]["ui"]["ports"]:
-        assert str(port).startswith("127.0.0.1:"), port
+    assert publishing == set(PUBLISHED)
+    for name, port in PUBLISHED.items():
+        assert [str(entry) for entry in any_stack["services"][name]["ports"]] == [
+            f"127.0.0.1:{port}:{port}"
+        ], name
 
 
-def test_the_backend_network_is_internal_and_only_the_ui_leaves_it(
+def test_the_backend_network_is_internal_and_only_the_published_services_leave_it(
     any_stack: dict[str, Any],
 ) -> None:
     networks = any_stack["networks"]
     assert networks["backend"]["internal"] is True
     assert not (networks["frontend"] or {}).get("internal", False)
     for name, service in any_stack["services"].items():
-        expected = {"backend", "frontend"} if name == "ui" else {"backend"}
+        expected = {"backend", "frontend"} if name in PUBLISHED else {"backend"}
         assert network_names(service) == expected, name
 
 
@@ -269,11 +276,13 @@ def test_our_services_run_our_image_as_a_non_root_user(stack: dict[str, Any]) ->
 
 
 def test_shares_and_models_reach_the_apps_read_only(stack: dict[str, Any]) -> None:
-    for name in SHARE_READERS:
+    for name in APP_SERVICES:
         mounts = volume_targets(stack["services"][name])
-        assert mounts["/shares"]["read_only"] is True, name
-        assert mounts["/models"]["read_only"] is True, name
-        assert "/data" in mounts, name
+        assert "/data" in mounts and not mounts["/data"].get("read_only"), name
+        assert ("/models" in mounts) == (name in MODEL_READERS), name
+        assert ("/shares" in mounts) == (name in SHARE_READERS), name
+        for target in {"/models", "/shares"} & set(mounts):
+            assert mounts[target]["read_only"] is True, f"{name}: {target}"
     assert volume_targets(stack["services"]["vllm"])["/models/llm"]["read_only"] is True
 
 
@@ -495,6 +504,42 @@ def test_the_ingest_healthcheck_runs_through_the_entrypoint(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert {"documents", "chunks", "failed", "store", "llm"} <= set(json.loads(result.stdout))
+
+
+def test_the_api_command_serves_what_its_healthcheck_asks(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    api = stack["services"]["api"]
+    command = [str(part) for part in api["command"]]
+    args = rag_parser().parse_args(command[1:])
+    assert args.command == "serve" and args.host == "0.0.0.0"
+    assert str(args.port) == PUBLISHED["api"]
+    assert {name: spec["condition"] for name, spec in api["depends_on"].items()} == {
+        "qdrant": "service_healthy",
+        "vllm": "service_healthy",
+    }
+    port = str(free_port())
+    native = [str(RAG), *command[1:]]
+    native[native.index("--port") + 1] = port
+    native[native.index("--host") + 1] = "127.0.0.1"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAG_")}
+    env |= OFFLINE_ENVIRONMENT | {"RAG_DATA_DIR": str(tmp_path / "data")}
+    server = subprocess.Popen(native, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        healthcheck = [str(part) for part in api["healthcheck"]["test"][1:]]
+        assert healthcheck[:2] == ["python", "-c"] and ":8600/healthz'" in healthcheck[2]
+        probe = [sys.executable, "-c", healthcheck[2].replace(":8600/", f":{port}/")]
+        deadline = time.monotonic() + 120
+        while True:
+            result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+            if result.returncode == 0:
+                break
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            assert time.monotonic() < deadline, result.stderr[-1000:]
+            time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_the_ui_command_serves_streamlit_privately_and_passes_its_healthcheck(
