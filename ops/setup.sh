@@ -18,7 +18,7 @@ PYTHON=${PYTHON:-python3}
 # fonts-liberation is the typeface the sample share and the evaluation corpus draw their scans in.
 # chromium is the browser the UI tests drive (through Playwright, which never downloads one).
 # doc-debian, debian-faq(-fr,-de), manpages(-fr,-de) and mount ship the real English, French and
-# German documents of the second evaluation corpus (ops/make_real_corpus.py); groff-base
+# German documents of the second evaluation corpus (ops/tools/make_real_corpus.py); groff-base
 # typesets its manual pages.
 APT_PACKAGES=(chromium tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu poppler-utils
     iproute2 strace pandoc antiword acl fonts-liberation

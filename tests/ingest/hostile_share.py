@@ -18,7 +18,7 @@ from pathlib import Path
 
 from docx import Document
 
-from ops.pdf_writer import one_page_text_pdf
+from ops.tools.pdf_writer import one_page_text_pdf
 from tests.conftest import SAMPLE_SHARE
 
 Fate = tuple[str, str | None]

@@ -7,7 +7,7 @@ from pypdf import PdfReader, PdfWriter
 
 from ingest.errors import ParseError
 from ingest.parsers import parse
-from ops.pdf_writer import one_page_text_pdf
+from ops.tools.pdf_writer import one_page_text_pdf
 from settings import OcrSettings
 from tests.conftest import SAMPLE_SHARE
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ingest.catalog import Catalog
-from ops.bench_query import (
+from ops.tools.bench_query import (
     GROUPS,
     SHARED_NAMES,
     USER,

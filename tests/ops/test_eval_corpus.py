@@ -15,7 +15,7 @@ import pytest
 from docx import Document
 from pypdf import PdfReader
 
-from ops.make_eval_corpus import SCAN_FORMATS, Rendered, build_corpus, main
+from ops.tools.make_eval_corpus import SCAN_FORMATS, Rendered, build_corpus, main
 
 SCANS = {".png", ".tiff"}
 

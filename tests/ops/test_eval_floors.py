@@ -1,6 +1,6 @@
 """Answer quality with the embedded default, held to floors on the TEST splits of both
-evaluation corpora: the generated one (`ops.make_eval_corpus`) and the real Debian documents
-in English, French and German (`ops.make_real_corpus`). Each is generated, ingested with
+evaluation corpora: the generated one (`ops.tools.make_eval_corpus`) and the real Debian documents
+in English, French and German (`ops.tools.make_real_corpus`). Each is generated, ingested with
 `rag ingest` and evaluated with `rag eval` against the real LLM server, as an operator would.
 
 Only the test splits are held to the floors: rules and thresholds are tuned on the dev splits,
@@ -32,7 +32,7 @@ FLOORS = {
 }
 CROSS_LINGUAL_FLOORS = {"recall@5": 0.75}
 CEILINGS = {"refused_answerable": 0.10}
-CORPORA = {"generated": "ops.make_eval_corpus", "real": "ops.make_real_corpus"}
+CORPORA = {"generated": "ops.tools.make_eval_corpus", "real": "ops.tools.make_real_corpus"}
 WITH_CROSS_LINGUAL = ("real",)  # the generated corpus asks in the language of each document
 
 # The floors the embedded default (multilingual-e5-small, SmolLM2-135M) does not reach yet on a

@@ -12,8 +12,15 @@ import pytest
 from pypdf import PdfReader
 
 from ops.evaluate import load_golden
-from ops.make_eval_corpus import SCAN_FORMATS, CorpusError, Rendered
-from ops.make_real_corpus import DATA_DIR, build_corpus, compact, main, manual_body, place_answer
+from ops.tools.make_eval_corpus import SCAN_FORMATS, CorpusError, Rendered
+from ops.tools.make_real_corpus import (
+    DATA_DIR,
+    build_corpus,
+    compact,
+    main,
+    manual_body,
+    place_answer,
+)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from appliance.audit import AuditLog
 from appliance.conversations import ConversationStore
 from appliance.users import ScryptCost, UserDirectory
 from llm.answer import Answer, Citation
-from ops.pdf_writer import one_page_text_pdf
+from ops.tools.pdf_writer import one_page_text_pdf
 from settings import PROJECT_ROOT, Settings
 from ui.safe import WORD_JOINER, literal_label, literal_markdown
 

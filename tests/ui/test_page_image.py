@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ops.pdf_writer import one_page_text_pdf
+from ops.tools.pdf_writer import one_page_text_pdf
 from settings import PROJECT_ROOT
 from ui import page_image as module
 from ui.page_image import MAX_WIDTH, page_image

@@ -1,16 +1,16 @@
 """Build the real-document evaluation corpus and its golden question set.
 
-Unlike the generated evaluation corpus (`ops.make_eval_corpus`), nobody on the team wrote these
-documents: they are Debian's own texts in English, French and German, as installed by the
+Unlike the generated evaluation corpus (`ops.tools.make_eval_corpus`), nobody on the team
+wrote these documents: they are Debian's own texts in English, French and German, as installed by the
 Debian packages `make setup` brings (doc-debian, debian-faq, debian-faq-fr, debian-faq-de,
-manpages, manpages-fr, manpages-de, mount). Their licences are in ops/real_corpus/README.md.
+manpages, manpages-fr, manpages-de, mount). Their licences are in ops/tools/real_corpus/README.md.
 
-    python -m ops.make_real_corpus OUT_DIR
+    python -m ops.tools.make_real_corpus OUT_DIR
 
 writes OUT_DIR/documents/ (replaced if it exists) and OUT_DIR/golden.jsonl. The output is
 deterministic for a given set of installed package versions.
 
-ops/real_corpus/documents.json lists the documents: where each is installed (`from`, gzip
+ops/tools/real_corpus/documents.json lists the documents: where each is installed (`from`, gzip
 read transparently), where it goes (`path`, without extension), its `lang`, its `format` (any
 writer of the generated corpus: pdf, docx, html, md, txt, scan-pdf, png, tiff), and how its text
 is read (`kind`):
@@ -19,7 +19,7 @@ is read (`kind`):
     man       a manual page, typeset to text with groff, then written in `format`
     plain     a plain text, its paragraphs written in `format` under `title`
 
-ops/real_corpus/questions.jsonl holds the questions, written from reading the documents before
+ops/tools/real_corpus/questions.jsonl holds the questions, written from reading the documents before
 any was put to the appliance. Every answerable one names its `source` path (and so its
 document's language, written out as `document_language`) and `facts` that must occur in it;
 the page of a source of several pages is computed here from where its facts are (facts on
@@ -45,7 +45,7 @@ from typing import Any
 
 from pypdf import PdfReader
 
-from ops.make_eval_corpus import (
+from ops.tools.make_eval_corpus import (
     EXTENSIONS,
     WRITERS,
     CorpusError,
@@ -55,7 +55,7 @@ from ops.make_eval_corpus import (
     licence_body,
     make_source,
 )
-from ops.make_sample_share import FIXED_TIME
+from ops.tools.make_sample_share import FIXED_TIME
 
 DATA_DIR = Path(__file__).resolve().parent / "real_corpus"
 SPLITS = ("dev", "test")
@@ -245,7 +245,7 @@ def write_corpus(out_dir: Path, data_dir: Path = DATA_DIR) -> tuple[int, int]:
     return len(rendered), len(questions)
 
 
-main = corpus_command("ops.make_real_corpus", __doc__, write_corpus)
+main = corpus_command("ops.tools.make_real_corpus", __doc__, write_corpus)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ The outputs are committed to the repository, so the appliance needs neither the 
 this script at run time; rerun it only to change the share. The output is deterministic
 (fixed timestamps, seeded noise), so rerunning it leaves the committed files unchanged.
 
-Usage: python ops/make_sample_share.py [OUT_DIR]
+Usage: python ops/tools/make_sample_share.py [OUT_DIR]
 """
 
 from __future__ import annotations
@@ -580,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "out_dir",
         nargs="?",
         type=Path,
-        default=Path(__file__).resolve().parent / "sample-share",
+        default=Path(__file__).resolve().parents[1] / "sample-share",
         help="folder to write the share into (default: %(default)s)",
     )
     args = parser.parse_args(argv)

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ops.pdf_writer import one_page_text_pdf
+from ops.tools.pdf_writer import one_page_text_pdf
 from retrieval.embedder import model_identity
 from settings import Settings, enforce_offline, protect_state
 
@@ -133,7 +133,7 @@ def measured(command: list[str]) -> tuple[dict[str, Any], float]:
 
 def phase(name: str, share: Path, data: Path) -> tuple[dict[str, Any], float]:
     """A phase run in a process of its own: its JSON result and its peak memory in MB."""
-    command = [sys.executable, "-m", "ops.bench_ingest", "--phase", name,
+    command = [sys.executable, "-m", "ops.tools.bench_ingest", "--phase", name,
                "--share", str(share), "--data", str(data)]  # fmt: skip
     return measured(command)
 

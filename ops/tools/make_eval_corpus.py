@@ -5,13 +5,13 @@ sites in France (Valmont), Germany (Sarreck) and Luxembourg, plus third-party li
 copied from the machine (Debian's /usr/share/common-licenses and, where present, licence
 files shipped inside installed Python packages).
 
-    python -m ops.make_eval_corpus OUT_DIR
+    python -m ops.tools.make_eval_corpus OUT_DIR
 
 writes OUT_DIR/documents/ (replaced if it exists) and OUT_DIR/golden.jsonl. The output is
 deterministic: fixed timestamps in every file and as every file's modification time, seeded
 scan noise, no randomness elsewhere.
 
-The authored texts live in ops/eval_corpus/:
+The authored texts live in ops/tools/eval_corpus/:
 
     documents/**/*.md   one document each: a front matter (`lang`, `format`, and `from`,
                         `to`, `subject`, `date` for e-mails) and a Markdown body; the output
@@ -56,7 +56,7 @@ from typing import Any
 from docx import Document
 from PIL import Image
 
-from ops.make_sample_share import (
+from ops.tools.make_sample_share import (
     A4_MARGIN,
     A4_SIZE,
     FIXED_TIME,
@@ -675,7 +675,7 @@ def corpus_command(
     return run
 
 
-main = corpus_command("ops.make_eval_corpus", __doc__, write_corpus)
+main = corpus_command("ops.tools.make_eval_corpus", __doc__, write_corpus)
 
 
 if __name__ == "__main__":
