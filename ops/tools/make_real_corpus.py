@@ -1,8 +1,8 @@
 """Build the real-document evaluation corpus and its golden question set.
 
 Unlike the generated evaluation corpus (`ops.tools.make_eval_corpus`), nobody on the team
-wrote these documents: they are Debian's own texts in English, French and German, as installed by the
-Debian packages `make setup` brings (doc-debian, debian-faq, debian-faq-fr, debian-faq-de,
+wrote these documents: they are Debian's own texts in English, French and German, as installed
+by the Debian packages `make setup` brings (doc-debian, debian-faq, debian-faq-fr, debian-faq-de,
 manpages, manpages-fr, manpages-de, mount). Their licences are in ops/tools/real_corpus/README.md.
 
     python -m ops.tools.make_real_corpus OUT_DIR
