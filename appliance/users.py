@@ -48,7 +48,7 @@ class ScryptCost:
 
     @property
     def memory_bytes(self) -> int:
-        return 128 * self.r * (2**self.log2_n + self.p + 2)
+        return 128 * self.r * ((1 << self.log2_n) + self.p + 2)
 
 
 # The cost of every new hash. Deliberately not a setting: nothing may lower it in production.

@@ -40,7 +40,7 @@ def attachments(path: Path) -> list[tuple[str, bytes]]:
 
 def _eml_attachments(path: Path) -> list[tuple[str | None, bytes]]:
     with path.open("rb") as file:
-        message = cast(EmailMessage, email.message_from_binary_file(file, policy=policy.default))
+        message = email.message_from_binary_file(file, policy=policy.default)
     body = message.get_body(preferencelist=("plain", "html"))
     shown = {
         cid

@@ -19,7 +19,6 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from email import policy
-from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, cast
@@ -316,7 +315,7 @@ def parse_eml(path: Path, ocr: OcrSettings) -> ParsedDocument:
     from unstructured.partition.text import partition_text
 
     with path.open("rb") as file:
-        message = cast(EmailMessage, email.message_from_binary_file(file, policy=policy.default))
+        message = email.message_from_binary_file(file, policy=policy.default)
     body: list[Block] = []
     part = message.get_body(preferencelist=("plain", "html"))
     if part is not None:

@@ -265,7 +265,7 @@ def write_folder(packed: Path, target: Path) -> None:
     _write_json(target / "config.json", bert_config(model))
     names = {key: model.pieces[value] for key, value in model.special_ids.items()}
     mask = "<mask>" if "<mask>" in model.pieces else None
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=build_tokenizer(model),
         bos_token=names["bos"],
         eos_token=names["eos"],

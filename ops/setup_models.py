@@ -68,10 +68,11 @@ def convert_if_changed(packed: Path, target: Path) -> bool:
 def main() -> int:
     models_dir = Path(sys.argv[1])
     models_dir.mkdir(parents=True, exist_ok=True)
-    for folder, changed in (
+    writers: tuple[tuple[str, Callable[[Path], bool]], ...] = (
         (E5_FOLDER, lambda target: convert_if_changed(packaged_e5(), target)),
         (MINILM_FOLDER, lambda target: copy_if_changed(packaged_embedder(), target)),
-    ):
+    )
+    for folder, changed in writers:
         state = "written" if changed(models_dir / folder) else "is up to date"
         print(f"embedder model folder {state}: {models_dir / folder}")
     return 0

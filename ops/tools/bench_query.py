@@ -426,11 +426,11 @@ def fusion_recorded() -> Iterator[list[FusionCall]]:
         calls.append((query_text, query_vector, list(found), k))
         return fuse(query_text, query_vector, found, k)
 
-    edge_store.fuse = recording
+    edge_store.fuse = recording  # type: ignore[attr-defined]
     try:
         yield calls
     finally:
-        edge_store.fuse = fuse
+        edge_store.fuse = fuse  # type: ignore[attr-defined]
 
 
 def build_index(settings: Settings, chunks: int, distinct: int, rng: random.Random) -> BenchIndex:
