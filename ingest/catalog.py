@@ -23,10 +23,7 @@ by the same rule as the files: only through a file the scope may read.
 from __future__ import annotations
 
 import json
-import os
 import re
-import sqlite3
-import stat
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -34,19 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePath
 from typing import Any
 
+from ingest.ledger import LedgerReader
 from retrieval.access import Scope
-
-_INDEXED = "indexed"
-# The `index_facts` row naming the embedding model whose vectors the index holds (the ledger
-# writes it).
-EMBEDDER_FACT = "embedder_model"
-# What an index that holds files but names no model was built with: it predates the record.
-UNRECORDED_MODEL = "an unrecorded model (indexed before the index named its model)"
-# The file's ACL (a JSON list) shares a principal with the scope's (a JSON list parameter).
-_READABLE = (
-    "EXISTS (SELECT 1 FROM json_each(files.acl) AS acl "
-    "WHERE acl.value IN (SELECT value FROM json_each(?)))"
-)
 
 
 @dataclass(frozen=True)
@@ -76,19 +62,11 @@ class FailedEntry:
 
 _ROMAN = re.compile(r"^[IVXLCDM]+$")
 _UNREAD = object()  # the version of a name table not read yet
+
+
 # Every name the indexed files define, each with the file's ACL (its principals, as a JSON
 # list: the values `_READABLE` compares) and SQLite's lowercase of both forms (what the
 # ledger's own matching used), in the ledger's row order.
-_ALL_NAMES = (
-    "SELECT json_extract(n.value, '$[0]'), json_extract(n.value, '$[1]'), "
-    "lower(json_extract(n.value, '$[0]')), lower(json_extract(n.value, '$[1]')), "
-    "(SELECT json_group_array(acl.value) FROM json_each(files.acl) AS acl "
-    "WHERE acl.type = 'text') "
-    "FROM files, json_each(files.profile, '$.names') AS n "
-    "WHERE files.status = ? AND files.profile IS NOT NULL"
-)
-
-
 def is_abbreviation(short: str) -> bool:
     """A short form typed as a word of its own ("DORA", "DSGVO"), not a phrase: 2 to 12
     characters, two capitals or more, not a roman numeral."""
@@ -111,30 +89,21 @@ def folded_words(text: str) -> list[str]:
 
 class Catalog:
     def __init__(self, ledger_path: Path) -> None:
-        self._path = ledger_path
+        self._ledger = LedgerReader(ledger_path)
         self._names_lock = threading.Lock()
         self._names_table = _NameTable([])
         self._names_version: object = _UNREAD
-        self._watcher: sqlite3.Connection | None = None  # kept open to read `data_version`
-        self._watched: tuple[int, int] | None = None  # the identity of the file it has open
 
     def documents(self, scope: Scope, name_contains: str = "") -> list[CatalogEntry]:
         """The indexed files the scope may read whose name contains `name_contains` (any
         case), sorted by folder, then name."""
         if scope.sees_nothing:
             return []
-        query = (
-            "SELECT path, doc_id, pages, chunks, status, parser, updated_at FROM files "
-            "WHERE status = ?"
-        )
-        parameters: tuple[object, ...] = (_INDEXED,)
-        if not scope.unrestricted:
-            query += f" AND {_READABLE}"
-            parameters += (json.dumps(sorted(scope.principals)),)
+        principals = None if scope.unrestricted else sorted(scope.principals)
         wanted = name_contains.strip().casefold()
         entries = [
             _entry(row)
-            for row in self._rows(query, parameters)
+            for row in self._ledger.indexed_files(principals)
             if wanted in PurePath(row[0]).name.casefold()
         ]
         return sorted(entries, key=lambda e: (e.folder.casefold(), e.name.casefold(), e.path))
@@ -151,60 +120,17 @@ class Catalog:
         """The ledger's names as of now: the table read last, or read again if the ledger
         changed since."""
         with self._names_lock:
-            version = self._ledger_version()
+            version = self._ledger.version()
             if version != self._names_version:
-                self._names_table = _NameTable([]) if version is None else self._read_names()
+                rows = [] if version is None else self._ledger.defined_names()
+                self._names_table = _NameTable(rows)
                 self._names_version = version
             return self._names_table
-
-    def _ledger_version(self) -> tuple[object, ...] | None:
-        """What changes whenever the ledger does: the file's identity, its write-ahead log's
-        size and time, and SQLite's count of commits by other connections (read on a
-        connection kept open for it). None while there is no ledger."""
-        try:
-            ledger = os.stat(self._path)
-        except FileNotFoundError:
-            ledger = None
-        if ledger is None or not stat.S_ISREG(ledger.st_mode):
-            self._forget_connection()
-            return None
-        identity = (ledger.st_dev, ledger.st_ino)
-        if self._watcher is None or self._watched != identity:
-            self._forget_connection()
-            self._watcher = _read_only(self._path)
-            self._watched = identity
-        (data_version,) = self._watcher.execute("PRAGMA data_version").fetchone()
-        try:  # after the first read: reading a ledger in WAL mode may create its log
-            log = os.stat(f"{self._path}-wal")
-            log_state: tuple[int, int] | None = (log.st_size, log.st_mtime_ns)
-        except FileNotFoundError:
-            log_state = None
-        return identity, log_state, data_version
-
-    def _forget_connection(self) -> None:
-        if self._watcher is not None:
-            self._watcher.close()
-        self._watcher, self._watched = None, None
-
-    def _read_names(self) -> _NameTable:
-        assert self._watcher is not None  # the version was just read on it
-        try:
-            rows = self._watcher.execute(_ALL_NAMES, (_INDEXED,)).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):  # a ledger no ingestion run has written to yet
-                return _NameTable([])
-            raise
-        return _NameTable(rows)
 
     def failed(self, include_skipped: bool = False) -> list[FailedEntry]:
         """Files that could not be indexed, with the reason; for administrators only (the
         caller checks the role: this view ignores ACLs)."""
         statuses = ("failed", "skipped") if include_skipped else ("failed",)
-        marks = ", ".join("?" for _ in statuses)
-        rows = self._rows(
-            f"SELECT path, doc_id, status, error, updated_at FROM files WHERE status IN ({marks})",
-            statuses,
-        )
         entries = [
             FailedEntry(
                 path=path,
@@ -215,30 +141,13 @@ class Catalog:
                 at=_utc(updated_at),
                 doc_id=doc_id,
             )
-            for path, doc_id, status, error, updated_at in rows
+            for path, doc_id, status, error, updated_at in self._ledger.files_in(statuses)
         ]
         return sorted(entries, key=lambda e: (e.folder.casefold(), e.name.casefold(), e.path))
 
     def index_model(self) -> str | None:
         """The embedding model the index was built with (None: no ingestion run yet)."""
-        rows = self._rows("SELECT value FROM index_facts WHERE name = ?", (EMBEDDER_FACT,))
-        if rows:
-            return str(rows[0][0])
-        indexed = self._rows("SELECT 1 FROM files WHERE status = ? LIMIT 1", (_INDEXED,))
-        return UNRECORDED_MODEL if indexed else None
-
-    def _rows(self, query: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
-        if not self._path.is_file():
-            return []
-        database = _read_only(self._path)
-        try:
-            return database.execute(query, parameters).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):  # a ledger no ingestion run has written to yet
-                return []
-            raise
-        finally:
-            database.close()
+        return self._ledger.index_model()
 
 
 class _Definition:
@@ -332,11 +241,6 @@ class _NameTable:
             if position is not None:
                 used.append((position, definition.short, definition.long))
         return [(short, long) for _, short, long in sorted(used)]
-
-
-def _read_only(path: Path) -> sqlite3.Connection:
-    uri = path.resolve().as_uri() + "?mode=ro"
-    return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
 
 
 def _entry(row: tuple[Any, ...]) -> CatalogEntry:

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from ingest.catalog import EMBEDDER_FACT, UNRECORDED_MODEL
+# The `index_facts` row naming the embedding model whose vectors the index holds.
+EMBEDDER_FACT = "embedder_model"
+# What an index that holds files but names no model was built with: it predates the record.
+UNRECORDED_MODEL = "an unrecorded model (indexed before the index named its model)"
+
 
 # "indexing": chunks are being written; a row left so by a killed run is redone next run.
 Status = Literal["indexing", "indexed", "failed", "skipped"]
+STATES: tuple[Status, ...] = get_args(Status)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -311,3 +318,133 @@ def _record(row: tuple[Any, ...]) -> FileRecord:
         profile=row[12],
         context=row[13],
     )
+
+
+# -- reading it without writing ---------------------------------------------------------------
+
+# A file's ACL (a JSON list) shares a principal with the scope's (a JSON list parameter).
+_READABLE = (
+    "EXISTS (SELECT 1 FROM json_each(files.acl) AS acl "
+    "WHERE acl.value IN (SELECT value FROM json_each(?)))"
+)
+_DEFINED_NAMES = (
+    "SELECT json_extract(n.value, '$[0]'), json_extract(n.value, '$[1]'), "
+    "lower(json_extract(n.value, '$[0]')), lower(json_extract(n.value, '$[1]')), "
+    "(SELECT json_group_array(acl.value) FROM json_each(files.acl) AS acl "
+    "WHERE acl.type = 'text') "
+    "FROM files, json_each(files.profile, '$.names') AS n "
+    "WHERE files.status = 'indexed' AND files.profile IS NOT NULL"
+)
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    uri = path.resolve().as_uri() + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+
+
+class LedgerReader:
+    """The ledger for those who only look at it (the library catalog, metrics, backups):
+    read-only connections, which never create, lock for writing or change it. A ledger no
+    ingestion run has written yet reads as empty.
+
+    `version` tells a reader that keeps what it read when to read again: it changes whenever
+    the ledger does (the file's identity, its write-ahead log's size and time, and SQLite's
+    count of commits by other connections, read on a connection kept open for it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._watcher: sqlite3.Connection | None = None
+        self._watched: tuple[int, int] | None = None  # the identity of the file it has open
+
+    def indexed_files(self, principals: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
+        """(path, doc_id, pages, chunks, status, parser, updated_at) of the indexed files,
+        of those whose ACL holds one of `principals` when given."""
+        query = (
+            "SELECT path, doc_id, pages, chunks, status, parser, updated_at FROM files "
+            "WHERE status = 'indexed'"
+        )
+        if principals is None:
+            return self._rows(query)
+        return self._rows(f"{query} AND {_READABLE}", (json.dumps(sorted(principals)),))
+
+    def files_in(self, statuses: Sequence[str]) -> list[tuple[Any, ...]]:
+        """(path, doc_id, status, error, updated_at) of the files in these states."""
+        marks = ", ".join("?" for _ in statuses)
+        return self._rows(
+            f"SELECT path, doc_id, status, error, updated_at FROM files WHERE status IN ({marks})",
+            tuple(statuses),
+        )
+
+    def index_model(self) -> str | None:
+        """The embedding model the index was built with (None: no ingestion run yet)."""
+        rows = self._rows("SELECT value FROM index_facts WHERE name = ?", (EMBEDDER_FACT,))
+        if rows:
+            return str(rows[0][0])
+        indexed = self._rows("SELECT 1 FROM files WHERE status = 'indexed' LIMIT 1")
+        return UNRECORDED_MODEL if indexed else None
+
+    def counts(self) -> dict[str, int]:
+        """Files by state, the chunks of the indexed ones (`chunks`), the files erased
+        (`erased`); zeros before the first ingestion."""
+        counts = {state: 0 for state in STATES} | {"chunks": 0, "erased": 0}
+        for status, files, chunks in self._rows(
+            "SELECT status, COUNT(*), COALESCE(SUM(chunks), 0) FROM files GROUP BY status"
+        ):
+            counts[status] = files
+            if status == "indexed":
+                counts["chunks"] = chunks
+        erased = self._rows("SELECT COUNT(DISTINCT path) FROM tombstones")
+        counts["erased"] = erased[0][0] if erased else 0
+        return counts
+
+    def version(self) -> tuple[object, ...] | None:
+        """What changes whenever the ledger does; None while there is no ledger."""
+        try:
+            ledger = os.stat(self.path)
+        except FileNotFoundError:
+            ledger = None
+        if ledger is None or not stat.S_ISREG(ledger.st_mode):
+            self.close()
+            return None
+        identity = (ledger.st_dev, ledger.st_ino)
+        if self._watcher is None or self._watched != identity:
+            self.close()
+            self._watcher = _read_only(self.path)
+            self._watched = identity
+        (data_version,) = self._watcher.execute("PRAGMA data_version").fetchone()
+        try:  # after the first read: reading a ledger in WAL mode may create its log
+            log = os.stat(f"{self.path}-wal")
+            log_state: tuple[int, int] | None = (log.st_size, log.st_mtime_ns)
+        except FileNotFoundError:
+            log_state = None
+        return identity, log_state, data_version
+
+    def defined_names(self) -> list[tuple[Any, ...]]:
+        """(short, long, short lowered, long lowered, ACL as a JSON list) of each name an
+        indexed file defines, read on the connection `version` was read on."""
+        if self._watcher is None:
+            return []
+        try:
+            return self._watcher.execute(_DEFINED_NAMES).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+        self._watcher, self._watched = None, None
+
+    def _rows(self, query: str, parameters: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        if not self.path.is_file():
+            return []
+        database = _read_only(self.path)
+        try:
+            return database.execute(query, parameters).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # a ledger no ingestion run has written to yet
+                return []
+            raise
+        finally:
+            database.close()

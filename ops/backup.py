@@ -49,7 +49,7 @@ from appliance.audit import AuditLog, audit_key, build_audit, head_path
 from appliance.conversations import ConversationStore
 from appliance.erase import erase
 from appliance.feedback import FeedbackStore
-from ingest.ledger import Ledger, Tombstone, erasure_note
+from ingest.ledger import Ledger, LedgerReader, Tombstone, erasure_note
 from retrieval.build import build_embedder, build_store
 from settings import OPEN_TO_OTHERS, PROJECT_ROOT, Settings
 
@@ -246,15 +246,9 @@ def _audit_locked(log: Path) -> Iterator[None]:
 
 def _counts(folder: Path, points: int) -> dict[str, int]:
     counts = {"documents": 0, "ledger_chunks": 0, "erased": 0, "users": 0, "audit_events": 0}
-    ledger = folder / "ledger.sqlite3"
-    if ledger.exists():
-        with _read_only(ledger) as db:
-            counts["documents"], counts["ledger_chunks"] = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(chunks), 0) FROM files WHERE status = 'indexed'"
-            ).fetchone()
-            (counts["erased"],) = db.execute(
-                "SELECT COUNT(DISTINCT path) FROM tombstones"
-            ).fetchone()
+    ledger = LedgerReader(folder / "ledger.sqlite3").counts()
+    counts["documents"], counts["ledger_chunks"] = ledger["indexed"], ledger["chunks"]
+    counts["erased"] = ledger["erased"]
     users = folder / "users.sqlite3"
     if users.exists():
         with _read_only(users) as db:

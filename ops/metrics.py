@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
 import tempfile
 import threading
 import time
@@ -34,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ingest.ledger import LedgerReader
 from settings import Settings
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -194,20 +194,7 @@ def audit_tally(path: Path) -> AuditTally:
 def ledger_counts(path: Path) -> dict[str, int]:
     """Files by state, chunks indexed and files erased; zeros before the first ingestion."""
     counts = {state: 0 for state in DOCUMENT_STATES} | {"chunks": 0, "erased": 0}
-    if not path.exists():
-        return counts
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-    try:
-        for status, files, chunks in db.execute(
-            "SELECT status, COUNT(*), COALESCE(SUM(chunks), 0) FROM files GROUP BY status"
-        ):
-            counts[status] = files
-            if status == "indexed":
-                counts["chunks"] = chunks
-        (counts["erased"],) = db.execute("SELECT COUNT(DISTINCT path) FROM tombstones").fetchone()
-    finally:
-        db.close()
-    return counts
+    return counts | LedgerReader(path).counts()
 
 
 def last_run_report(folder: Path) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ import pytest
 from appliance.users import User
 from ingest.catalog import Catalog, CatalogEntry, folded_words, is_abbreviation
 from ingest.context import Profile
-from ingest.ledger import FileRecord, Ledger, Status
+from ingest.ledger import FileRecord, Ledger, LedgerReader, Status
 from retrieval.access import Scope
 from retrieval.models import document_id
 
@@ -160,9 +160,14 @@ def test_a_missing_ledger_is_an_empty_library_and_is_not_created(tmp_path: Path)
     assert not missing.exists()
 
 
-def test_the_catalog_cannot_write_to_the_ledger(catalog: Catalog, tmp_path: Path) -> None:
+def test_the_ledger_reader_cannot_write_to_the_ledger(catalog: Catalog, tmp_path: Path) -> None:
+    reader = LedgerReader(catalog._ledger.path)
     with pytest.raises(Exception, match="readonly"):
-        catalog._rows("DELETE FROM files", ())
+        reader._rows("DELETE FROM files", ())
+    assert reader.version() is not None and reader._watcher is not None
+    with pytest.raises(Exception, match="readonly"):
+        reader._watcher.execute("DELETE FROM files")
+    reader.close()
     assert len(catalog.documents(Scope.operator())) == 5
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from appliance.root import build_retriever
-from ingest.catalog import UNRECORDED_MODEL
+from ingest.ledger import UNRECORDED_MODEL
 from ingest.ledger import Ledger
 from ingest.pipeline import Ingestor
 from retrieval.access import Scope
