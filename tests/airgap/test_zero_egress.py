@@ -1,13 +1,15 @@
 """Proof of zero egress: every socket call of every process, on the whole path, stays local.
 
 The integration test runs `tests.airgap.egress_driver` (doctor, ingest with OCR, `rag up`,
-ask, a signed-in question in headless Chromium, `rag down`) inside a network namespace with
-only loopback, under `strace -f`, which follows every process and thread: `rag`, the
-parser workers and Tesseract, the vLLM server and its engine, Streamlit, Playwright and
-every Chromium process. The log is then judged by `tests.airgap.egress` (the rules are in
-its docstring): any destination outside loopback, any DNS, any name lookup a daemon
-answers, fails the test, naming the process. The namespace alone would make such attempts
-fail quietly; the trace is what shows they are never made.
+ask, the API through the OpenAI and MCP SDKs with a user's token, a signed-in question in
+headless Chromium, `rag down`) inside a network namespace with only loopback, under `strace
+-f`, which follows every process and thread: `rag`, the parser workers and Tesseract, the
+vLLM server and its engine, the API server (`rag serve`, which `rag up` starts) and its
+worker threads, the SDK clients, Streamlit, Playwright and every Chromium process. The log
+is then judged by `tests.airgap.egress` (the rules are in its docstring): any destination
+outside loopback, any DNS, any name lookup a daemon answers, fails the test, naming the
+process. The namespace alone would make such attempts fail quietly; the trace is what shows
+they are never made, and the test checks that it saw the API server's own calls.
 
 The other tests here check the judge itself on log lines of each kind.
 """
@@ -204,6 +206,17 @@ def test_the_whole_path_makes_no_attempt_to_reach_outside_this_machine(tmp_path:
     assert {ui_port, llm_port} <= verdict.loopback_ports(), "tracing missed the stack's traffic"
     chromium_ports = {a.port for a in verdict.loopback if a.process.startswith(("Chrome", "chrom"))}
     assert ui_port in chromium_ports, "tracing missed Chromium's connection to the UI"
+    api_port, driver_pid = results["api_port"], results["driver_pid"]
+    client_ports = {a.port for a in verdict.loopback if a.pid == driver_pid}
+    assert api_port in client_ports, "tracing missed the SDK clients' connections to the API"
+    # strace names a call by its thread; the driver listed the API server's threads.
+    api_threads = set(results["api"]["api_threads"])
+    assert results["api_pid"] in api_threads
+    from_api = [a for a in verdict.loopback if a.pid in api_threads]
+    assert results["api_pid"] in {a.pid for a in from_api}, "tracing missed the API's replies"
+    assert llm_port in {a.port for a in from_api if a.syscall == "connect"}, (
+        "tracing missed the API server's calls to the LLM server"
+    )
 
     # Each step did its job.
     before = {c["name"]: c for c in results["doctor_before"]["json"]["checks"]}
@@ -211,7 +224,7 @@ def test_the_whole_path_makes_no_attempt_to_reach_outside_this_machine(tmp_path:
     assert before["egress"]["ok"], before["egress"]
     ingest = results["ingest"]["json"]
     assert (ingest["indexed"], ingest["failed"]) == (6, []), results["ingest"]
-    assert results["service_switches"] == {"llm-server": [], "ui": []}
+    assert results["service_switches"] == {"llm-server": [], "api": [], "ui": []}
     doctor_up = results["doctor_up"]
     assert doctor_up["exit"] == 0 and doctor_up["json"]["ok"] is True, doctor_up
     assert {"llm_server", "ui"} <= {c["name"] for c in doctor_up["json"]["checks"]}
@@ -219,6 +232,15 @@ def test_the_whole_path_makes_no_attempt_to_reach_outside_this_machine(tmp_path:
     memo = str(share / "finance" / "harbour-renovation-memo.png")
     assert answer["refused"] is False and "4,750,000" in answer["answer"], answer
     assert [c["path"] for c in answer["citations"]] == [memo]
+    assert results["token"] == {"exit": 0, "user": "egress-reader"}
+    api = results["api"]
+    assert api["models"] == ["rag"]
+    for reply in (api["chat"], api["stream"]):
+        assert reply["refused"] is False and "4,750,000" in reply["answer"], reply
+        assert reply["citations"] == [memo], reply
+    assert api["stream"]["finish_reason"] == "stop"
+    assert api["search"]["status"] == 200 and api["search"]["paths"][0] == memo, api["search"]
+    assert api["mcp"]["tools"] == ["ask", "search"] and api["mcp"]["paths"][0] == memo, api["mcp"]
     browser = results["browser"]
     assert "4,750,000" in browser["answer"] and browser["memo_sources"] == 1, browser
     assert browser["requests"] and browser["websockets"] and browser["foreign"] == [], browser
