@@ -1,7 +1,8 @@
 """The whole path with no network at all: a namespace with only loopback.
 
-Everything runs in it — the LLM server, ingestion with OCR, search and a cited answer — and
-the test first proves that nothing outside this machine can be reached from inside.
+Everything runs in it — the LLM server, the API, ingestion with OCR, search (from the CLI and
+over the API with a user's token) and a cited answer — and the test first proves that
+nothing outside this machine can be reached from inside.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ trap '"$RAG" down --json > "$OUT/down.json"' EXIT
 "$RAG" ingest "$SHARE" --json > "$OUT/ingest.json"
 "$RAG" search "approved budget of the Harbour Renovation Project" --k 1 --json > "$OUT/search.json"
 "$RAG" ask "What is the approved budget of the Harbour Renovation Project?" --json > "$OUT/ask.json"
+printf 'offline-reader-password\n' | "$RAG" users add offline-reader --json > "$OUT/user.json"
+token="$("$RAG" tokens create offline-reader --json | "$PYTHON" -c "$FIELD" token)"
+api_url="$("$PYTHON" -c "$FIELD" api_url < "$OUT/up.json")"
+curl -sS --fail-with-body --noproxy '*' -H "Authorization: Bearer $token" \
+  --json '{"query": "approved budget of the Harbour Renovation Project", "k": 1}' \
+  "${api_url}v1/search" > "$OUT/api-search.json"
 """
+FIELD = "import json, sys; print(json.load(sys.stdin)[sys.argv[1]])"
 
 
 @pytest.mark.integration
@@ -59,6 +67,7 @@ def test_ingest_search_and_ask_work_with_no_network(tmp_path: Path) -> None:
         RAG=str(RAG),
         PYTHON=str(RAG.parent / "python"),
         PROBE=PROBE,
+        FIELD=FIELD,
     )
     result = subprocess.run(
         ["unshare", "--net", "--", "bash", "-c", SCRIPT],
@@ -76,4 +85,6 @@ def test_ingest_search_and_ask_work_with_no_network(tmp_path: Path) -> None:
     answer = json.loads((out / "ask.json").read_text())
     assert answer["refused"] is False and "4,750,000" in answer["answer"]
     assert [c["path"] for c in answer["citations"]] == [hit["path"]]
+    over_api = json.loads((out / "api-search.json").read_text())["hits"]
+    assert [h["path"] for h in over_api] == [hit["path"]]
     assert json.loads((out / "down.json").read_text()) == {}
