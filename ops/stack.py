@@ -61,44 +61,39 @@ def start_llm(settings: Settings) -> str:
     return base_url
 
 
-def _service_environment(settings: Settings) -> dict[str, str]:
+def _start_app_service(
+    process: ManagedProcess,
+    command: list[str],
+    settings: Settings,
+    health: str,
+    timeout: float,
+    name: str,
+) -> None:
+    """Start one of the appliance's own services unless it already runs and is healthy."""
+    if process.pid() is not None and is_healthy(health):
+        return
+    process.stop()
     env = dict(os.environ)
     env.update(OFFLINE_ENVIRONMENT)
     env["RAG_DATA_DIR"] = str(settings.data_dir.resolve())
-    return env
+    process.start(command, env, PROJECT_ROOT)
+    wait_until_healthy(health, timeout, lambda: process.pid() is not None, name, process.log_tail)
 
 
 def start_api(settings: Settings) -> str:
     """Start `rag serve` unless it already runs; returns its URL."""
     url = api_url(settings)
-    health = f"{url}healthz"
-    process = api_process(settings)
-    if process.pid() is not None and is_healthy(health):
-        return url
-    process.stop()
     command = [
         sys.executable, "-m", "ops.cli", "serve",
         "--host", settings.api.host, "--port", str(settings.api.port),
     ]  # fmt: skip
-    process.start(command, _service_environment(settings), PROJECT_ROOT)
-    wait_until_healthy(
-        health,
-        settings.api.startup_timeout_seconds,
-        lambda: process.pid() is not None,
-        "the API",
-        process.log_tail,
-    )
+    _start_app_service(api_process(settings), command, settings, f"{url}healthz",
+                       settings.api.startup_timeout_seconds, "the API")  # fmt: skip
     return url
 
 
 def start_ui(settings: Settings) -> str:
     url = ui_url(settings)
-    health = f"{url}_stcore/health"
-    process = ui_process(settings)
-    if process.pid() is not None and is_healthy(health):
-        return url
-    process.stop()
-    env = _service_environment(settings)
     command = [
         sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "ui" / "app.py"),
         "--server.address", settings.ui.host,
@@ -110,14 +105,8 @@ def start_ui(settings: Settings) -> str:
         "--client.showErrorDetails", "none",  # no traceback in the browser: ui.incident
         "--global.developmentMode", "false",
     ]  # fmt: skip
-    process.start(command, env, PROJECT_ROOT)
-    wait_until_healthy(
-        health,
-        settings.ui.startup_timeout_seconds,
-        lambda: process.pid() is not None,
-        "the UI",
-        process.log_tail,
-    )
+    _start_app_service(ui_process(settings), command, settings, f"{url}_stcore/health",
+                       settings.ui.startup_timeout_seconds, "the UI")  # fmt: skip
     return url
 
 
