@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: the appliance on the embedded default. Ingests the sample share, starts the
-# local LLM server and the UI, prints where to sign in, and stops both on Ctrl-C.
+# local LLM server, the API and the UI, prints where to sign in, and stops them on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,20 +18,23 @@ echo "Ingesting the sample share ($SAMPLE_SHARE)..."
 RAG_INGEST__SHARES="[\"$(pwd)/$SAMPLE_SHARE\"]"
 export RAG_INGEST__SHARES
 
-echo "Starting the LLM server and the UI (the first start compiles the model: a few minutes)..."
+echo "Starting the LLM server, the API and the UI (the first start compiles the model: a few minutes)..."
 trap 'echo; echo "Stopping..."; "$RAG" down >/dev/null; exit 0' INT TERM
 "$RAG" up
 
 password=$(.venv/bin/python -c "import secrets; print(secrets.token_urlsafe(12))")
 printf '%s\n' "$password" | "$RAG" users add "$DEMO_USER" --groups staff --admin --json >/dev/null
 
-ui_url=$("$RAG" up --json | .venv/bin/python -c "import json, sys; print(json.load(sys.stdin)['ui_url'])")
+urls=$("$RAG" up --json | .venv/bin/python -c "import json, sys; u = json.load(sys.stdin); print(u['ui_url'], u['api_url'])")
+ui_url=${urls% *}
+api_url=${urls#* }
 cat <<MSG
 
   The appliance is running.
   Open:     $ui_url
   Sign in:  $DEMO_USER / $password   (an admin: the Admin page starts ingestion runs)
   Try:      What is the approved budget of the Harbour Renovation Project?
+  API:      $api_url   (a token: .venv/bin/rag tokens create $DEMO_USER)
 
   Ctrl-C stops it.
 MSG
