@@ -317,7 +317,8 @@ def test_admin_cannot_grant_themselves_a_group(app_env: Settings) -> None:
     events = AuditLog(app_env.audit_path, 365).events()
     assert [(e.user, e.action) for e in events[:2]] == [("root-admin", "user_change_refused")] * 2
     assert events[1].detail == {
-        "user": "root-admin", "groups": ["finance", "hr"], "admin": True, "reason": "own account"
+        "user": "root-admin", "groups": ["finance", "hr"], "admin": True, "reason": "own account",
+        "via": "ui",
     }  # fmt: skip
     # Another admin may; and the same admin may still give others groups.
     at = add_user_form(at, "erika", "staff, hr", admin=False)
