@@ -562,3 +562,37 @@ def test_a_failing_page_shows_one_line_with_an_incident_id_and_logs_the_rest(
     assert logged["incident"] == match[1] and logged["error"] == "RuntimeError"
     assert any("ui/chat.py" in frame and "conversation_list" in frame for frame in logged["stack"])
     assert "212" not in JsonLines().format(record)
+
+
+def test_an_admin_creates_and_revokes_a_users_api_token(app_env: Settings) -> None:
+    from appliance.errors import Unauthorized
+    from appliance.tokens import TokenStore
+
+    script = page_of("admin_page", "ui.admin")
+    at = as_user(AppTest.from_string(script), app_env, "root-admin")
+    at.selectbox(key="token-user").select("erika")
+    at.text_input(key="token-label").input("Open WebUI")
+    at.number_input(key="token-days").set_value(30)
+    next(b for b in at.button if b.label == "Create token").click()
+    at.run(timeout=60)
+    (shown,) = [block.value for block in at.code]
+    assert shown.startswith("rag_")
+    assert "shown only now" in " ".join(s.value for s in at.success)
+    tokens = TokenStore(app_env.tokens_path)
+    token = tokens.verify(shown)
+    assert (token.user, token.name, token.expires is not None) == ("erika", "Open WebUI", True)
+    listed = at.dataframe[-1].value
+    assert list(listed["id"]) == [token.id] and shown not in listed.to_string()
+    at.run(timeout=60)
+    assert not at.code, "the secret is shown once"
+
+    at.selectbox(key="revoke-token-id").select(token.id)
+    next(b for b in at.button if b.label == "Revoke token").click()
+    at.run(timeout=60)
+    with pytest.raises(Unauthorized, match="revoked"):
+        tokens.verify(shown)
+    events = AuditLog(app_env.audit_path, 365).events(2)
+    assert [(e.user, e.action, e.detail["via"]) for e in events] == [
+        ("root-admin", "token_revoke", "ui"), ("root-admin", "token_create", "ui"),
+    ]  # fmt: skip
+    assert all(shown not in json.dumps(e.detail) for e in events)
