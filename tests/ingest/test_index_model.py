@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from appliance.root import build_retriever
-from ingest.ledger import UNRECORDED_MODEL
-from ingest.ledger import Ledger
+from ingest.ledger import UNRECORDED_MODEL, Ledger
 from ingest.pipeline import Ingestor
 from retrieval.access import Scope
 from retrieval.build import build_store
