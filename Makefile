@@ -14,4 +14,4 @@ lint:
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy settings.py ingest retrieval llm appliance ui ops
 
 bench: setup
-	@.venv/bin/python -m ops.tools.bench_ingest && .venv/bin/python -m ops.tools.bench_query
+	@.venv/bin/python -m ops.tools.bench_ingest && .venv/bin/python -m ops.tools.bench_query && .venv/bin/python -m ops.tools.bench_api
