@@ -279,7 +279,7 @@ def api_line(
         "throughput_rps": round((len(search_ms) + len(ask_ms)) / wall, 2),
         "baseline_search_p50_ms": baseline_p50,
         "search_ratio": (
-            round(search_p50 / baseline_p50, 1) if search_p50 and baseline_p50 else None
+            round(search_p50 / baseline_p50, 2) if search_p50 and baseline_p50 else None
         ),
     }  # fmt: skip
 
