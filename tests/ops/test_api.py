@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,12 +272,16 @@ def test_mcp_lists_and_calls_the_tools(api: Api) -> None:
             asked = await mcp.call_tool("ask", {"question": HARBOUR})
             return tools, found.structured_content or {}, asked.structured_content or {}
 
-    tools, found, asked = asyncio.run(session(api.alice))
+    # In a thread of its own: a session's sync Playwright keeps an event loop running in
+    # this one, where asyncio.run is refused.
+    with ThreadPoolExecutor(1) as thread:
+        tools, found, asked = thread.submit(asyncio.run, session(api.alice)).result()
     assert tools == ["ask", "search"]
     assert Path(found["hits"][0]["path"]).name == HARBOUR_FILE
     assert asked["refused"] is False and "4,750,000" in asked["answer"]
     assert [Path(c["path"]).name for c in asked["citations"]] == [HARBOUR_FILE]
-    _, found, asked = asyncio.run(session(api.bob))
+    with ThreadPoolExecutor(1) as thread:
+        _, found, asked = thread.submit(asyncio.run, session(api.bob)).result()
     finance = str(api.share / "finance")
     assert not any(hit["path"].startswith(finance) for hit in found["hits"])
     assert asked["refused"] is True and asked["citations"] == []
