@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.actor import OPERATOR, Actor, Channel
 from appliance.audit import clip_query
@@ -27,14 +27,15 @@ from appliance.erase import Erasure, erase
 from appliance.errors import NotAllowed, Unauthorized, UnknownConversation
 from appliance.feedback import Rating
 from appliance.identity import SignInResult
-from appliance.ingest_runs import run_ingestion, start_ingestion
 from appliance.root import Parts
 from appliance.tokens import ApiToken
 from appliance.users import User
-from ingest.pipeline import IngestReport
 from llm.answer import Answer
 from retrieval.models import Hit
 from retrieval.store import SearchFilters
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestReport
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,8 @@ class Appliance:
 
     def ingest(self, actor: Actor, roots: Sequence[str], **options: Any) -> IngestReport:
         """One ingestion run over `roots` (`appliance.ingest_runs.run_ingestion`)."""
+        from appliance.ingest_runs import run_ingestion
+
         return run_ingestion(self.settings, actor, roots, audit=self.parts.audit, **options)
 
     def ingest_in_background(
@@ -280,6 +283,8 @@ class Appliance:
     ) -> subprocess.Popen[bytes]:
         """An ingestion run of `share` in a process of its own (a page may be closed
         meanwhile), its progress kept in `progress_file`, recorded once as the actor's."""
+        from appliance.ingest_runs import start_ingestion
+
         return start_ingestion(actor, share, progress_file, log_file)
 
     # -- the audit log -----------------------------------------------------------------------
