@@ -3,11 +3,11 @@
 #   BUNDLE_DIR/install.sh BUNDLE_DIR [--verify-only] [--install-dir /srv/rag] [--json] ...
 # Needs bash, python3 (3.11 or newer) and, past --verify-only, Docker with Compose v2.
 # The Python libraries the installer uses travel in the bundle (installer/vendor).
-# See ops/airgap/install.py.
+# See ops/packaging/airgap/install.py.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-if [ -d "$here/installer/ops/airgap" ]; then
+if [ -d "$here/installer/ops/packaging/airgap" ]; then
     # Run from a bundle: its own copy of the installer and libraries.
     code="$here/installer"
     path="$code:$code/vendor"
@@ -37,4 +37,4 @@ fi
 
 # No bytecode: __pycache__ folders written into the bundle would fail its next verification.
 export PYTHONDONTWRITEBYTECODE=1
-PYTHONPATH="$path" exec "$python" -s -m ops.airgap.install "$@"
+PYTHONPATH="$path" exec "$python" -s -m ops.packaging.airgap.install "$@"

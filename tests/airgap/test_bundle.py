@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ops.airgap.bundle import (
+from ops.packaging.airgap.bundle import (
     bound_files,
     compose_images,
     git_blob_id,
     model_file_problems,
     read_compose,
 )
-from ops.airgap.pins import TESSERACT_EU_LANGUAGES
+from ops.packaging.airgap.pins import TESSERACT_EU_LANGUAGES
 from settings import PROJECT_ROOT
 
 BUNDLE_SH = PROJECT_ROOT / "ops" / "bundle.sh"
@@ -116,14 +116,14 @@ def test_compose_file_template_sample_share_and_installer_are_copied(bundle: Pat
         assert (bundle / "compose" / relative).read_bytes() == (
             PROJECT_ROOT / relative
         ).read_bytes()
-    template = PROJECT_ROOT / "ops" / "docker" / "appliance.env.example"
+    template = PROJECT_ROOT / "ops" / "packaging" / "docker" / "appliance.env.example"
     assert (bundle / "compose" / "appliance.env.example").read_bytes() == template.read_bytes()
     sample = sorted(p.name for p in (PROJECT_ROOT / "ops" / "sample-share").rglob("*"))
     assert sorted(p.name for p in (bundle / "sample-share").rglob("*")) == sample
     assert (bundle / INSTALL_SH_NAME).read_bytes() == (
         PROJECT_ROOT / "ops" / "install.sh"
     ).read_bytes()
-    assert (bundle / "installer" / "ops" / "airgap" / "install.py").is_file()
+    assert (bundle / "installer" / "ops" / "packaging" / "airgap" / "install.py").is_file()
     assert (bundle / "installer" / "vendor" / "docker" / "__init__.py").is_file()
     assert not list(bundle.rglob("*.so")) and not list(bundle.rglob("__pycache__"))
 
@@ -173,7 +173,9 @@ def test_the_app_image_is_built_and_the_others_are_pulled_as_compose_names_them(
     images = {ref.reference: (ref, build) for ref, build in compose_images(compose, {})}
     app, app_build = images["rag-appliance:0.1.0"]
     assert app.services == ["ingest", "ui", "api", "metrics"]
-    assert app_build is not None and app_build["dockerfile"] == "ops/docker/app.Dockerfile"
+    assert (
+        app_build is not None and app_build["dockerfile"] == "ops/packaging/docker/app.Dockerfile"
+    )
     assert images[compose["services"]["qdrant"]["image"]][1] is None
     tagged = {ref.reference for ref, _ in compose_images(compose, {"APP_IMAGE_TAG": "0.2.0"})}
     assert "rag-appliance:0.2.0" in tagged

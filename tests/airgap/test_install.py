@@ -17,16 +17,16 @@ import httpx
 import pytest
 from docker.errors import ImageNotFound
 
-from ops.airgap import placement, stack
-from ops.airgap.host import (
+from ops.packaging.airgap import placement, stack
+from ops.packaging.airgap.host import (
     check_gpu_memory,
     compose_check,
     gpu_memory_check,
     required_gpu_memory_mib,
 )
-from ops.airgap.images import mismatched_images
-from ops.airgap.manifest import ImageRef
-from ops.airgap.pins import LLM_SHAPE
+from ops.packaging.airgap.images import mismatched_images
+from ops.packaging.airgap.manifest import ImageRef
+from ops.packaging.airgap.pins import LLM_SHAPE
 from settings import PROJECT_ROOT
 
 BUNDLE_SH = PROJECT_ROOT / "ops" / "bundle.sh"
@@ -262,7 +262,7 @@ def test_models_are_installed_read_only_and_replaced_on_upgrade(tmp_path: Path) 
 
 
 def test_env_file_and_secrets_are_written_once_and_never_overwritten(tmp_path: Path) -> None:
-    template = PROJECT_ROOT / "ops" / "docker" / "appliance.env.example"
+    template = PROJECT_ROOT / "ops" / "packaging" / "docker" / "appliance.env.example"
     assert placement.write_appliance_env(tmp_path, template) is True
     (tmp_path / "appliance.env").write_text("RAG_OCR__LANGUAGES=eng\n")
     assert placement.write_appliance_env(tmp_path, template) is False

@@ -27,10 +27,10 @@ from settings import OFFLINE_ENVIRONMENT, PROJECT_ROOT, Settings
 from tests.conftest import RAG, free_port
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
-SCALE = PROJECT_ROOT / "ops" / "docker" / "compose.scale.yml"
-DOCKERFILE = PROJECT_ROOT / "ops" / "docker" / "app.Dockerfile"
-ENTRYPOINT = PROJECT_ROOT / "ops" / "docker" / "entrypoint.sh"
-ENV_TEMPLATE = PROJECT_ROOT / "ops" / "docker" / "appliance.env.example"
+SCALE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "compose.scale.yml"
+DOCKERFILE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "app.Dockerfile"
+ENTRYPOINT = PROJECT_ROOT / "ops" / "packaging" / "docker" / "entrypoint.sh"
+ENV_TEMPLATE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "appliance.env.example"
 QDRANT_CONFIG = PROJECT_ROOT / "ops" / "qdrant" / "config.yaml"
 LLM_SERVER_PYTHON = PROJECT_ROOT / ".venv-llm" / "bin" / "python"
 
@@ -270,7 +270,7 @@ def test_our_services_run_our_image_as_a_non_root_user(stack: dict[str, Any]) ->
     for name in APP_SERVICES:
         service = stack["services"][name]
         assert str(service["image"]).startswith("rag-appliance:"), name
-        assert service["build"]["dockerfile"] == "ops/docker/app.Dockerfile", name
+        assert service["build"]["dockerfile"] == "ops/packaging/docker/app.Dockerfile", name
         assert (PROJECT_ROOT / service["build"]["dockerfile"]).exists()
         assert "user" not in service, f"{name}: the image's USER decides"
 
@@ -345,8 +345,10 @@ def test_the_app_image_sets_every_offline_switch() -> None:
 
 def test_the_app_image_installs_the_offline_spacy_model() -> None:
     runs = " ".join(args for name, args in dockerfile_instructions(DOCKERFILE) if name == "RUN")
-    assert "pip install --no-build-isolation ./ops/spacy_model_alias" in runs
-    alias = tomllib.loads((PROJECT_ROOT / "ops/spacy_model_alias/pyproject.toml").read_text())
+    assert "pip install --no-build-isolation ./ops/packaging/spacy_model_alias" in runs
+    alias = tomllib.loads(
+        (PROJECT_ROOT / "ops/packaging/spacy_model_alias/pyproject.toml").read_text()
+    )
     assert alias["project"]["name"] == "en_core_web_sm"
 
 
@@ -355,7 +357,7 @@ def test_the_healthcheck_entrypoint_is_the_one_the_image_installs(
 ) -> None:
     test = stack["services"]["ingest"]["healthcheck"]["test"]
     copies = [args for name, args in dockerfile_instructions(DOCKERFILE) if name == "COPY"]
-    installed = f"ops/docker/entrypoint.sh /usr/local/bin/{test[1]}"
+    installed = f"ops/packaging/docker/entrypoint.sh /usr/local/bin/{test[1]}"
     assert any(args.endswith(installed) for args in copies), test
 
 

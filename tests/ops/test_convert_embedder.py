@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ops.convert_embedder import read_packed, write_folder
-from ops.setup_models import convert_if_changed, packaged_e5
+from ops.packaging.convert_embedder import read_packed, write_folder
+from ops.packaging.setup_models import convert_if_changed, packaged_e5
 from retrieval.embedder import SentenceTransformerEmbedder
 
 SENTENCES = [

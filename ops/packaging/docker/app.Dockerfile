@@ -1,5 +1,5 @@
 # The appliance's own image, used by the `ingest` and `ui` services of docker-compose.yml.
-# Build from the repository root (Compose does): docker build -f ops/docker/app.Dockerfile .
+# Build from the repository root (Compose does): docker build -f ops/packaging/docker/app.Dockerfile .
 # The build needs the package registries; the image it produces needs no network at all.
 # Models are not baked in: they are mounted read-only at /models.
 
@@ -29,17 +29,17 @@ WORKDIR /app
 # Dependencies first, from pyproject.toml's list with app.lock as constraints, so this slow
 # layer is rebuilt only when the pins change, not on every source edit.
 COPY pyproject.toml ./
-COPY ops/requirements/app.lock ops/requirements/app.lock
+COPY ops/packaging/requirements/app.lock ops/packaging/requirements/app.lock
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
-    && pip install -c ops/requirements/app.lock -r /tmp/requirements.txt
+    && pip install -c ops/packaging/requirements/app.lock -r /tmp/requirements.txt
 
 # unstructured asks spaCy for `en_core_web_sm` and downloads it when missing: install the
 # offline alias. PyPI's torchvision is built for another torch and breaks
 # `import transformers`; nothing here needs it (same steps as ops/setup.sh).
-COPY ops/spacy_model_alias/pyproject.toml ops/spacy_model_alias/pyproject.toml
-COPY ops/spacy_model_alias/en_core_web_sm ops/spacy_model_alias/en_core_web_sm
-RUN pip install --no-build-isolation ./ops/spacy_model_alias \
+COPY ops/packaging/spacy_model_alias/pyproject.toml ops/packaging/spacy_model_alias/pyproject.toml
+COPY ops/packaging/spacy_model_alias/en_core_web_sm ops/packaging/spacy_model_alias/en_core_web_sm
+RUN pip install --no-build-isolation ./ops/packaging/spacy_model_alias \
     && pip uninstall -y torchvision
 
 COPY settings.py ./
@@ -76,7 +76,7 @@ RUN groupadd --gid 10001 rag \
 
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /app /app
-COPY --chmod=0755 ops/docker/entrypoint.sh /usr/local/bin/rag-entrypoint
+COPY --chmod=0755 ops/packaging/docker/entrypoint.sh /usr/local/bin/rag-entrypoint
 
 # The offline switches of settings.OFFLINE_ENVIRONMENT (the code forces them too), so every
 # process in the container has them, including a shell opened with `docker compose exec`.

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ops.airgap.manifest import Artifact, Manifest
+from ops.packaging.airgap.manifest import Artifact, Manifest
 
 SBOM_FILE = "sbom.cdx.json"
 _COMPONENT_TYPES = {

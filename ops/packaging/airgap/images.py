@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ops.airgap.manifest import ImageRef
+from ops.packaging.airgap.manifest import ImageRef
 
 _SAVE_CHUNK = 4 * 1024 * 1024
 

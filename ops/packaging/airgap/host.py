@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ops.airgap.pins import LLM_SHAPE, LlmShape
+from ops.packaging.airgap.pins import LLM_SHAPE, LlmShape
 
 MIB = 1024 * 1024
 # vLLM's default --gpu-memory-utilization: the share of each GPU it may take.

@@ -2,11 +2,11 @@
 
     bundle.sh OUT_DIR [--skip-images] [--skip-models] [--sign-key KEYID]
 
-Images: the app image is built from ops/docker/app.Dockerfile, the others are pulled, all as
-docker-compose.yml names them, then saved with `docker save`. Models: downloaded at the
-revisions pinned in ops/airgap/pins.py and checked file by file against the hub's hashes.
-Tesseract packs: copied from this host, never downloaded. See ops/airgap/__init__.py for
-the bundle's layout.
+Images: the app image is built from ops/packaging/docker/app.Dockerfile, the others are
+pulled, all as docker-compose.yml names them, then saved with `docker save`. Models:
+downloaded at the revisions pinned in pins.py and checked file by file against the hub's
+hashes. Tesseract packs: copied from this host, never downloaded. See __init__.py for the
+bundle's layout.
 """
 
 from __future__ import annotations
@@ -28,18 +28,18 @@ from typing import Any, NoReturn
 import yaml
 from packaging.requirements import Requirement
 
-from ops.airgap import images as image_ops
-from ops.airgap.checksums import sha256_file, sign_sums, tree_digest, write_sums
-from ops.airgap.manifest import Artifact, ImageRef, Manifest, write_manifest
-from ops.airgap.pins import MODELS, TESSDATA_LICENCE, TESSERACT_EU_LANGUAGES, ModelPin
-from ops.airgap.sbom import SBOM_FILE, write_sbom
+from ops.packaging.airgap import images as image_ops
+from ops.packaging.airgap.checksums import sha256_file, sign_sums, tree_digest, write_sums
+from ops.packaging.airgap.manifest import Artifact, ImageRef, Manifest, write_manifest
+from ops.packaging.airgap.pins import MODELS, TESSDATA_LICENCE, TESSERACT_EU_LANGUAGES, ModelPin
+from ops.packaging.airgap.sbom import SBOM_FILE, write_sbom
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TESSDATA_GLOB = "/usr/share/tesseract-ocr/*/tessdata"
 # What the installer imports beyond the standard library; copied with their dependencies.
 INSTALLER_REQUIREMENTS = ("docker", "httpx")
 # Carried when present, at the same path under the install folder.
-OPTIONAL_COMPOSE_FILES = ("ops/docker/compose.scale.yml",)
+OPTIONAL_COMPOSE_FILES = ("ops/packaging/docker/compose.scale.yml",)
 APPLIANCE_LICENCE = "Apache-2.0"
 _VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -118,7 +118,11 @@ def copy_configs(out: Path, compose: dict[str, Any]) -> list[Artifact]:
     version = appliance_version()
     sources = {
         "compose/docker-compose.yml": REPO_ROOT / "docker-compose.yml",
-        "compose/appliance.env.example": REPO_ROOT / "ops" / "docker" / "appliance.env.example",
+        "compose/appliance.env.example": REPO_ROOT
+        / "ops"
+        / "packaging"
+        / "docker"
+        / "appliance.env.example",
         "install.sh": REPO_ROOT / "ops" / "install.sh",
     }
     for relative in bound_files(compose):
@@ -143,11 +147,12 @@ def copy_installer(out: Path) -> Artifact:
     """installer/: this package, and the pure-Python libraries it imports (compiled
     accelerators left out: each has a Python fallback), for the host's own python3."""
     target = out / "installer"
-    (target / "ops").mkdir(parents=True)
-    shutil.copy2(REPO_ROOT / "ops" / "__init__.py", target / "ops" / "__init__.py")
+    for package in ("ops", "ops/packaging"):
+        (target / package).mkdir(parents=True)
+        shutil.copy2(REPO_ROOT / package / "__init__.py", target / package / "__init__.py")
     shutil.copytree(
         Path(__file__).parent,
-        target / "ops" / "airgap",
+        target / "ops" / "packaging" / "airgap",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     names = []

