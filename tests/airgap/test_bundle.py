@@ -111,7 +111,7 @@ def test_tesseract_packs_present_here_are_carried_and_the_others_listed_missing(
 def test_compose_file_template_sample_share_and_installer_are_copied(bundle: Path) -> None:
     compose = (bundle / "compose" / "docker-compose.yml").read_bytes()
     assert compose == (PROJECT_ROOT / "docker-compose.yml").read_bytes()
-    for relative in bound_files(read_compose(PROJECT_ROOT / "docker-compose.yml")):
+    for relative in bound_files(read_compose([PROJECT_ROOT / "docker-compose.yml"])):
         # at the same path under compose/ as under the install folder the compose file binds
         assert (bundle / "compose" / relative).read_bytes() == (
             PROJECT_ROOT / relative
@@ -169,7 +169,7 @@ def test_bound_files_are_the_relative_sources_but_not_the_secrets() -> None:
 
 
 def test_the_app_image_is_built_and_the_others_are_pulled_as_compose_names_them() -> None:
-    compose = read_compose(PROJECT_ROOT / "docker-compose.yml")
+    compose = read_compose([PROJECT_ROOT / "docker-compose.yml"])
     images = {ref.reference: (ref, build) for ref, build in compose_images(compose, {})}
     app, app_build = images["rag-appliance:0.1.0"]
     assert app.services == ["ingest", "ui", "api", "metrics"]

@@ -8,8 +8,11 @@ snapshot calls, with minimal fakes that inject what no real engine or server her
 
 from __future__ import annotations
 
+import os
+import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +52,28 @@ def bundle(pristine: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def run_install(bundle: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_install(
+    bundle: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", str(bundle / "install.sh"), str(bundle), *args],
+        [shutil.which("bash") or "bash", str(bundle / "install.sh"), str(bundle), *args],
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
+
+
+def host_without_docker(tmp_path: Path) -> dict[str, str]:
+    """The environment of a host with neither the docker command nor an engine: PATH holds
+    only what install.sh itself needs."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    dirname = shutil.which("dirname")
+    assert dirname is not None
+    (bin_dir / "dirname").symlink_to(dirname)
+    return {**os.environ, "PATH": str(bin_dir), "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
 
 
 def snapshot_tree(folder: Path) -> dict[str, bytes]:
@@ -135,7 +153,9 @@ def test_host_checks_report_every_failure_with_a_next_step_and_install_nothing(
     install_dir.mkdir()
     (install_dir / "appliance.env").write_text("RAG_QDRANT__COLLECTION=mine\n")
     before = snapshot_tree(install_dir)
-    result = run_install(bundle, "--install-dir", str(install_dir))
+    result = run_install(
+        bundle, "--install-dir", str(install_dir), env=host_without_docker(tmp_path)
+    )
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert "[install] bundle intact" in lines[0]
@@ -158,10 +178,26 @@ def test_host_checks_report_every_failure_with_a_next_step_and_install_nothing(
     assert sorted(p.name for p in install_dir.iterdir()) == ["appliance.env"]
 
 
-def test_compose_check_fails_without_the_v2_plugin() -> None:
-    check = compose_check()
+def test_compose_check_fails_without_the_v2_plugin(tmp_path: Path) -> None:
+    docker_v1_only = tmp_path / "docker"
+    docker_v1_only.write_text(
+        "#!/bin/sh\necho \"docker: 'compose' is not a docker command.\" >&2\nexit 1\n"
+    )
+    docker_v1_only.chmod(0o755)
+    check = compose_check(str(docker_v1_only))
     assert not check.ok
     assert "docker-compose-plugin" in check.detail
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker command on this host")
+def test_compose_check_reads_the_plugins_version() -> None:
+    check = compose_check()
+    installed = subprocess.run(
+        ["docker", "compose", "version", "--short"], capture_output=True, text=True, check=False
+    )
+    assert check.ok == (installed.returncode == 0)
+    if check.ok:
+        assert check.detail == f"version {installed.stdout.strip().lstrip('v')}"
 
 
 # -- GPU memory ----------------------------------------------------------------------------------

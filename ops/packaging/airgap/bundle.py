@@ -1,12 +1,15 @@
 """Build the air-gapped install bundle, on a connected build host.
 
-    bundle.sh OUT_DIR [--skip-images] [--skip-models] [--sign-key KEYID]
+    bundle.sh OUT_DIR [--profile gpu|cpu] [--skip-images] [--skip-models] [--sign-key KEYID]
+                      [--build-arg NAME=VALUE ...] [--extra-ca-cert FILE] [--build-network host]
 
-Images: the app image is built from ops/packaging/docker/app.Dockerfile, the others are
-pulled, all as docker-compose.yml names them, then saved with `docker save`. Models:
-downloaded at the revisions pinned in pins.py and checked file by file against the hub's
-hashes. Tesseract packs: copied from this host, never downloaded. See __init__.py for the
-bundle's layout.
+Images: those with a `build:` section (the app; for the cpu profile also vLLM's CPU build)
+are built from the base image named by their BASE_IMAGE argument (ops/packaging/docker/
+base.sh makes it from a Debian mirror), the others are pulled, all as the profile's compose
+files name them, then saved with `docker save`. Models: for the gpu profile downloaded at
+the revisions pinned in pins.py and checked file by file against the hub's hashes; for the
+cpu profile copied from the packaged model folders `make setup` writes. Tesseract packs:
+copied from this host, never downloaded. See __init__.py for the bundle's layout.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -30,8 +34,14 @@ from packaging.requirements import Requirement
 
 from ops.packaging.airgap import images as image_ops
 from ops.packaging.airgap.checksums import sha256_file, sign_sums, tree_digest, write_sums
-from ops.packaging.airgap.manifest import Artifact, ImageRef, Manifest, write_manifest
-from ops.packaging.airgap.pins import MODELS, TESSDATA_LICENCE, TESSERACT_EU_LANGUAGES, ModelPin
+from ops.packaging.airgap.manifest import PROFILES, Artifact, ImageRef, Manifest, write_manifest
+from ops.packaging.airgap.pins import (
+    CPU_MODELS,
+    MODELS,
+    TESSDATA_LICENCE,
+    TESSERACT_EU_LANGUAGES,
+    ModelPin,
+)
 from ops.packaging.airgap.sbom import SBOM_FILE, write_sbom
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -39,7 +49,10 @@ TESSDATA_GLOB = "/usr/share/tesseract-ocr/*/tessdata"
 # What the installer imports beyond the standard library; copied with their dependencies.
 INSTALLER_REQUIREMENTS = ("docker", "httpx")
 # Carried when present, at the same path under the install folder.
-OPTIONAL_COMPOSE_FILES = ("ops/packaging/docker/compose.scale.yml",)
+OPTIONAL_COMPOSE_FILES = (
+    "ops/packaging/docker/compose.scale.yml",
+    "ops/packaging/docker/compose.cpu.yml",
+)
 APPLIANCE_LICENCE = "Apache-2.0"
 _VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -62,10 +75,32 @@ def expand(value: str, environment: dict[str, str]) -> str:
     return _VARIABLE.sub(lambda m: environment.get(m.group(1)) or (m.group(2) or ""), value)
 
 
-def read_compose(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+def read_compose(files: list[Path]) -> dict[str, Any]:
+    """The services as Compose will run them. One file is read as it is; several are merged
+    by `docker compose config` itself (overrides, `!reset`, profiles), which needs Compose v2."""
+    if len(files) == 1:
+        data = yaml.safe_load(files[0].read_text(encoding="utf-8"))
+    else:
+        command = ["docker", "compose", "--project-directory", str(REPO_ROOT)]
+        for path in files:
+            command += ["-f", str(path)]
+        try:
+            merged = subprocess.run(
+                [*command, "config", "--format", "json"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            )
+        except (OSError, subprocess.CalledProcessError) as error:
+            detail = getattr(error, "stderr", "") or str(error)
+            raise BundleError(
+                f"`docker compose config` failed ({detail.strip().splitlines()[-1:]}): "
+                "the profile's files need Compose v2 on the build host"
+            ) from error
+        data = json.loads(merged.stdout)
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
-        raise BundleError(f"{path}: no services found: is it the appliance's compose file?")
+        raise BundleError(f"{files[-1]}: no services found: is it the appliance's compose file?")
     return data
 
 
@@ -89,11 +124,11 @@ def compose_images(
     return list(found.values())
 
 
-def vllm_option(compose: dict[str, Any], option: str) -> str:
+def vllm_option(compose: dict[str, Any], option: str) -> str | None:
     """The value of one of the vllm service's flags, with the compose file's defaults."""
     command = [str(part) for part in compose["services"].get("vllm", {}).get("command", [])]
     if option not in command:
-        raise BundleError(f"docker-compose.yml: the vllm service has no {option}")
+        return None
     return expand(command[command.index(option) + 1], {})
 
 
@@ -107,8 +142,11 @@ def bound_files(compose: dict[str, Any]) -> list[str]:
     for spec in compose["services"].values():
         for volume in spec.get("volumes") or []:
             source = volume.get("source", "") if isinstance(volume, dict) else volume.split(":")[0]
-            if str(source).startswith("./") and not str(source).startswith("./secrets/"):
-                found.add(str(source)[2:])
+            source = str(source)
+            if source.startswith(str(REPO_ROOT) + "/"):  # `docker compose config` resolves ./
+                source = "./" + source[len(str(REPO_ROOT)) + 1 :]
+            if source.startswith("./") and not source.startswith("./secrets/"):
+                found.add(source[2:])
     return sorted(found)
 
 
@@ -228,8 +266,13 @@ def collect_tessdata(out: Path, say: Callable[[str], None]) -> tuple[list[Artifa
 
 
 def collect_images(
-    out: Path, images: list[tuple[ImageRef, dict[str, Any] | None]], say: Callable[[str], None]
+    out: Path,
+    images: list[tuple[ImageRef, dict[str, Any] | None]],
+    build_args: dict[str, str],
+    build_network: str | None,
+    say: Callable[[str], None],
 ) -> tuple[list[ImageRef], list[Artifact]]:
+    """build_args override the compose files' own `args` for every image built."""
     import docker
 
     try:
@@ -243,11 +286,13 @@ def collect_images(
     refs, artifacts = [], []
     for ref, build in images:
         if build is not None:
-            image = image_ops.build_app_image(
+            image = image_ops.build_image(
                 client,
                 REPO_ROOT / build.get("context", "."),
                 build["dockerfile"],
                 ref.reference,
+                {**_string_values(build.get("args")), **build_args},
+                build_network,
                 say,
             )
         else:
@@ -329,7 +374,11 @@ def git_blob_id(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
-def collect_models(out: Path, say: Callable[[str], None]) -> list[Artifact]:
+def collect_models(
+    out: Path, profile: str, models_from: Path, say: Callable[[str], None]
+) -> list[Artifact]:
+    if profile == "cpu":
+        return copy_packaged_models(out, models_from, say)
     artifacts = []
     for pin in MODELS:
         relative = f"models/{pin.role}"
@@ -340,18 +389,37 @@ def collect_models(out: Path, say: Callable[[str], None]) -> list[Artifact]:
     return artifacts
 
 
+def copy_packaged_models(
+    out: Path, models_from: Path, say: Callable[[str], None]
+) -> list[Artifact]:
+    """The cpu profile's model folders, as `make setup` wrote them from packages."""
+    artifacts = []
+    for model in CPU_MODELS:
+        source = models_from / model.role
+        if not (source / "config.json").is_file():
+            raise BundleError(f"{source} holds no model: run `make setup`, or pass --models-from")
+        relative = f"models/{model.role}"
+        say(f"copying {model.name} from {source}")
+        shutil.copytree(source, out / relative, ignore=shutil.ignore_patterns(".*"))
+        digest, _size = tree_digest(out / relative)
+        artifact = _folder_artifact(out, relative, model.name, "model", digest[:12], model.licence)
+        artifact.details = {"role": model.role, "packaged_from": model.package}
+        artifacts.append(artifact)
+    return artifacts
+
+
 # -- the whole bundle ----------------------------------------------------------------------------
 
 
 def build_bundle(
     out: Path,
-    skip_images: bool,
-    skip_models: bool,
-    sign_key: str | None,
+    options: argparse.Namespace,
     say: Callable[[str], None],
 ) -> Manifest:
+    """options: the command line's (profile, skip_images, skip_models, sign_key, build_args,
+    build_network, models_from)."""
     environment = dict(os.environ)
-    compose = read_compose(REPO_ROOT / "docker-compose.yml")
+    compose = read_compose([REPO_ROOT / name for name in PROFILES[options.profile]])
     images = compose_images(compose, environment)
     out.mkdir(parents=True, exist_ok=True)
     built_at = datetime.now(timezone.utc).replace(microsecond=0).isoformat()  # noqa: UP017
@@ -360,28 +428,35 @@ def build_bundle(
     tessdata, missing_languages = collect_tessdata(out, say)
     artifacts += tessdata
     refs = [ref for ref, _build in images]
-    if skip_images:
+    if options.skip_images:
         say("images skipped (--skip-images): the appliance host must already have them")
     else:
-        refs, image_artifacts = collect_images(out, images, say)
+        refs, image_artifacts = collect_images(
+            out, images, options.build_args, options.build_network, say
+        )
         artifacts += image_artifacts
-    if skip_models:
+    if options.skip_models:
         say("models skipped (--skip-models): the appliance host must already have them")
     else:
-        artifacts += collect_models(out, say)
+        artifacts += collect_models(out, options.profile, options.models_from, say)
+    max_model_len = vllm_option(compose, "--max-model-len")
+    if max_model_len is None:
+        raise BundleError("the vllm service has no --max-model-len: the compose files changed?")
+    gpu_share = vllm_option(compose, "--gpu-memory-utilization")
     manifest = Manifest(
         appliance_version=appliance_version(),
         built_at=built_at,
         compose_project=str(compose.get("name", "rag-appliance")),
         services=list(compose["services"]),
         images=refs,
-        images_skipped=skip_images,
-        models_skipped=skip_models,
-        llm_max_model_len=int(vllm_option(compose, "--max-model-len")),
-        llm_gpu_memory_utilization=float(vllm_option(compose, "--gpu-memory-utilization")),
+        images_skipped=options.skip_images,
+        models_skipped=options.skip_models,
+        llm_max_model_len=int(max_model_len),
+        llm_gpu_memory_utilization=float(gpu_share) if gpu_share else 0.0,
         tessdata_present=[artifact.name for artifact in tessdata],
         tessdata_missing=missing_languages,
         artifacts=artifacts,
+        profile=options.profile,
     )
     write_sbom(out, manifest, built_at)
     manifest.artifacts.append(
@@ -390,9 +465,9 @@ def build_bundle(
     write_manifest(out, manifest)
     count = write_sums(out)
     say(f"SHA256SUMS lists {count} files")
-    if sign_key:
-        signature = sign_sums(out, sign_key)
-        say(f"signed SHA256SUMS with {sign_key}: {signature.name}")
+    if options.sign_key:
+        signature = sign_sums(out, options.sign_key)
+        say(f"signed SHA256SUMS with {options.sign_key}: {signature.name}")
     return manifest
 
 
@@ -415,6 +490,10 @@ def _folder_artifact(
     return Artifact(name, kind, version, digest, size, licence, relative)
 
 
+def _string_values(mapping: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (mapping or {}).items() if v is not None}
+
+
 def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -429,7 +508,47 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-models", action="store_true", help="no models: the host must already have them"
     )
     parser.add_argument("--sign-key", metavar="KEYID", help="gpg key that signs SHA256SUMS")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="gpu",
+        help="gpu: production (default); cpu: vLLM's CPU build with the packaged small model",
+    )
+    parser.add_argument(
+        "--models-from",
+        type=Path,
+        default=REPO_ROOT / "models",
+        help="cpu profile: the model folders `make setup` wrote (default: ./models)",
+    )
+    parser.add_argument(
+        "--build-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="for every image built: BASE_IMAGE, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, "
+        "PIP_FIND_LINKS (a corporate mirror)",
+    )
+    parser.add_argument(
+        "--extra-ca-cert",
+        type=Path,
+        metavar="FILE",
+        help="PEM file of a CA the builds must trust (a TLS-inspecting proxy's)",
+    )
+    parser.add_argument(
+        "--build-network", metavar="MODE", help="network of the build steps, e.g. host"
+    )
     args = parser.parse_args(argv)
+    args.build_args = {}
+    for item in args.build_arg:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            parser.error(f"--build-arg {item}: give NAME=VALUE")
+        args.build_args[name] = value
+    if args.extra_ca_cert is not None:
+        try:
+            args.build_args["EXTRA_CA_CERT"] = args.extra_ca_cert.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as error:
+            parser.error(f"--extra-ca-cert {args.extra_ca_cert}: {error}")
     out = args.out_dir.absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         print(
@@ -444,8 +563,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bundle] {line}", flush=True)
 
     try:
-        manifest = build_bundle(out, args.skip_images, args.skip_models, args.sign_key, say)
-    except BundleError as error:
+        manifest = build_bundle(out, args, say)
+    except (BundleError, image_ops.ImageError) as error:
         print(f"bundle.sh: {error}", file=sys.stderr)
         return EXIT_FAILED
     except subprocess.CalledProcessError:

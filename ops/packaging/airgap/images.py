@@ -27,13 +27,34 @@ def archive_name(reference: str) -> str:
     return f"images/{safe}.tar"
 
 
-def build_app_image(
-    client: Any, context: Path, dockerfile: str, reference: str, say: Callable[[str], None]
+def build_image(
+    client: Any,
+    context: Path,
+    dockerfile: str,
+    reference: str,
+    build_args: dict[str, str],
+    network: str | None,
+    say: Callable[[str], None],
 ) -> Any:
-    say(f"building {reference} from {dockerfile} (the package registries must be reachable)")
-    image, _log = client.images.build(
-        path=str(context), dockerfile=dockerfile, tag=reference, rm=True, pull=True
-    )
+    """Never pulls: the base image is built locally (ops/packaging/docker/base.sh)."""
+    say(f"building {reference} from {dockerfile} (the package mirrors must be reachable)")
+    from docker.errors import BuildError
+
+    try:
+        image, _log = client.images.build(
+            path=str(context),
+            dockerfile=dockerfile,
+            tag=reference,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            buildargs=build_args,
+            network_mode=network,
+        )
+    except BuildError as error:
+        steps = [str(line.get("stream", "")).strip() for line in error.build_log]
+        tail = " | ".join(step for step in steps if step)[-600:]
+        raise ImageError(f"building {reference} failed: {error.msg}: {tail}") from error
     return image
 
 

@@ -133,16 +133,18 @@ def host_checks(
 ) -> tuple[list[Check], Any]:
     import docker
 
-    tp = tensor_parallel_size(args)
     engine, client = docker_engine_check(lambda: docker.from_env(timeout=30))
-    checks = [engine, compose_check(), nvidia_runtime_check(client)]
-    required = required_gpu_memory_mib(
-        llm_weights_bytes(manifest),
-        tp,
-        manifest.llm_max_model_len,
-        utilisation=gpu_memory_utilisation(manifest, args),
-    )
-    checks.append(gpu_memory_check(required, tp))
+    checks = [engine, compose_check()]
+    if manifest.profile == "gpu":
+        tp = tensor_parallel_size(args)
+        checks.append(nvidia_runtime_check(client))
+        required = required_gpu_memory_mib(
+            llm_weights_bytes(manifest),
+            tp,
+            manifest.llm_max_model_len,
+            utilisation=gpu_memory_utilisation(manifest, args),
+        )
+        checks.append(gpu_memory_check(required, tp))
     checks.append(disk_check(args.install_dir, 2 * _folder_size(bundle)))
     if manifest.models_skipped:
         missing = [r for r in ("llm", "embedder") if not (args.models_dir / r).is_dir()]
@@ -238,12 +240,14 @@ def install(
         manifest.appliance_version,
     )
     host_env = {
+        # Plain `docker compose` in the install folder runs the profile's files too.
+        "COMPOSE_FILE": ":".join(manifest.compose_files),
         "MODELS_DIR": str(args.models_dir),
         "SHARES_DIR": str(args.shares_dir),
         "APP_IMAGE_TAG": app_tag,
         "VLLM_TENSOR_PARALLEL_SIZE": str(tensor_parallel_size(args)),
     }
-    managed = ("APP_IMAGE_TAG",) + (
+    managed = ("COMPOSE_FILE", "APP_IMAGE_TAG") + (
         ("VLLM_TENSOR_PARALLEL_SIZE",) if args.tensor_parallel_size else ()
     )
     report["host_env"] = placement.write_host_env(args.install_dir, host_env, managed)
@@ -251,14 +255,17 @@ def install(
 
     say("starting the stack: docker compose up -d")
     try:
-        stack.compose_up(args.install_dir, recreate=installed_any)
+        stack.compose_up(args.install_dir, manifest.compose_files, recreate=installed_any)
         report["health"] = stack.wait_healthy(
             client, project, manifest.services, args.health_timeout, say
         )
         if not args.no_smoke_test:
             say("smoke test: ingesting the sample share and asking about it")
-            report["smoke_test"] = stack.smoke_test(args.install_dir, bundle / "sample-share")
-            _drop_smoke_collection(client, project, args.install_dir, say)
+            report["smoke_test"] = stack.smoke_test(
+                args.install_dir, manifest.compose_files, bundle / "sample-share"
+            )
+            if "qdrant" in manifest.services:  # the embedded store's throw-away index is gone
+                _drop_smoke_collection(client, project, args.install_dir, say)
     except stack.StackError as error:
         raise InstallFailed("start", [str(error)]) from error
     return report

