@@ -1,0 +1,343 @@
+"""The appliance as Docker Compose runs it, end to end (`make test-compose`).
+
+One session builds the base image from the Debian mirror, builds and bundles the cpu
+profile's images with `ops/bundle.sh`, installs the bundle into a fresh root with the
+bundle's own `install.sh` (which verifies it, loads the images, writes env and secrets,
+seals the networks, starts the stack, waits for health and runs its smoke test), and leaves
+the stack running for the tests. The last fixture tears it down, volumes included.
+
+Every step's time goes to tests/artifacts/compose/timings.json and the terminal summary,
+with the images' sizes. A Docker data root kept between runs (tests/compose/engine.sh) lets
+a re-run reuse built layers; a clean one only makes the run longer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from settings import PROJECT_ROOT
+from tests.conftest import SAMPLE_SHARE, free_port
+
+HERE = Path(__file__).parent
+ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts" / "compose"
+BASE_IMAGE = "rag-base:bookworm"
+PROJECT = "rag-appliance"
+# The proxy's host ports (Compose variables read from the environment of every command).
+PORT_VARIABLES = ("RAG_HTTPS_PORT", "RAG_HTTP_PORT")
+CA_FOLDER = Path("/usr/local/share/ca-certificates")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.compose)
+
+
+@dataclass
+class Timings:
+    """Seconds per step, in the order they ran, and the images' sizes."""
+
+    steps: dict[str, float] = field(default_factory=dict)
+    image_sizes_mb: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def record(self, step: str, seconds: float) -> None:
+        self.steps[step] = round(seconds, 1)
+        self.save()
+
+    def save(self) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        whole = round(time.monotonic() - self.started, 1)
+        report = {"seconds": self.steps, "image_sizes_mb": self.image_sizes_mb, "total": whole}
+        (ARTIFACTS / "timings.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+_timings = Timings()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _timings.steps:
+        _timings.save()
+        terminalreporter.write_sep("-", "compose run: seconds per step, image sizes (MB)")
+        for step, seconds in _timings.steps.items():
+            terminalreporter.write_line(f"{step:<32} {seconds:>8.1f}")
+        for image, size in _timings.image_sizes_mb.items():
+            terminalreporter.write_line(f"{image:<32} {size:>8} MB")
+        total = time.monotonic() - _timings.started
+        terminalreporter.write_line(f"{'whole run':<32} {total:>8.1f}")
+
+
+@pytest.fixture(scope="session")
+def timings() -> Timings:
+    return _timings
+
+
+def run_timed(
+    command: list[str],
+    log: Path,
+    markers: dict[str, str],
+    timings: Timings,
+    env: dict[str, str] | None = None,
+    timeout: float = 3600,
+) -> tuple[int, str]:
+    """Run a command, its output into `log`, and time the stretches between marker lines:
+    `markers` maps a part of an output line to the step it starts (the step before ends
+    there); an empty step name takes the line's first words after the part, e.g. the image
+    a "building" line names. Returns the exit status and the whole output."""
+    started = time.monotonic()
+    current, current_start = None, started
+    lines: list[str] = []
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            handle.write(line)
+            handle.flush()
+            lines.append(line)
+            step = _step_of(line, markers)
+            if step is not None:
+                now = time.monotonic()
+                if current is not None:
+                    timings.record(current, now - current_start)
+                current, current_start = step, now
+            if time.monotonic() - started > timeout:
+                process.kill()
+                break
+        status = process.wait()
+    if current is not None:
+        timings.record(current, time.monotonic() - current_start)
+    return status, "".join(lines)
+
+
+def _step_of(line: str, markers: dict[str, str]) -> str | None:
+    for part, name in markers.items():
+        if part in line:
+            rest = line.split(part, 1)[1].split()
+            return name or f"{part.strip('[] ').split('] ')[-1]} {rest[0] if rest else ''}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def engine(timings: Timings) -> None:
+    started = time.monotonic()
+    result = subprocess.run(["bash", str(HERE / "engine.sh")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    timings.record("engine", time.monotonic() - started)
+
+
+@pytest.fixture(scope="session")
+def base_image(engine: None, timings: Timings) -> str:
+    started = time.monotonic()
+    script = PROJECT_ROOT / "ops" / "packaging" / "docker" / "base.sh"
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    timings.record("base image", time.monotonic() - started)
+    return BASE_IMAGE
+
+
+def pip_find_links() -> list[Path]:
+    """The local folders pip on this host finds wheels in (torch's CPU build is one)."""
+    folders = os.environ.get("PIP_FIND_LINKS", "").split()
+    listed = subprocess.run(
+        ["pip", "config", "get", "global.find-links"], capture_output=True, text=True
+    )
+    folders += listed.stdout.split() if listed.returncode == 0 else []
+    return [Path(f) for f in dict.fromkeys(folders) if Path(f).is_dir()]
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def wheel_mirror() -> Iterator[str | None]:
+    """pip's find-links folder served on loopback, for builds on the host's network."""
+    folders = pip_find_links()
+    if not folders:
+        yield None
+        return
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", free_port()), partial(_QuietHandler, directory=str(folders[0]))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+
+
+def extra_ca_file(folder: Path) -> Path | None:
+    """The CAs this host added (a TLS-inspecting proxy's), in one PEM file."""
+    certificates = sorted(CA_FOLDER.glob("*.crt"))
+    if not certificates:
+        return None
+    bundle = folder / "extra-ca.pem"
+    bundle.write_text("".join(path.read_text() for path in certificates))
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def bundle(
+    base_image: str,
+    wheel_mirror: str | None,
+    timings: Timings,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    work = tmp_path_factory.mktemp("bundle")
+    out = work / "bundle"
+    command = ["bash", str(PROJECT_ROOT / "ops" / "bundle.sh"), str(out), "--profile", "cpu"]
+    command += ["--build-arg", f"BASE_IMAGE={base_image}", "--build-network", "host"]
+    if wheel_mirror:
+        command += ["--build-arg", f"PIP_FIND_LINKS={wheel_mirror}"]
+    ca = extra_ca_file(work)
+    if ca is not None:
+        command += ["--extra-ca-cert", str(ca)]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    markers = {"[bundle] building ": "", "[bundle] saving ": "", "[bundle] copying ": "models"}
+    started = time.monotonic()
+    status, output = run_timed(command, ARTIFACTS / "bundle.log", markers, timings, timeout=3600)
+    assert status == 0, output[-3000:]
+    timings.record("bundle (whole)", time.monotonic() - started)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for image in manifest["images"]["references"]:
+        inspected = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}}", image["reference"]],
+            capture_output=True,
+            text=True,
+        )
+        if inspected.returncode == 0:
+            timings.image_sizes_mb[image["reference"]] = int(inspected.stdout) // 2**20
+    timings.save()
+    return out
+
+
+@dataclass(frozen=True)
+class Installation:
+    root: Path
+    bundle: Path
+    files: tuple[str, ...]
+    env: dict[str, str]
+    https_port: int
+    http_port: int
+    report: dict[str, Any]
+
+    def compose(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        command = ["docker", "compose", "--project-directory", str(self.root)]
+        for name in self.files:
+            command += ["-f", str(self.root / name)]
+        return subprocess.run(
+            [*command, *args], capture_output=True, text=True, env=self.env, timeout=timeout
+        )
+
+    def rag(self, *args: str, stdin: str | None = None) -> dict[str, Any]:
+        """`rag ... --json` in the running ingest container."""
+        command = ["docker", "compose", "--project-directory", str(self.root)]
+        for name in self.files:
+            command += ["-f", str(self.root / name)]
+        result = subprocess.run(
+            [*command, "exec", "-T", "ingest", "rag-entrypoint", "rag", *args, "--json"],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            input=stdin,
+            timeout=900,
+        )
+        assert result.returncode == 0, f"rag {' '.join(args)}: {result.stderr[-1500:]}"
+        parsed = json.loads(result.stdout)
+        assert isinstance(parsed, dict)
+        return parsed
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
+
+
+def remove_leftovers(project: str) -> None:
+    """Containers, networks and volumes of an earlier run of the same project."""
+    label = f"label=com.docker.compose.project={project}"
+    for kind, lister in (
+        ("container", ["docker", "ps", "-aq", "--filter", label]),
+        ("network", ["docker", "network", "ls", "-q", "--filter", label]),
+        ("volume", ["docker", "volume", "ls", "-q", "--filter", label]),
+    ):
+        ids = subprocess.run(lister, capture_output=True, text=True).stdout.split()
+        if ids:
+            remover = ["docker", "rm", "-f"] if kind == "container" else ["docker", kind, "rm"]
+            subprocess.run([*remover, *ids], capture_output=True)
+
+
+def install_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for variable in PORT_VARIABLES:
+        env[variable] = str(free_port())
+    return env
+
+
+@pytest.fixture(scope="session")
+def installed(
+    bundle: Path, timings: Timings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installation]:
+    remove_leftovers(PROJECT)
+    root = tmp_path_factory.mktemp("install") / "srv-rag"
+    shares = root / "shares"
+    shutil.copytree(SAMPLE_SHARE, shares)
+    for path in [shares, *shares.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    env = install_env()
+    markers = {
+        "[install] bundle intact": "install: verify",
+        "[install] loading ": "install: docker load",
+        "[install] starting the stack": "install: up to first healthy",
+        "[install] smoke test": "install: smoke test (first answer)",
+    }
+    started = time.monotonic()
+    command = ["bash", str(bundle / "install.sh"), str(bundle), "--install-dir", str(root)]
+    status, output = run_timed(
+        [*command, "--json"], ARTIFACTS / "install.log", markers, timings, env=env, timeout=3600
+    )
+    timings.record("install (whole)", time.monotonic() - started)
+    report = json.loads(output[output.index("\n{") :]) if "\n{" in output else {}
+    installation = Installation(
+        root=root,
+        bundle=bundle,
+        files=tuple(report.get("compose_files_used") or _profile_files(bundle)),
+        env=env,
+        https_port=int(env["RAG_HTTPS_PORT"]),
+        http_port=int(env["RAG_HTTP_PORT"]),
+        report=report,
+    )
+    try:
+        assert status == 0, output[-4000:]
+        yield installation
+    finally:
+        logs = installation.compose("logs", "--no-color", "--tail", "200")
+        (ARTIFACTS / "stack.log").write_text(logs.stdout + logs.stderr)
+        installation.compose("down", "-v", "--remove-orphans")
+        remove_leftovers(PROJECT)
+
+
+def _profile_files(bundle: Path) -> tuple[str, ...]:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return tuple(manifest["compose"]["files"])
