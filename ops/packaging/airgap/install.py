@@ -192,7 +192,13 @@ def install(
     from ops.packaging.airgap import placement, stack
     from ops.packaging.airgap.images import load_images, mismatched_images
 
-    report: dict[str, Any] = {"install_dir": str(args.install_dir), "snapshots": []}
+    report: dict[str, Any] = {
+        "install_dir": str(args.install_dir),
+        "profile": manifest.profile,
+        "compose_project": manifest.compose_project,
+        "compose_files_used": list(manifest.compose_files),
+        "snapshots": [],
+    }
     args.install_dir.mkdir(parents=True, exist_ok=True)
     project = manifest.compose_project
     if not args.no_snapshot:

@@ -134,18 +134,24 @@ def delete_collection(http: httpx.Client, name: str) -> None:
 
 
 def smoke_test(install_dir: Path, files: tuple[str, ...], sample_share: Path) -> dict[str, Any]:
-    """Ingest the bundle's sample share into a throw-away collection and ask about it; the
-    answer must cite a file of the sample share."""
+    """Ingest the bundle's sample share into a throw-away index and ask about it, in one
+    container (the embedded store's index lives in its data folder); the answer must cite
+    a file of the sample share."""
     run = ["run", "--rm", "--no-deps", "-T", "-v", f"{sample_share}:{SMOKE_MOUNT}:ro"]
     run += ["-e", f"RAG_QDRANT__COLLECTION={SMOKE_COLLECTION}", "-e", "RAG_DATA_DIR=/tmp/smoke"]
-    ingested = _json_of(
-        compose(install_dir, files, *run, "ingest", "rag", "ingest", SMOKE_MOUNT, "--json")
+    script = 'rag ingest "$1" --json && rag ask "$2" --json'
+    result = compose(
+        install_dir, files, *run, "ingest", "sh", "-c", script, "smoke", SMOKE_MOUNT, SMOKE_QUESTION
     )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise StackError(f"smoke test: `rag ingest` or `rag ask` failed: {last}")
+    printed = json_objects(result.stdout)
+    if len(printed) != 2:
+        raise StackError(f"smoke test: expected two JSON objects, got {len(printed)}")
+    ingested, answer = printed
     if not ingested.get("chunks"):
         raise StackError(f"smoke test: ingesting the sample share gave no chunks: {ingested}")
-    answer = _json_of(
-        compose(install_dir, files, *run, "ingest", "rag", "ask", SMOKE_QUESTION, "--json")
-    )
     cited = [c.get("path", "") for c in answer.get("citations", [])]
     if answer.get("refused") or not any(path.startswith(SMOKE_MOUNT + "/") for path in cited):
         raise StackError(
@@ -155,14 +161,18 @@ def smoke_test(install_dir: Path, files: tuple[str, ...], sample_share: Path) ->
     return {"chunks": ingested["chunks"], "citations": cited}
 
 
-def _json_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise StackError(f"smoke test: `{' '.join(result.args[-4:])}` failed: {last}")
-    try:
-        parsed = json.loads(result.stdout)
-    except ValueError as error:
-        raise StackError("smoke test: the command printed no JSON object") from error
-    if not isinstance(parsed, dict):
-        raise StackError("smoke test: the command printed no JSON object")
-    return parsed
+def json_objects(text: str) -> list[dict[str, Any]]:
+    """The JSON objects printed one after the other (each may span lines)."""
+    decoder, position = json.JSONDecoder(), 0
+    found: list[dict[str, Any]] = []
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position >= len(text):
+            return found
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except ValueError:
+            return found
+        if isinstance(value, dict):
+            found.append(value)
