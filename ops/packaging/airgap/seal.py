@@ -1,0 +1,331 @@
+"""Seal the appliance's containers in: host firewall rules under which no container of the
+stack opens a connection to a public address or to the host itself, while the front door
+still answers on its published ports.
+
+Docker alone leaves two ways out: a container on a normal bridge network reaches whatever
+the host reaches, and one on an `internal: true` network still reaches the host's own
+sockets through its bridge's gateway address (and the host's other addresses). Every
+network of docker-compose.yml has a fixed Linux bridge name, `PREFIX-edge`, `PREFIX-front`,
+`PREFIX-back` (Compose's BRIDGE_PREFIX, `rag` by default); the rules match `PREFIX-*`, so
+they hold for networks created after them too, and can go in before Docker starts.
+
+For IPv4 and, where ip6tables is present, IPv6:
+  - PREFIX-SEAL-FWD, jumped to first from DOCKER-USER for packets coming in from a
+    PREFIX-* bridge: replies of connections made to a container pass, traffic between two
+    containers of the same bridge passes (Docker's own rules decide after), anything else
+    is rejected. This stops public addresses, other networks and the host's other machines.
+  - PREFIX-SEAL-IN, jumped to first from INPUT for the same packets: replies pass, anything
+    else for the host itself (a gateway address, the host's main address, any port) is
+    rejected.
+Names: the services' `dns: 0.0.0.0` (docker-compose.yml) stops Docker's resolver forwarding
+outside names; these rules would stop the forwarded query from leaving anyway.
+
+The rules live in the kernel only: they are gone after a reboot (see the README for the
+unit that applies them at boot, before Docker). `apply` is idempotent (run it again at any
+time), `remove` takes out exactly what `apply` put in, `check` says what is missing:
+
+    python3 -m ops.packaging.airgap.seal apply|remove|check [--bridge-prefix rag] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PREFIX = "rag"
+# A Linux interface name has at most 15 characters; the longest suffix is "-front".
+PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{0,8}")
+DOCKER_USER = "DOCKER-USER"
+INPUT = "INPUT"
+NET_CLASS = Path("/sys/class/net")
+
+
+class SealError(Exception):
+    """A firewall command failed; the message names the command and its error."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """One address family's firewall command and its rejection for everything else."""
+
+    name: str
+    command: str
+    reject_with: str
+
+
+IPV4 = Family("ipv4", "iptables", "icmp-admin-prohibited")
+IPV6 = Family("ipv6", "ip6tables", "icmp6-adm-prohibited")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `apply` puts in place for one bridge prefix and one family: two chains of our own,
+    filled with `forward_rules` and `input_rules`, and the two jumps to them."""
+
+    family: Family
+    prefix: str
+
+    @property
+    def forward_chain(self) -> str:
+        return f"{self.prefix.upper()}-SEAL-FWD"
+
+    @property
+    def input_chain(self) -> str:
+        return f"{self.prefix.upper()}-SEAL-IN"
+
+    @property
+    def bridges(self) -> str:
+        """The iptables interface pattern of every bridge of the stack."""
+        return f"{self.prefix}-+"
+
+    def forward_rules(self) -> list[list[str]]:
+        return [
+            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN"],
+            ["-m", "physdev", "--physdev-is-bridged", "-j", "RETURN"],
+            ["-j", "REJECT", "--reject-with", self.family.reject_with],
+        ]
+
+    def input_rules(self) -> list[list[str]]:
+        return [
+            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN"],
+            ["-j", "REJECT", "--reject-with", self.family.reject_with],
+        ]
+
+    def jumps(self) -> list[tuple[str, list[str]]]:
+        """(built-in or Docker chain, rule) inserted at the top of that chain."""
+        return [
+            (DOCKER_USER, ["-i", self.bridges, "-j", self.forward_chain]),
+            (INPUT, ["-i", self.bridges, "-j", self.input_chain]),
+        ]
+
+    def chains(self) -> dict[str, list[list[str]]]:
+        return {self.forward_chain: self.forward_rules(), self.input_chain: self.input_rules()}
+
+
+Runner = Callable[[list[str]], subprocess.CompletedProcess[str]]
+
+
+def run_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+class Firewall:
+    """One family's iptables, through `runner` (which `--dry-run` replaces by a printer)."""
+
+    def __init__(self, family: Family, runner: Runner = run_command) -> None:
+        self.family = family
+        self.runner = runner
+
+    def _run(self, *args: str, may_fail: bool = False) -> subprocess.CompletedProcess[str]:
+        argv = [self.family.command, "-w", "10", "-t", "filter", *args]
+        result = self.runner(argv)
+        if result.returncode != 0 and not may_fail:
+            raise SealError(f"{' '.join(argv)}: {result.stderr.strip() or result.stdout.strip()}")
+        return result
+
+    def has_chain(self, chain: str) -> bool:
+        return self._run("-S", chain, may_fail=True).returncode == 0
+
+    def has_rule(self, chain: str, rule: Sequence[str]) -> bool:
+        return self._run("-C", chain, *rule, may_fail=True).returncode == 0
+
+    def rules_of(self, chain: str) -> list[str]:
+        """The chain's rules as `iptables -S` prints them, without the `-N`/`-P` line."""
+        listed = self._run("-S", chain, may_fail=True)
+        if listed.returncode != 0:
+            return []
+        return [line for line in listed.stdout.splitlines() if line.startswith("-A ")]
+
+    def ensure_chain(self, chain: str) -> None:
+        if not self.has_chain(chain):
+            self._run("-N", chain)
+
+    def fill_chain(self, chain: str, rules: list[list[str]]) -> None:
+        self.ensure_chain(chain)
+        self._run("-F", chain)
+        for rule in rules:
+            self._run("-A", chain, *rule)
+
+    def ensure_first(self, chain: str, rule: list[str]) -> None:
+        """The rule once, at the top of the chain (moved there if it sits lower)."""
+        while self.has_rule(chain, rule):
+            self._run("-D", chain, *rule)
+        self._run("-I", chain, "1", *rule)
+
+    def delete_everywhere(self, chain: str, rule: list[str]) -> int:
+        removed = 0
+        while self.has_chain(chain) and self.has_rule(chain, rule):
+            self._run("-D", chain, *rule)
+            removed += 1
+        return removed
+
+    def drop_chain(self, chain: str) -> bool:
+        if not self.has_chain(chain):
+            return False
+        self._run("-F", chain)
+        self._run("-X", chain)
+        return True
+
+
+def validate_prefix(prefix: str) -> str:
+    if not PREFIX_PATTERN.fullmatch(prefix):
+        raise SealError(
+            f"bridge prefix {prefix!r}: 1 to 9 lower-case letters and digits, starting with a "
+            "letter (the Compose variable BRIDGE_PREFIX)"
+        )
+    return prefix
+
+
+def apply(firewall: Firewall, prefix: str) -> list[str]:
+    """Put the plan in place (again): our chains refilled, the jumps first in their chains.
+    DOCKER-USER is created when Docker has not started yet; Docker keeps what it holds."""
+    plan = Plan(firewall.family, validate_prefix(prefix))
+    for chain, rules in plan.chains().items():
+        if not _chain_as_planned(firewall, chain, rules):
+            firewall.fill_chain(chain, rules)
+    firewall.ensure_chain(DOCKER_USER)
+    for chain, rule in plan.jumps():
+        firewall.ensure_first(chain, rule)
+    return check(firewall, prefix)
+
+
+def remove(firewall: Firewall, prefix: str) -> list[str]:
+    """Take out the jumps and our chains; what else the tables hold stays as it is."""
+    plan = Plan(firewall.family, validate_prefix(prefix))
+    removed = []
+    for chain, rule in plan.jumps():
+        if firewall.delete_everywhere(chain, rule):
+            removed.append(f"jump from {chain}")
+    for chain in plan.chains():
+        if firewall.drop_chain(chain):
+            removed.append(f"chain {chain}")
+    return removed
+
+
+def check(firewall: Firewall, prefix: str) -> list[str]:
+    """What is missing or different from the plan; empty when the seal is in place."""
+    plan = Plan(firewall.family, validate_prefix(prefix))
+    problems = []
+    for chain, rules in plan.chains().items():
+        if not _chain_as_planned(firewall, chain, rules):
+            problems.append(f"{firewall.family.name}: chain {chain} is missing or altered")
+    for chain, rule in plan.jumps():
+        listed = firewall.rules_of(chain)
+        if not listed or listed[0].split() != ["-A", chain, *rule]:
+            problems.append(
+                f"{firewall.family.name}: {chain} does not send the {plan.bridges} bridges "
+                f"to {rule[-1]} first"
+            )
+    return problems
+
+
+def _chain_as_planned(firewall: Firewall, chain: str, rules: list[list[str]]) -> bool:
+    """The chain holds exactly these rules, in this order."""
+    listed = [line.split() for line in firewall.rules_of(chain)]
+    return listed == [["-A", chain, *rule] for rule in rules]
+
+
+def stack_bridges(prefix: str, net_class: Path = NET_CLASS) -> list[str]:
+    """The bridges of the stack that exist now (none before the first `docker compose up`)."""
+    if not net_class.is_dir():
+        return []
+    return sorted(
+        entry.name
+        for entry in net_class.iterdir()
+        if entry.name.startswith(f"{prefix}-") and (entry / "bridge").is_dir()
+    )
+
+
+def families(runner: Runner = run_command) -> list[Family]:
+    """IPv4 always (iptables must be there); IPv6 when ip6tables is installed."""
+    if shutil.which(IPV4.command) is None and runner is run_command:
+        raise SealError("iptables is not installed: apt-get install iptables")
+    found = [IPV4]
+    if shutil.which(IPV6.command) is not None or runner is not run_command:
+        found.append(IPV6)
+    return found
+
+
+def _printing_runner(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """--dry-run: print the changing commands; report every chain and rule as absent."""
+    changing = {"-N", "-F", "-A", "-I", "-D", "-X"} & set(argv)
+    if changing:
+        print(" ".join(argv))
+    return subprocess.CompletedProcess(argv, 0 if changing else 1, "", "")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m ops.packaging.airgap.seal",
+        description="Host firewall rules that keep every container of the appliance from "
+        "reaching the host, the network or an outside name (README, 'Sealing the "
+        "containers in'). Needs root.",
+    )
+    parser.add_argument("action", choices=("apply", "remove", "check"))
+    parser.add_argument(
+        "--bridge-prefix", default=DEFAULT_PREFIX,
+        help="the Compose variable BRIDGE_PREFIX: the stack's bridges are PREFIX-*",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the iptables commands of `apply` or "
+        "`remove` instead of running them",
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    args = parser.parse_args(argv)
+    runner: Runner = _printing_runner if args.dry_run else run_command
+    result: dict[str, object] = {"action": args.action, "bridge_prefix": args.bridge_prefix}
+    try:
+        validate_prefix(args.bridge_prefix)
+        problems: list[str] = []
+        removed: list[str] = []
+        for family in families(runner):
+            firewall = Firewall(family, runner)
+            if args.action == "apply":
+                found = apply(firewall, args.bridge_prefix)
+                problems += [] if args.dry_run else found
+            elif args.action == "remove":
+                removed += [f"{family.name}: {item}" for item in remove(firewall, args.bridge_prefix)]
+            else:
+                problems += check(firewall, args.bridge_prefix)
+    except SealError as error:
+        result |= {"ok": False, "error": str(error)}
+        _report(result, args.json)
+        return 1
+    bridges = stack_bridges(args.bridge_prefix)
+    result |= {"ok": not problems, "problems": problems, "bridges": bridges}
+    if args.action == "remove":
+        result["removed"] = removed
+    _report(result, args.json)
+    return 0 if not problems else 1
+
+
+def _report(result: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    if "error" in result:
+        print(f"seal: {result['error']}", file=sys.stderr)
+        return
+    action = result["action"]
+    bridges = result.get("bridges") or []
+    prefix = result["bridge_prefix"]
+    for problem in result.get("problems", []):  # type: ignore[attr-defined]
+        print(f"FAIL {problem}")
+    if action == "remove":
+        print(f"seal removed: {', '.join(result['removed']) or 'nothing was in place'}")  # type: ignore[arg-type]
+    elif result["ok"]:
+        present = ", ".join(bridges) if bridges else f"none yet; {prefix}-* bridges are sealed when they appear"  # type: ignore[arg-type]
+        print(f"ok   seal in place for the {prefix}-* bridges (present: {present})")
+    else:
+        print(f"run `python3 -m ops.packaging.airgap.seal apply --bridge-prefix {prefix}` as root")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
