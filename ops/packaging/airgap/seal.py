@@ -36,7 +36,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 DEFAULT_PREFIX = "rag"
@@ -261,6 +261,41 @@ def _printing_runner(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(argv, 0 if changing else 1, "", "")
 
 
+@dataclass
+class Outcome:
+    """What one run of the command did and found, printed as lines or as one JSON object."""
+
+    action: str
+    bridge_prefix: str
+    dry_run: bool
+    problems: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    bridges: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.problems
+
+    def lines(self) -> list[str]:
+        if self.error is not None:
+            return [f"seal: {self.error}"]
+        lines = [f"FAIL {problem}" for problem in self.problems]
+        prefix = self.bridge_prefix
+        if self.dry_run:
+            lines.append(f"dry run: nothing was run; `{self.action}` without --dry-run runs it")
+        elif self.action == "remove":
+            lines.append(f"seal removed: {', '.join(self.removed) or 'nothing was in place'}")
+        elif self.ok:
+            present = ", ".join(self.bridges) or "none yet; they are sealed when they appear"
+            lines.append(f"ok   seal in place for the {prefix}-* bridges (present: {present})")
+        else:
+            lines.append(
+                f"run `python3 -m ops.packaging.airgap.seal apply --bridge-prefix {prefix}` as root"
+            )
+        return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python3 -m ops.packaging.airgap.seal",
@@ -280,51 +315,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
     runner: Runner = _printing_runner if args.dry_run else run_command
-    result: dict[str, object] = {"action": args.action, "bridge_prefix": args.bridge_prefix}
+    outcome = Outcome(args.action, args.bridge_prefix, args.dry_run)
     try:
         validate_prefix(args.bridge_prefix)
-        problems: list[str] = []
-        removed: list[str] = []
         for family in families(runner):
             firewall = Firewall(family, runner)
             if args.action == "apply":
                 found = apply(firewall, args.bridge_prefix)
-                problems += [] if args.dry_run else found
+                outcome.problems += [] if args.dry_run else found
             elif args.action == "remove":
-                removed += [f"{family.name}: {item}" for item in remove(firewall, args.bridge_prefix)]
+                removed = remove(firewall, args.bridge_prefix)
+                outcome.removed += [f"{family.name}: {item}" for item in removed]
             else:
-                problems += check(firewall, args.bridge_prefix)
+                outcome.problems += check(firewall, args.bridge_prefix)
+        outcome.bridges = stack_bridges(args.bridge_prefix)
     except SealError as error:
-        result |= {"ok": False, "error": str(error)}
-        _report(result, args.json)
-        return 1
-    bridges = stack_bridges(args.bridge_prefix)
-    result |= {"ok": not problems, "problems": problems, "bridges": bridges}
-    if args.action == "remove":
-        result["removed"] = removed
-    _report(result, args.json)
-    return 0 if not problems else 1
-
-
-def _report(result: dict[str, object], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(result))
-        return
-    if "error" in result:
-        print(f"seal: {result['error']}", file=sys.stderr)
-        return
-    action = result["action"]
-    bridges = result.get("bridges") or []
-    prefix = result["bridge_prefix"]
-    for problem in result.get("problems", []):  # type: ignore[attr-defined]
-        print(f"FAIL {problem}")
-    if action == "remove":
-        print(f"seal removed: {', '.join(result['removed']) or 'nothing was in place'}")  # type: ignore[arg-type]
-    elif result["ok"]:
-        present = ", ".join(bridges) if bridges else f"none yet; {prefix}-* bridges are sealed when they appear"  # type: ignore[arg-type]
-        print(f"ok   seal in place for the {prefix}-* bridges (present: {present})")
+        outcome.error = str(error)
+    if args.json:
+        print(json.dumps({**asdict(outcome), "ok": outcome.ok}))
     else:
-        print(f"run `python3 -m ops.packaging.airgap.seal apply --bridge-prefix {prefix}` as root")
+        print("\n".join(outcome.lines()), file=sys.stdout if outcome.error is None else sys.stderr)
+    return 0 if outcome.ok else 1
 
 
 if __name__ == "__main__":
