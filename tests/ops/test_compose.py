@@ -1,10 +1,14 @@
 """The appliance's Compose stack, checked on paper (no Docker engine here) and, where the
-command is ours, run natively: the Compose files, the app image's Dockerfile, Qdrant's
-config and the env-file template keep the rules the appliance is installed under."""
+command is ours, run natively: the Compose files, the app image's and the front door's
+Dockerfiles, the front door's nginx template, Qdrant's config and the env-file template keep
+the rules the appliance is installed under."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.metadata
+import ipaddress
 import json
 import os
 import re
@@ -18,17 +22,22 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+import streamlit
 import yaml
 from pydantic import BaseModel
 
 from llm.server import health_url
 from ops.cli import parser as rag_parser
+from ops.packaging.airgap import seal
 from settings import OFFLINE_ENVIRONMENT, PROJECT_ROOT, Settings
 from tests.conftest import RAG, free_port
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 SCALE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "compose.scale.yml"
 DOCKERFILE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "app.Dockerfile"
+PROXY_DOCKERFILE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "proxy.Dockerfile"
+PROXY_TEMPLATE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "proxy" / "nginx.conf.template"
+PROXY_ENTRYPOINT = PROJECT_ROOT / "ops" / "packaging" / "docker" / "proxy" / "entrypoint.sh"
 ENTRYPOINT = PROJECT_ROOT / "ops" / "packaging" / "docker" / "entrypoint.sh"
 ENV_TEMPLATE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "appliance.env.example"
 QDRANT_CONFIG = PROJECT_ROOT / "ops" / "qdrant" / "config.yaml"
@@ -37,8 +46,14 @@ LLM_SERVER_PYTHON = PROJECT_ROOT / ".venv-llm" / "bin" / "python"
 APP_SERVICES = ("ingest", "ui", "api", "metrics")
 SHARE_READERS = ("ingest", "ui")
 MODEL_READERS = ("ingest", "ui", "api")
-# Behind the operator's one TLS reverse proxy, which reaches them on the loopback address.
-PUBLISHED = {"ui": "8501", "api": "8600"}
+# The front door publishes HTTPS and HTTP on the host address and ports the operator picks;
+# inside, nginx listens unprivileged.
+FRONT_DOOR_PORTS = [
+    "${PUBLISH_ADDRESS:-0.0.0.0}:${HTTPS_PORT:-443}:8443",
+    "${PUBLISH_ADDRESS:-0.0.0.0}:${HTTP_PORT:-80}:8080",
+]
+BEHIND_THE_FRONT_DOOR = ("ui", "api")
+LONGEST_INTERFACE_NAME = 15
 # Compose replaces these sequences when merging files; it appends every other one.
 REPLACED_ON_MERGE = {"command", "entrypoint", "test"}
 PINNED_TAG = re.compile(r":(v?\d+\.\d+\.\d+|\$\{[A-Z_]+:-\d+\.\d+\.\d+\})$")
@@ -204,7 +219,7 @@ def vllm_flags() -> str:
 
 
 def test_the_stack_has_its_services(stack: dict[str, Any]) -> None:
-    assert set(stack["services"]) == {"qdrant", "vllm", "ingest", "ui", "api", "metrics"}
+    assert set(stack["services"]) == {"qdrant", "vllm", "ingest", "ui", "api", "metrics", "proxy"}
 
 
 def test_every_service_keeps_the_common_rules(any_stack: dict[str, Any]) -> None:
@@ -244,26 +259,64 @@ def test_each_service_carries_its_own_offline_switches(any_stack: dict[str, Any]
         assert {key: environment.get(key) for key in OFFLINE_ENVIRONMENT} == OFFLINE_ENVIRONMENT
 
 
-def test_only_the_ui_and_the_api_publish_a_port_and_only_on_loopback(
+def test_only_the_front_door_publishes_ports_on_the_operators_address(
     any_stack: dict[str, Any],
 ) -> None:
     publishing = {name for name, service in any_stack["services"].items() if "ports" in service}
-    assert publishing == set(PUBLISHED)
-    for name, port in PUBLISHED.items():
-        assert [str(entry) for entry in any_stack["services"][name]["ports"]] == [
-            f"127.0.0.1:{port}:{port}"
-        ], name
+    assert publishing == {"proxy"}
+    ports = [str(entry) for entry in any_stack["services"]["proxy"]["ports"]]
+    assert ports == FRONT_DOOR_PORTS
+    template = PROXY_TEMPLATE.read_text()
+    assert re.search(r"listen 8443 ssl http2 default_server;", template)
+    assert re.search(r"listen 8080 default_server;", template)
+    https_port = any_stack["services"]["proxy"]["environment"]["PUBLIC_HTTPS_PORT"]
+    assert https_port == "${HTTPS_PORT:-443}", "the HTTP redirect must name the published port"
 
 
-def test_the_backend_network_is_internal_and_only_the_published_services_leave_it(
+def test_the_front_door_is_alone_outside_the_internal_networks(
     any_stack: dict[str, Any],
 ) -> None:
     networks = any_stack["networks"]
+    assert set(networks) == {"backend", "frontend", "edge"}
     assert networks["backend"]["internal"] is True
-    assert not (networks["frontend"] or {}).get("internal", False)
+    assert networks["frontend"]["internal"] is True
+    assert not networks["edge"].get("internal", False)
     for name, service in any_stack["services"].items():
-        expected = {"backend", "frontend"} if name in PUBLISHED else {"backend"}
+        expected = {"backend"}
+        if name in BEHIND_THE_FRONT_DOOR:
+            expected = {"backend", "frontend"}
+        if name == "proxy":
+            expected = {"edge", "frontend"}
         assert network_names(service) == expected, name
+
+
+def test_every_network_has_a_fixed_bridge_name_the_seal_matches(stack: dict[str, Any]) -> None:
+    longest_prefix = "x" * 9
+    for name, network in stack["networks"].items():
+        bridge = network["driver_opts"]["com.docker.network.bridge.name"]
+        prefix, _, suffix = bridge.partition("}")
+        assert prefix == "${BRIDGE_PREFIX:-" + seal.DEFAULT_PREFIX and suffix.startswith("-"), name
+        assert len(longest_prefix + suffix) <= LONGEST_INTERFACE_NAME, name
+        seal.validate_prefix(longest_prefix)
+
+
+def test_no_container_forwards_an_outside_name(any_stack: dict[str, Any]) -> None:
+    for name, service in any_stack["services"].items():
+        assert service.get("dns") == ["0.0.0.0"], name
+        assert "timeout:1" in service.get("dns_opt", []), name
+
+
+def test_the_ui_trusts_the_forwarded_address_only_from_the_frontend_network(
+    stack: dict[str, Any],
+) -> None:
+    subnet = stack["networks"]["frontend"]["ipam"]["config"][0]["subnet"]
+    trusted = stack["services"]["ui"]["environment"]["RAG_UI__TRUSTED_PROXIES"]
+    assert trusted == f'["{subnet}"]'
+    assert ipaddress.ip_network(default_of(subnet)).is_private
+    template = PROXY_TEMPLATE.read_text()
+    # The client's claim is replaced, never appended to.
+    assert template.count("proxy_set_header X-Forwarded-For $remote_addr;") == 2
+    assert "$proxy_add_x_forwarded_for" not in template
 
 
 def test_our_services_run_our_image_as_a_non_root_user(stack: dict[str, Any]) -> None:
@@ -318,6 +371,8 @@ def test_api_keys_reach_the_services_as_compose_secrets(any_stack: dict[str, Any
         wanted = {"qdrant_api_key"} if name.startswith("qdrant") else {"vllm_api_key"}
         if name in APP_SERVICES:
             wanted = {"qdrant_api_key", "vllm_api_key"}
+        if name == "proxy":
+            wanted = set()
         assert set(service.get("secrets", [])) == wanted, name
         assert wanted <= set(declared), name
     entrypoint = ENTRYPOINT.read_text()
@@ -446,6 +501,135 @@ def test_qdrant_reads_its_config_and_keeps_its_data_on_the_volumes(
         assert "--bootstrap" in service.get("command", []) or name == "qdrant"
 
 
+# -- the front door ---------------------------------------------------------------------------
+
+
+def test_the_front_door_runs_unprivileged_on_a_read_only_root(stack: dict[str, Any]) -> None:
+    proxy = stack["services"]["proxy"]
+    assert proxy["build"]["dockerfile"] == "ops/packaging/docker/proxy.Dockerfile"
+    assert proxy["cap_drop"] == ["ALL"] and "cap_add" not in proxy
+    assert proxy["read_only"] is True and "privileged" not in proxy
+    assert "no-new-privileges:true" in proxy["security_opt"]
+    assert any(str(entry).startswith("/tmp:") for entry in proxy["tmpfs"])
+    instructions = dockerfile_instructions(PROXY_DOCKERFILE)
+    users = [arguments for name, arguments in instructions if name == "USER"]
+    assert users and users[-1] not in ("root", "0", "0:0"), users
+    assert ("ARG", "BASE_IMAGE=rag-base:bookworm") in instructions
+    assert [arguments for name, arguments in instructions if name == "FROM"] == ["${BASE_IMAGE}"]
+    # Unprivileged ports inside: no capability is needed to bind them.
+    assert all(int(port.rsplit(":", 1)[1]) >= 1024 for port in FRONT_DOOR_PORTS)
+
+
+def test_only_the_front_door_image_holds_nginx() -> None:
+    runs = " ".join(a for name, a in dockerfile_instructions(PROXY_DOCKERFILE) if name == "RUN")
+    assert re.search(r"apt-get install .*\bnginx\b", runs)
+    for dockerfile in (PROJECT_ROOT / "ops" / "packaging" / "docker").glob("*Dockerfile"):
+        if dockerfile != PROXY_DOCKERFILE:
+            assert "nginx" not in dockerfile.read_text(), dockerfile.name
+
+
+def test_the_front_door_takes_the_operators_certificate_read_only_and_keeps_its_own(
+    stack: dict[str, Any],
+) -> None:
+    mounts = volume_targets(stack["services"]["proxy"])
+    supplied = mounts["/etc/rag-proxy/tls"]
+    assert supplied["source"] == "./tls" and supplied["read_only"] is True
+    assert mounts["/var/lib/rag-proxy"]["source"] in stack["volumes"]
+    entrypoint = PROXY_ENTRYPOINT.read_text()
+    assert "supplied_dir=/etc/rag-proxy/tls" in entrypoint
+    assert "state_dir=/var/lib/rag-proxy" in entrypoint
+    assert "-fingerprint -sha256" in entrypoint
+
+
+def test_the_front_door_refuses_a_body_the_api_would_refuse(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    limit = stack["services"]["proxy"]["environment"]["MAX_BODY_BYTES"]
+    assert int(limit) == Settings(data_dir=tmp_path).api.max_request_bytes
+    assert "client_max_body_size @MAX_BODY_BYTES@;" in PROXY_TEMPLATE.read_text()
+
+
+def nginx_locations(template: str) -> dict[str, str]:
+    """`location` argument → its block's text, for the HTTPS server's flat locations."""
+    return {
+        match["where"].strip(): match["body"]
+        for match in re.finditer(r"location (?P<where>[^{]+)\{(?P<body>[^}]*)\}", template)
+    }
+
+
+def test_the_front_door_sends_the_api_paths_to_the_api_and_the_rest_to_the_ui() -> None:
+    locations = nginx_locations(PROXY_TEMPLATE.read_text())
+    api_pattern = next(where for where in locations if where.startswith("~ "))
+    matches = re.compile(api_pattern.removeprefix("~ ").strip()).search
+    for path in ("/v1/chat/completions", "/v1/search", "/v1/models", "/mcp", "/mcp/"):
+        assert matches(path), path
+    for path in ("/", "/mcpx", "/v1", "/_stcore/health", "/app/static/x.js"):
+        assert not matches(path), path
+    assert "$api_upstream" in locations[api_pattern] and "$api_upstream" in locations["= /healthz"]
+    assert "$ui_upstream" in locations["/"]
+    # Streamed answers (server-sent events, MCP) pass on as they are written.
+    assert "proxy_buffering off;" in locations[api_pattern]
+
+
+def test_streamlits_websocket_is_upgraded_and_keeps_the_clients_host(
+    stack: dict[str, Any],
+) -> None:
+    stream = nginx_locations(PROXY_TEMPLATE.read_text())["= /_stcore/stream"]
+    assert "proxy_set_header Upgrade $http_upgrade;" in stream
+    assert "proxy_set_header Connection $connection_upgrade;" in stream
+    # A proxy_set_header in a location drops the server's: Streamlit compares Origin and Host.
+    assert "proxy_set_header Host $http_host;" in stream
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in stream
+    timeout = re.search(r"proxy_read_timeout (\d+)d;", stream)
+    assert timeout and int(timeout[1]) >= 1
+
+
+def security_headers() -> dict[str, str]:
+    return {
+        match[1].lower(): match[2]
+        for match in re.finditer(
+            r'add_header ([\w-]+) "([^"]*)" always;', PROXY_TEMPLATE.read_text()
+        )
+    }
+
+
+def test_the_front_door_sets_the_security_headers() -> None:
+    headers = security_headers()
+    assert int(re.fullmatch(r"max-age=(\d+)", headers["strict-transport-security"])[1]) >= 31536000  # type: ignore[index]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "no-referrer"
+    policy = dict(
+        (part.split()[0], part.split()[1:])
+        for part in headers["content-security-policy"].split(";")
+        if part.strip()
+    )
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert policy["default-src"] == ["'self'"] and policy["object-src"] == ["'none'"]
+    sources = [source for values in policy.values() for source in values]
+    for source in sources:
+        # Nothing from another origin: only keywords, hashes and local schemes.
+        assert source.startswith("'") or source in ("data:", "blob:"), source
+    assert "'unsafe-eval'" not in policy["script-src"]
+    assert "'unsafe-inline'" not in policy["script-src"]
+
+
+def test_the_policy_allows_every_inline_script_of_the_streamlit_release() -> None:
+    index = (Path(streamlit.__file__).parent / "static" / "index.html").read_text()
+    inline = re.findall(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", index, re.S)
+    assert inline, "the page's inline script moved: check the policy in the browser"
+    script_sources = security_headers()["content-security-policy"].split("script-src")[1]
+    for body in inline:
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in script_sources.split(";")[0], body
+
+
+def test_the_proxy_entrypoint_fills_every_placeholder_of_the_template() -> None:
+    placeholders = set(re.findall(r"@([A-Z_]+)@", PROXY_TEMPLATE.read_text()))
+    filled = set(re.findall(r"s\|@([A-Z_]+)@\|", PROXY_ENTRYPOINT.read_text()))
+    assert placeholders and placeholders == filled
+
+
 # -- our commands, run natively ---------------------------------------------------------------
 
 
@@ -515,7 +699,8 @@ def test_the_api_command_serves_what_its_healthcheck_asks(
     command = [str(part) for part in api["command"]]
     args = rag_parser().parse_args(command[1:])
     assert args.command == "serve" and args.host == "0.0.0.0"
-    assert str(args.port) == PUBLISHED["api"]
+    upstream = stack["services"]["proxy"]["environment"]["API_UPSTREAM"]
+    assert upstream == f"api:{args.port}"
     assert {name: spec["condition"] for name, spec in api["depends_on"].items()} == {
         "qdrant": "service_healthy",
         "vllm": "service_healthy",
@@ -553,8 +738,8 @@ def test_the_ui_command_serves_streamlit_privately_and_passes_its_healthcheck(
     assert (PROJECT_ROOT / command[2]).is_file()
     assert flag_value(command, "--browser.gatherUsageStats") == "false"
     assert flag_value(command, "--server.headless") == "true"
-    published = str(ui["ports"][0]).rsplit(":", 1)[1]
-    assert flag_value(command, "--server.port") == published
+    upstream = stack["services"]["proxy"]["environment"]["UI_UPSTREAM"]
+    assert upstream == f"ui:{flag_value(command, '--server.port')}"
     port = str(free_port())
     native = list(command)
     native[native.index("--server.port") + 1] = port
@@ -621,9 +806,13 @@ def test_the_compose_environment_values_are_valid_settings(
         monkeypatch.delenv(key)
     for key, value in stack["services"]["ui"]["environment"].items():
         if key.startswith("RAG_"):
-            monkeypatch.setenv(key, str(value))
+            with_defaults = INTERPOLATION.sub(lambda match: match["default"], str(value))
+            monkeypatch.setenv(key, with_defaults)
     settings = Settings()
     assert settings.qdrant.url == "http://qdrant:6333"
+    assert [str(network) for network in settings.ui.trusted_proxies] == [
+        default_of(stack["networks"]["frontend"]["ipam"]["config"][0]["subnet"])
+    ]
     assert settings.embedder_dir == Path("/models/embedder")
 
 
