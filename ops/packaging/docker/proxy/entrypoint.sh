@@ -5,7 +5,7 @@
 # The certificate: tls.crt (the full chain) and tls.key in /etc/rag-proxy/tls, which Compose
 # mounts read-only from the install folder's tls/. When neither is there, a self-signed one
 # is made at the first start and kept in /var/lib/rag-proxy (a volume), and made again when it
-# is within 30 days of expiring. Either way its SHA-256 fingerprint is logged, so users can
+# is within 30 days of expiring or SERVER_NAME changed. Either way its SHA-256 fingerprint is logged, so users can
 # compare it with what their browser shows.
 # Environment: SERVER_NAME (the self-signed certificate's name, default localhost),
 # PUBLIC_HTTPS_PORT (the host's HTTPS port the HTTP redirect names, default 443),
@@ -68,7 +68,9 @@ else
     key="$state_dir/self-signed.key"
     source=self-signed
     [ -w "$state_dir" ] || fail "$state_dir is not writable by uid $(id -u): mount the proxy-state volume there"
-    if ! { [ -s "$cert" ] && [ -s "$key" ] && openssl x509 -in "$cert" -noout -checkend 2592000 >/dev/null 2>&1; }; then
+    if ! { [ -s "$cert" ] && [ -s "$key" ] \
+        && [ "$(cat "$state_dir/self-signed.name" 2>/dev/null)" = "$server_name" ] \
+        && openssl x509 -in "$cert" -noout -checkend 2592000 >/dev/null 2>&1; }; then
         if echo "$server_name" | grep -Eqx '[0-9.]+'; then
             alt_name="IP:$server_name"
         else
@@ -82,6 +84,7 @@ else
             || fail "could not make a self-signed certificate in $state_dir"
         mv "$key.new" "$key"
         mv "$cert.new" "$cert"
+        echo "$server_name" >"$state_dir/self-signed.name"
         log tls_certificate_created path "$cert" name "$server_name"
     fi
 fi
