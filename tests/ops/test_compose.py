@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from llm.server import health_url
 from ops.cli import parser as rag_parser
 from ops.packaging.airgap import seal
+from ops.packaging.airgap.bundle import bound_files
 from settings import OFFLINE_ENVIRONMENT, PROJECT_ROOT, Settings
 from tests.conftest import RAG, free_port
 
@@ -533,7 +534,9 @@ def test_the_front_door_takes_the_operators_certificate_read_only_and_keeps_its_
 ) -> None:
     mounts = volume_targets(stack["services"]["proxy"])
     supplied = mounts["/etc/rag-proxy/tls"]
-    assert supplied["source"] == "./tls" and supplied["read_only"] is True
+    assert supplied["source"] == "${TLS_DIR:-./tls}" and supplied["read_only"] is True
+    # Not a file of the repository the bundle would have to carry.
+    assert all((PROJECT_ROOT / relative).is_file() for relative in bound_files(stack))
     assert mounts["/var/lib/rag-proxy"]["source"] in stack["volumes"]
     entrypoint = PROXY_ENTRYPOINT.read_text()
     assert "supplied_dir=/etc/rag-proxy/tls" in entrypoint
