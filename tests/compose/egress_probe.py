@@ -4,8 +4,9 @@
 (`docker exec`) that tries, all at once and each within a few seconds:
   - a TCP connection to a public address (1.1.1.1:443 unless told otherwise);
   - a TCP connection to the host on every gateway of every Docker network the container is
-    on, on the default bridge's gateway and on the host's main addresses, always on a port
-    this probe is listening on for the duration (so a refusal cannot pass for a block);
+    on, on the host's main addresses and on every other address of the host's interfaces
+    (other bridges' gateways included), always on a port this probe is listening on for the
+    duration (so a refusal cannot pass for a block);
   - resolving an outside name (deb.debian.org unless told otherwise).
 Every attempt must FAIL. It uses only what every image of the stack has: bash's /dev/tcp,
 `timeout` and `getent`. A container where the script cannot run, or reports less than it was
@@ -148,11 +149,21 @@ def network_gateways(container: str) -> list[str]:
     return sorted(set(gateways))
 
 
-def default_bridge_gateway() -> list[str]:
-    inspected = _docker("network", "inspect", "--format", "{{json .IPAM.Config}}", "bridge")
-    if inspected.returncode != 0:
+def host_interface_addresses() -> list[str]:
+    """Every address of the host's interfaces but loopback and link-local ones: the gateway
+    of each Docker bridge (the default one and other projects' too) and the host's own."""
+    listed = subprocess.run(
+        ["ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=10, check=False
+    )
+    if listed.returncode != 0:
         return []
-    return [entry["Gateway"] for entry in json.loads(inspected.stdout) or [] if "Gateway" in entry]
+    found = []
+    for interface in json.loads(listed.stdout or "[]"):
+        for entry in interface.get("addr_info", []):
+            address = ipaddress.ip_address(entry["local"])
+            if not (address.is_loopback or address.is_link_local):
+                found.append(str(address))
+    return found
 
 
 def host_main_addresses() -> list[str]:
@@ -272,11 +283,10 @@ def targets_for(
     host_addresses: Sequence[str],
 ) -> list[Target]:
     targets = [Target("public address", "tcp", public[0], public[1])]
-    addresses = {f"gateway {gw}": gw for gw in network_gateways(container)}
-    addresses |= {f"default bridge gateway {gw}": gw for gw in default_bridge_gateway()}
-    addresses |= {f"host address {address}": address for address in host_addresses}
+    labelled = [(f"gateway {gw}", gw) for gw in network_gateways(container)]
+    labelled += [(f"host address {address}", address) for address in host_addresses]
     seen: set[str] = set()
-    for label, address in addresses.items():
+    for label, address in labelled:
         if address not in seen:
             seen.add(address)
             targets.append(Target(label, "tcp", address, listening_port))
@@ -312,7 +322,7 @@ def probe_project(
     host's own baseline is measured only when asked (it contacts the public address and
     looks the name up from the host); otherwise `host_baseline` is empty."""
     containers = running_containers(project)
-    host_addresses = host_main_addresses()
+    host_addresses = host_main_addresses() + host_interface_addresses()
     with host_listener() as port, ThreadPoolExecutor(max_workers=4) as pool:
         futures = [
             pool.submit(probe_container, name, service, port, public, outside_name, host_addresses)

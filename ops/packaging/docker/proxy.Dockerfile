@@ -12,8 +12,9 @@ FROM ${BASE_IMAGE}
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         nginx openssl \
-    && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled /etc/nginx/sites-available \
-        /etc/nginx/conf.d /var/www/html
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /etc/nginx/sites-enabled \
+        /etc/nginx/sites-available /etc/nginx/conf.d /var/www/html
 
 # /var/lib/rag-proxy keeps the generated certificate: a fresh named volume mounted there
 # inherits its owner and mode.
