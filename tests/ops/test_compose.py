@@ -539,8 +539,8 @@ def test_the_front_door_takes_the_operators_certificate_read_only_and_keeps_its_
     assert all((PROJECT_ROOT / relative).is_file() for relative in bound_files(stack))
     assert mounts["/var/lib/rag-proxy"]["source"] in stack["volumes"]
     entrypoint = PROXY_ENTRYPOINT.read_text()
-    assert "supplied_dir=/etc/rag-proxy/tls" in entrypoint
-    assert "state_dir=/var/lib/rag-proxy" in entrypoint
+    assert 'supplied_dir="${PROXY_TLS_DIR:-/etc/rag-proxy/tls}"' in entrypoint
+    assert 'state_dir="${PROXY_STATE_DIR:-/var/lib/rag-proxy}"' in entrypoint
     assert "-fingerprint -sha256" in entrypoint
 
 

@@ -14,10 +14,11 @@
 set -eu
 umask 077
 
-supplied_dir=/etc/rag-proxy/tls
-state_dir=/var/lib/rag-proxy
-template=/etc/rag-proxy/nginx.conf.template
-config=/tmp/nginx.conf
+# The paths are the image's; the PROXY_* variables move them for a run outside it.
+supplied_dir="${PROXY_TLS_DIR:-/etc/rag-proxy/tls}"
+state_dir="${PROXY_STATE_DIR:-/var/lib/rag-proxy}"
+template="${PROXY_TEMPLATE:-/etc/rag-proxy/nginx.conf.template}"
+config="${PROXY_CONFIG:-/tmp/nginx.conf}"
 
 server_name="${SERVER_NAME:-localhost}"
 https_port="${PUBLIC_HTTPS_PORT:-443}"
@@ -45,10 +46,10 @@ echo "$server_name" | grep -Eqx '[A-Za-z0-9.-]{1,253}' \
     || fail "SERVER_NAME '$server_name' is not a host name or IPv4 address"
 echo "$https_port" | grep -Eqx '[0-9]{1,5}' || fail "PUBLIC_HTTPS_PORT '$https_port' is not a port"
 echo "$max_body" | grep -Eqx '[0-9]{1,12}' || fail "MAX_BODY_BYTES '$max_body' is not a number"
-for upstream in "$ui_upstream" "$api_upstream"; do
-    echo "$upstream" | grep -Eqx '[A-Za-z0-9.-]+:[0-9]{1,5}' \
-        || fail "upstream '$upstream' is not host:port"
-done
+echo "$ui_upstream" | grep -Eqx '[A-Za-z0-9.-]+:[0-9]{1,5}' \
+    || fail "UI_UPSTREAM '$ui_upstream' is not host:port"
+echo "$api_upstream" | grep -Eqx '[A-Za-z0-9.-]+:[0-9]{1,5}' \
+    || fail "API_UPSTREAM '$api_upstream' is not host:port"
 
 if [ -e "$supplied_dir/tls.crt" ] || [ -e "$supplied_dir/tls.key" ]; then
     cert="$supplied_dir/tls.crt"
