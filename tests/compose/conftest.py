@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -35,8 +36,14 @@ HERE = Path(__file__).parent
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts" / "compose"
 BASE_IMAGE = "rag-base:bookworm"
 PROJECT = "rag-appliance"
-# The proxy's host ports (Compose variables read from the environment of every command).
-PORT_VARIABLES = ("RAG_HTTPS_PORT", "RAG_HTTP_PORT")
+# Compose variables of the test's install, given in the environment of every command: the
+# front door on free loopback ports, and bridges and a subnet of the test's own.
+PORT_VARIABLES = ("HTTPS_PORT", "HTTP_PORT")
+STACK_VARIABLES = {
+    "PUBLISH_ADDRESS": "127.0.0.1",
+    "BRIDGE_PREFIX": "ragtest",
+    "FRONTEND_SUBNET": "172.31.253.0/28",
+}
 CA_FOLDER = Path("/usr/local/share/ca-certificates")
 
 
@@ -289,7 +296,7 @@ def remove_leftovers(project: str) -> None:
 
 
 def install_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = {**os.environ, **STACK_VARIABLES}
     for variable in PORT_VARIABLES:
         env[variable] = str(free_port())
     return env
@@ -324,8 +331,8 @@ def installed(
         bundle=bundle,
         files=tuple(report.get("compose_files_used") or _profile_files(bundle)),
         env=env,
-        https_port=int(env["RAG_HTTPS_PORT"]),
-        http_port=int(env["RAG_HTTP_PORT"]),
+        https_port=int(env["HTTPS_PORT"]),
+        http_port=int(env["HTTP_PORT"]),
         report=report,
     )
     try:
@@ -336,6 +343,8 @@ def installed(
         (ARTIFACTS / "stack.log").write_text(logs.stdout + logs.stderr)
         installation.compose("down", "-v", "--remove-orphans")
         remove_leftovers(PROJECT)
+        unseal = [sys.executable, "-m", "ops.packaging.airgap.seal", "remove"]
+        subprocess.run([*unseal, "--bridge-prefix", STACK_VARIABLES["BRIDGE_PREFIX"]])
 
 
 def _profile_files(bundle: Path) -> tuple[str, ...]:

@@ -8,8 +8,9 @@ Order, each step only when the ones before it passed:
  3. snapshot Qdrant's collections when the appliance already runs (an upgrade);
  4. load the images and check their ids against the manifest;
  5. put the models in place read-only, the compose file, and the env and secret files
-    that are absent (existing ones are kept);
- 6. `docker compose up -d`, wait until every service is healthy, smoke-test with the sample.
+    that are absent (existing ones are kept), and a copy of the installer for the boot unit;
+ 6. seal the stack's networks in with host firewall rules (seal.py), unless --no-seal;
+ 7. `docker compose up -d`, wait until every service is healthy, smoke-test with the sample.
 
 Exit status: 0 done; 1 a check or step failed; 2 bad arguments.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -71,6 +73,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--require-signature", action="store_true", help="refuse a bundle without SHA256SUMS.sig"
     )
     parser.add_argument("--no-snapshot", action="store_true", help="upgrade without a snapshot")
+    parser.add_argument(
+        "--no-seal",
+        action="store_true",
+        help="leave the host firewall alone (you keep the containers in by other means)",
+    )
     parser.add_argument(
         "--no-smoke-test", action="store_true", help="skip ingesting and asking the sample"
     )
@@ -245,9 +252,12 @@ def install(
         (i.tag for i in manifest.images if i.repository == "rag-appliance"),
         manifest.appliance_version,
     )
+    existing_env = placement.read_env_file(args.install_dir / placement.HOST_ENV_FILE)
+    bridge_prefix = os.environ.get("BRIDGE_PREFIX") or existing_env.get("BRIDGE_PREFIX", "rag")
     host_env = {
         # Plain `docker compose` in the install folder runs the profile's files too.
         "COMPOSE_FILE": ":".join(manifest.compose_files),
+        "BRIDGE_PREFIX": bridge_prefix,
         "MODELS_DIR": str(args.models_dir),
         "SHARES_DIR": str(args.shares_dir),
         "APP_IMAGE_TAG": app_tag,
@@ -258,6 +268,8 @@ def install(
     )
     report["host_env"] = placement.write_host_env(args.install_dir, host_env, managed)
     args.shares_dir.mkdir(parents=True, exist_ok=True)
+    report["installer_copy"] = str(placement.install_installer(bundle, args.install_dir))
+    report["seal"] = _seal(bridge_prefix, args.no_seal, say)
 
     say("starting the stack: docker compose up -d")
     try:
@@ -275,6 +287,26 @@ def install(
     except stack.StackError as error:
         raise InstallFailed("start", [str(error)]) from error
     return report
+
+
+def _seal(prefix: str, skipped: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    """Host firewall rules so that no container of the stack gets out (README, "Sealing the
+    containers in"); before `up`, as they match bridge names, not addresses."""
+    from ops.packaging.airgap import seal
+
+    if skipped:
+        say("seal skipped (--no-seal): keep the containers in with your own firewall rules")
+        return {"bridge_prefix": prefix, "applied": False}
+    try:
+        problems = []
+        for family in seal.families():
+            problems += seal.apply(seal.Firewall(family), prefix)
+    except seal.SealError as error:
+        raise InstallFailed("seal", [f"{error}; or rerun with --no-seal"]) from error
+    if problems:
+        raise InstallFailed("seal", problems)
+    say(f"sealed the {prefix}-* bridges in: replies and same-network traffic only")
+    return {"bridge_prefix": prefix, "applied": True}
 
 
 def _qdrant_key(install_dir: Path) -> str:

@@ -132,3 +132,18 @@ def install_folder(source: Path, target: Path, digest: str) -> str:
         shutil.rmtree(old)
     marker.write_text(digest + "\n")
     return "installed"
+
+
+def install_installer(bundle: Path, install_dir: Path) -> Path:
+    """INSTALL_DIR/installer: this installer and its libraries, replaced by each install, for
+    the boot unit that applies the seal (`python3 -m ops.packaging.airgap.seal apply`).
+    From a checkout (no installer/ in the bundle folder) nothing is copied."""
+    source, target = bundle / "installer", install_dir / "installer"
+    if not source.is_dir():
+        return target
+    staging = install_dir / ".installer.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
