@@ -21,6 +21,8 @@ from settings import Settings
 
 # `rag ingest --watch` keeps its pass's progress here; `rag metrics` reads the queue from it.
 WATCH_PROGRESS = "ingest-watch.progress.json"
+# ... and beats this file (ops.heartbeat), which the ingest service's healthcheck reads.
+WATCH_HEARTBEAT = "ingest-watch.heartbeat"
 _FAILURES_SHOWN = 20
 
 
@@ -54,7 +56,8 @@ def ingest(args: argparse.Namespace, settings: Settings) -> Result:
     from ops.watch import watch
 
     progress_file = settings.run_dir / WATCH_PROGRESS
-    watch(build_ingestor(settings), args.paths, args.watch, workers, progress_file)
+    heartbeat_file = settings.run_dir / WATCH_HEARTBEAT
+    watch(build_ingestor(settings), args.paths, args.watch, workers, progress_file, heartbeat_file)
     return {}
 
 
