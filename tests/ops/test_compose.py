@@ -1,7 +1,7 @@
 """The appliance's Compose stack, checked on paper (no Docker engine here) and, where the
-command is ours, run natively: the Compose files, the app image's and the front door's
-Dockerfiles, the front door's nginx template, Qdrant's config and the env-file template keep
-the rules the appliance is installed under."""
+command is ours, run natively: the Compose files (the production stack, scale-out and the
+CPU profile), the images' Dockerfiles, the front door's nginx template, Qdrant's config and
+the env-file template keep the rules the appliance is installed under."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import base64
 import hashlib
 import importlib.metadata
 import ipaddress
-import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -26,7 +26,7 @@ import streamlit
 import yaml
 from pydantic import BaseModel
 
-from llm.server import health_url
+from llm.server import health_url, server_command
 from ops.cli import parser as rag_parser
 from ops.packaging.airgap import seal
 from ops.packaging.airgap.bundle import bound_files
@@ -35,10 +35,13 @@ from tests.conftest import RAG, free_port
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 SCALE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "compose.scale.yml"
+CPU = PROJECT_ROOT / "ops" / "packaging" / "docker" / "compose.cpu.yml"
 DOCKERFILE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "app.Dockerfile"
 PROXY_DOCKERFILE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "proxy.Dockerfile"
 PROXY_TEMPLATE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "proxy" / "nginx.conf.template"
 PROXY_ENTRYPOINT = PROJECT_ROOT / "ops" / "packaging" / "docker" / "proxy" / "entrypoint.sh"
+VLLM_CPU_DOCKERFILE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "vllm-cpu.Dockerfile"
+LLM_SERVER_REQUIREMENTS = PROJECT_ROOT / "ops" / "packaging" / "requirements" / "llm-server.txt"
 ENTRYPOINT = PROJECT_ROOT / "ops" / "packaging" / "docker" / "entrypoint.sh"
 ENV_TEMPLATE = PROJECT_ROOT / "ops" / "packaging" / "docker" / "appliance.env.example"
 QDRANT_CONFIG = PROJECT_ROOT / "ops" / "qdrant" / "config.yaml"
@@ -57,29 +60,70 @@ BEHIND_THE_FRONT_DOOR = ("ui", "api")
 LONGEST_INTERFACE_NAME = 15
 # Compose replaces these sequences when merging files; it appends every other one.
 REPLACED_ON_MERGE = {"command", "entrypoint", "test"}
+# The build arguments both images take, each from the Compose variable of the same name.
+BUILD_ARGS = {
+    "BASE_IMAGE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "EXTRA_CA_CERT",
+}  # fmt: skip
 PINNED_TAG = re.compile(r":(v?\d+\.\d+\.\d+|\$\{[A-Z_]+:-\d+\.\d+\.\d+\})$")
 SECRET_NAME = re.compile(r"(^|_)(API_?KEY|KEY|PASSWORD|PASSWD|PASS|TOKEN|SECRET|CREDENTIALS?)(_|$)")
 TOKEN_SHAPED = re.compile(r"[A-Za-z0-9+/=_.\-]{20,}")
-INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(:-(?P<default>[^}]*))?\}")
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(:?-(?P<default>[^}]*))?\}")
 
 
 # -- reading the files ------------------------------------------------------------------------
 
 
+class Reset:
+    """Compose's `!reset`: the key is dropped from the merged file."""
+
+
+class Override:
+    """Compose's `!override`: the value replaces the base file's instead of merging into it."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class ComposeLoader(yaml.SafeLoader):  # type: ignore[misc]
+    """PyYAML's safe loader (anchors, `<<:` merge keys) with Compose's merge tags."""
+
+
+def _construct_reset(loader: yaml.SafeLoader, node: yaml.Node) -> Reset:
+    return Reset()
+
+
+def _construct_override(loader: yaml.SafeLoader, node: yaml.Node) -> Override:
+    if isinstance(node, yaml.MappingNode):
+        return Override(loader.construct_mapping(node, deep=True))
+    if isinstance(node, yaml.SequenceNode):
+        return Override(loader.construct_sequence(node, deep=True))
+    return Override(loader.construct_scalar(node))
+
+
+ComposeLoader.add_constructor("!reset", _construct_reset)
+ComposeLoader.add_constructor("!override", _construct_override)
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
-    """YAML as Compose reads it: PyYAML's safe loader resolves anchors and `<<:` merge keys."""
-    data = yaml.safe_load(path.read_text())
+    """YAML as Compose reads it: anchors, `<<:` merge keys, `!reset` and `!override`."""
+    data = yaml.load(path.read_text(), Loader=ComposeLoader)  # noqa: S506 (a SafeLoader)
     assert isinstance(data, dict), f"{path} is not a YAML mapping"
     return data
 
 
 def compose_merge(base: Any, override: Any, key: str = "") -> Any:
     """Compose's rule for `-f a.yml -f b.yml`: mappings merge, sequences append (command,
-    entrypoint and healthcheck test are replaced), scalars are replaced."""
+    entrypoint and healthcheck test are replaced), scalars are replaced; `!reset` drops a key,
+    `!override` replaces a value whole."""
+    if isinstance(override, Override):
+        return override.value
     if isinstance(base, dict) and isinstance(override, dict):
         merged = dict(base)
         for name, value in override.items():
-            merged[name] = compose_merge(base[name], value, name) if name in base else value
+            if isinstance(value, Reset):
+                merged.pop(name, None)
+            else:
+                merged[name] = compose_merge(base[name], value, name) if name in base else value
         return merged
     if isinstance(base, list) and isinstance(override, list) and key not in REPLACED_ON_MERGE:
         return base + override
@@ -200,9 +244,25 @@ def scaled(stack: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-@pytest.fixture(scope="module", params=["docker-compose.yml", "with compose.scale.yml"])
-def any_stack(request: pytest.FixtureRequest, stack: Any, scaled: Any) -> dict[str, Any]:
-    return stack if request.param == "docker-compose.yml" else scaled
+@pytest.fixture(scope="module")
+def cpu_stack(stack: dict[str, Any]) -> dict[str, Any]:
+    merged = compose_merge(stack, load_yaml(CPU))
+    assert isinstance(merged, dict)
+    return merged
+
+
+@pytest.fixture(
+    scope="module",
+    params=["docker-compose.yml", "with compose.scale.yml", "with compose.cpu.yml"],
+)
+def any_stack(
+    request: pytest.FixtureRequest,
+    stack: dict[str, Any],
+    scaled: dict[str, Any],
+    cpu_stack: dict[str, Any],
+) -> dict[str, Any]:
+    stacks = {"docker-compose.yml": stack, "with compose.scale.yml": scaled}
+    return stacks.get(request.param, cpu_stack)
 
 
 @pytest.fixture(scope="module")
@@ -408,13 +468,65 @@ def test_the_app_image_installs_the_offline_spacy_model() -> None:
     assert alias["project"]["name"] == "en_core_web_sm"
 
 
-def test_the_healthcheck_entrypoint_is_the_one_the_image_installs(
-    stack: dict[str, Any],
+def test_the_entrypoint_the_services_run_through_is_the_one_the_image_installs() -> None:
+    instructions = final_stage(dockerfile_instructions(DOCKERFILE))
+    copies = [args for name, args in instructions if name == "COPY"]
+    assert any(
+        args.endswith("ops/packaging/docker/entrypoint.sh /usr/local/bin/rag-entrypoint")
+        for args in copies
+    ), copies
+    assert ("ENTRYPOINT", '["rag-entrypoint"]') in instructions
+
+
+def test_both_images_start_from_the_debian_base_and_take_the_mirror_build_arguments(
+    stack: dict[str, Any], cpu_stack: dict[str, Any]
 ) -> None:
-    test = stack["services"]["ingest"]["healthcheck"]["test"]
-    copies = [args for name, args in dockerfile_instructions(DOCKERFILE) if name == "COPY"]
-    installed = f"ops/packaging/docker/entrypoint.sh /usr/local/bin/{test[1]}"
-    assert any(args.endswith(installed) for args in copies), test
+    builds = {name: stack["services"][name]["build"] for name in APP_SERVICES}
+    builds["vllm (CPU profile)"] = cpu_stack["services"]["vllm"]["build"]
+    for name, build in builds.items():
+        dockerfile = PROJECT_ROOT / build["dockerfile"]
+        instructions = dockerfile_instructions(dockerfile)
+        assert instructions[0] == ("ARG", "BASE_IMAGE=rag-base:bookworm"), dockerfile.name
+        stages = [args for name, args in instructions if name == "FROM"]
+        assert len(stages) >= 2 and all(args.startswith("${BASE_IMAGE}") for args in stages)
+        declared = {args.split("=")[0] for name, args in instructions if name == "ARG"}
+        assert declared >= BUILD_ARGS, dockerfile.name
+        assert set(build["args"]) == BUILD_ARGS, name
+        for arg, value in build["args"].items():
+            assert INTERPOLATION.fullmatch(value)["name"] == arg, f"{name}: {arg}"  # type: ignore[index]
+        assert default_of(build["args"]["BASE_IMAGE"]) == "rag-base:bookworm"
+
+
+def test_the_runtime_stages_carry_no_compiler_cache_or_build_ca() -> None:
+    for dockerfile in (DOCKERFILE, VLLM_CPU_DOCKERFILE):
+        instructions = dockerfile_instructions(dockerfile)
+        runtime = final_stage(instructions)
+        text = " ".join(args for _, args in runtime)
+        assert "EXTRA_CA_CERT" not in text and "ca-certificates" not in text, dockerfile.name
+        assert "pip install" not in text, dockerfile.name
+        for name, args in runtime:
+            if name == "RUN" and "apt-get install" in args:
+                assert "rm -rf /var/lib/apt/lists/*" in args, dockerfile.name
+        copies = [args for name, args in runtime if name == "COPY" and "--from=" in args]
+        assert copies and all(" /opt/" in args or " /app" in args for args in copies)
+        builder = instructions[: len(instructions) - len(runtime)]
+        builder_runs = " ".join(args for name, args in builder if name == "RUN")
+        assert "pip uninstall -y pip setuptools wheel" in builder_runs, dockerfile.name
+        assert "nvidia-" in builder_runs and "torchvision" in builder_runs, dockerfile.name
+    runtime_text = " ".join(args for _, args in final_stage(dockerfile_instructions(DOCKERFILE)))
+    for compiler in ("gcc", "g++", "build-essential", "-dev "):
+        assert compiler not in runtime_text, compiler
+
+
+def test_the_app_image_has_the_ocr_languages_and_the_tools_the_parsers_run() -> None:
+    runtime = " ".join(args for _, args in final_stage(dockerfile_instructions(DOCKERFILE)))
+    for package in ("python3.11", "poppler-utils", "antiword", "libmagic1"):
+        assert package in runtime.split(), package
+    languages = set(re.findall(r"tesseract-ocr-([a-z]{3})\b", runtime))
+    assert {"eng", "fra", "deu", "ita", "spa", "nld", "pol", "por"} <= languages
+    runtime_stage = final_stage(dockerfile_instructions(DOCKERFILE))
+    users = [args for name, args in runtime_stage if name == "USER"]
+    assert "--uid 10001" in runtime and users == ["rag"]
 
 
 # -- vLLM -------------------------------------------------------------------------------------
@@ -458,9 +570,15 @@ def test_the_vllm_image_is_the_release_the_suite_runs(any_stack: dict[str, Any])
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert local.returncode == 0, local.stderr[-2000:]
+    version = local.stdout.strip()
     for name, service in any_stack["services"].items():
-        if name.startswith("vllm"):
-            assert service["image"] == f"vllm/vllm-openai:v{local.stdout.strip()}", name
+        if not name.startswith("vllm"):
+            continue
+        if str(service["image"]).startswith("rag-vllm-cpu:"):  # the CPU profile builds it
+            assert (PROJECT_ROOT / service["build"]["dockerfile"]) == VLLM_CPU_DOCKERFILE, name
+            assert f"vllm-cpu=={version}" in LLM_SERVER_REQUIREMENTS.read_text().split(), name
+        else:
+            assert service["image"] == f"vllm/vllm-openai:v{version}", name
 
 
 def test_the_vllm_healthcheck_asks_the_path_the_local_server_answers(
@@ -680,19 +798,68 @@ def test_the_metrics_service_serves_what_its_healthcheck_asks(
         server.wait(timeout=30)
 
 
-def test_the_ingest_healthcheck_runs_through_the_entrypoint(
+def test_the_ingest_healthcheck_reads_the_heartbeat_the_watcher_beats(
     stack: dict[str, Any], tmp_path: Path
 ) -> None:
-    test = stack["services"]["ingest"]["healthcheck"]["test"]
-    assert test[:3] == ["CMD", "rag-entrypoint", "rag"]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RAG_")}
-    env |= {"RAG_DATA_DIR": str(tmp_path / "data"), "RAG_LLM__PORT": str(free_port())}
-    result = subprocess.run(
-        ["sh", str(ENTRYPOINT), str(RAG), *test[3:]],
-        capture_output=True, text=True, timeout=300, env=env,
+    service = stack["services"]["ingest"]
+    test = [str(part) for part in service["healthcheck"]["test"]]
+    assert test[:4] == ["CMD", "python", "-m", "ops.heartbeat"]
+    heartbeat = Path(test[4])
+    data_dir = Path(service["environment"]["RAG_DATA_DIR"])
+    assert heartbeat.parent == Settings(data_dir=data_dir).run_dir
+    max_age = float(flag_value(test, "--max-age"))
+    assert max_age > Settings(data_dir=data_dir).ingest.file_timeout_seconds
+
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "a.md").write_text("# Keys\n\nKeys are issued at the front desk.\n")
+    data = tmp_path / "data"
+    local_heartbeat = data / heartbeat.relative_to(data_dir)
+    check = [sys.executable, "-m", "ops.heartbeat", str(local_heartbeat), *test[5:]]
+    assert subprocess.run(check, cwd=PROJECT_ROOT, capture_output=True).returncode == 1
+
+    watcher = subprocess.Popen(
+        [str(RAG), "ingest", str(share), "--watch", "30", "--workers", "1"],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("RAG_")},
+             "RAG_DATA_DIR": str(data)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert {"documents", "chunks", "failed", "store", "llm"} <= set(json.loads(result.stdout))
+    assert watcher.stderr is not None
+    try:
+        for line in watcher.stderr:
+            if '"ingest_pass"' in line:
+                break
+        beaten = local_heartbeat.stat().st_mtime
+        time.sleep(11)  # between passes the watcher beats every 10 s
+        assert local_heartbeat.stat().st_mtime > beaten
+        started = time.monotonic()
+        alive = subprocess.run(check, cwd=PROJECT_ROOT, capture_output=True, text=True)
+        assert alive.returncode == 0, alive.stderr
+        assert time.monotonic() - started < 2.0
+        watcher.send_signal(signal.SIGINT)
+        watcher.wait(timeout=60)
+    finally:
+        watcher.kill()
+    an_hour_ago = time.time() - 3600  # a watcher that died or hangs beats no more
+    os.utime(local_heartbeat, (an_hour_ago, an_hour_ago))
+    stale = subprocess.run(check, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert stale.returncode == 1 and "stale heartbeat" in stale.stderr
+
+
+def test_the_heartbeat_check_imports_nothing_but_the_standard_library(tmp_path: Path) -> None:
+    probe = (
+        "import sys; from ops import heartbeat; "
+        f"heartbeat.main([{str(tmp_path / 'beat')!r}, '--max-age', '5']); "
+        "print('\\n'.join(sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    ours = {"settings", "ingest", "retrieval", "llm", "appliance", "ui"}
+    loaded = {name.split(".")[0] for name in result.stdout.split()}
+    assert loaded - set(sys.stdlib_module_names) - {"__main__"} == {"ops"}
+    assert not loaded & ours
 
 
 def test_the_api_command_serves_what_its_healthcheck_asks(
@@ -819,6 +986,88 @@ def test_the_compose_environment_values_are_valid_settings(
     assert settings.embedder_dir == Path("/models/embedder")
 
 
+# -- the CPU profile ---------------------------------------------------------------------------
+
+
+def test_the_cpu_profile_changes_only_what_a_host_without_gpus_needs(
+    stack: dict[str, Any], cpu_stack: dict[str, Any]
+) -> None:
+    assert set(cpu_stack["services"]) == set(stack["services"])
+    assert cpu_stack["services"]["qdrant"]["profiles"] == ["qdrant-server"]
+    assert "profiles" not in stack["services"]["qdrant"]
+    for name in ("vllm", *APP_SERVICES):
+        assert "profiles" not in cpu_stack["services"][name], name
+    assert cpu_stack["networks"] == stack["networks"]
+    assert cpu_stack["secrets"] == stack["secrets"]
+    for name, service in cpu_stack["services"].items():
+        assert float(service["deploy"]["resources"]["limits"]["cpus"]) <= 2, name
+
+
+def test_the_cpu_profile_serves_the_packaged_model_as_the_suite_does(
+    cpu_stack: dict[str, Any], tmp_path: Path
+) -> None:
+    vllm = cpu_stack["services"]["vllm"]
+    assert "reservations" not in vllm["deploy"]["resources"]
+    command = [str(part) for part in vllm["command"]]
+    settings = Settings(data_dir=tmp_path, models_dir=Path("/models"))
+    suite = server_command(settings)
+    assert flag_value(command, "--model") == str(settings.llm_model_dir)
+    for flag in ("--max-model-len", "--dtype"):
+        assert flag_value(command, flag) == flag_value(suite, flag), flag
+    for flag in ("--enable-prefix-caching", "--disable-uvicorn-access-log"):
+        assert flag in command and flag in suite, flag
+    assert vllm["environment"]["VLLM_CPU_KVCACHE_SPACE"] == str(settings.llm.kv_cache_gib)
+    served = flag_value(command, "--served-model-name")
+    for name in APP_SERVICES:
+        assert cpu_stack["services"][name]["environment"]["RAG_LLM__MODEL"] == served, name
+    mounts = volume_targets(vllm)
+    assert mounts["/models/llm"]["source"] == "${MODELS_DIR:-/srv/rag/models}/llm"
+    assert mounts["/models/llm"]["read_only"] is True
+    script = vllm["entrypoint"][2]
+    assert "exec python -m vllm.entrypoints.openai.api_server" in script
+    assert "VLLM_API_KEY=$$(cat /run/secrets/vllm_api_key)" in script
+    assert "--api-key" not in command
+
+
+def test_the_cpu_profile_apps_use_the_embedded_store_and_wait_for_what_they_need(
+    cpu_stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = cpu_stack["services"]
+    for name in APP_SERVICES:
+        assert "RAG_QDRANT__URL" not in services[name]["environment"], name
+        assert "qdrant" not in services[name].get("depends_on", {}), name
+    for name in ("ui", "api"):
+        assert services[name]["depends_on"] == {"vllm": {"condition": "service_healthy"}}
+    for key in [key for key in os.environ if key.startswith("RAG_")]:
+        monkeypatch.delenv(key)
+    for key, value in services["ui"]["environment"].items():
+        if key.startswith("RAG_"):
+            monkeypatch.setenv(key, str(value))
+    settings = Settings()
+    assert settings.qdrant.url is None  # retrieval.build then opens the embedded engine
+    assert settings.index_dir == Path("/data/index")
+
+
+def test_the_production_apps_wait_for_the_services_they_call(stack: dict[str, Any]) -> None:
+    services = stack["services"]
+    healthy = {"condition": "service_healthy"}
+    assert services["ingest"]["depends_on"] == {"qdrant": healthy}
+    for name in ("ui", "api"):
+        assert services[name]["depends_on"] == {"qdrant": healthy, "vllm": healthy}, name
+
+
+def test_no_healthcheck_loads_the_stack(any_stack: dict[str, Any]) -> None:
+    for name, service in any_stack["services"].items():
+        test = [str(part) for part in service["healthcheck"]["test"][1:]]
+        if test[:2] == ["python", "-m"]:
+            assert test[2] == "ops.heartbeat", name
+        elif test[0] in ("python", "python3"):
+            assert test[1] == "-c" and test[2].startswith("import urllib.request;"), name
+        else:
+            assert test[:2] == ["bash", "-c"] and "/dev/tcp/127.0.0.1/" in test[2], name
+        assert "rag" not in test, name
+
+
 # -- scale-out and the header -----------------------------------------------------------------
 
 
@@ -866,8 +1115,9 @@ def test_scale_out_runs_qdrant_as_a_cluster_and_two_vllm_replicas(
         taken |= gpus
 
 
-def test_the_header_names_every_host_variable(stack: dict[str, Any]) -> None:
-    text = COMPOSE.read_text()
+@pytest.mark.parametrize("path", [COMPOSE, CPU], ids=lambda path: path.name)
+def test_the_header_names_every_host_variable(path: Path) -> None:
+    text = path.read_text()
     header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
     used = {match["name"] for match in INTERPOLATION.finditer(text)}
     assert used, "no host variables found"
