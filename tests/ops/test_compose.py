@@ -511,7 +511,7 @@ def test_the_runtime_stages_carry_no_compiler_cache_or_build_ca() -> None:
         assert copies and all(" /opt/" in args or " /app" in args for args in copies)
         builder = instructions[: len(instructions) - len(runtime)]
         builder_runs = " ".join(args for name, args in builder if name == "RUN")
-        assert "pip uninstall -y pip setuptools wheel" in builder_runs, dockerfile.name
+        assert re.search(r"pip uninstall -y pip\b", builder_runs), dockerfile.name
         assert "nvidia-" in builder_runs and "torchvision" in builder_runs, dockerfile.name
     runtime_text = " ".join(args for _, args in final_stage(dockerfile_instructions(DOCKERFILE)))
     for compiler in ("gcc", "g++", "build-essential", "-dev "):

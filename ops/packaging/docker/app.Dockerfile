@@ -81,7 +81,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && site=/opt/venv/lib/python3.11/site-packages \
     && find "$site" -mindepth 2 -depth -type d -name tests -exec rm -rf {} + \
     && rm -rf "$site/torch/include" "$site/pyarrow/include" \
-    && mkdir ingest retrieval llm appliance ui ops \
+    && mkdir -p ingest retrieval llm appliance ui ops \
     && touch settings.py ingest/__init__.py retrieval/__init__.py llm/__init__.py \
         appliance/__init__.py ui/__init__.py ops/__init__.py \
     && pip install --no-deps --no-build-isolation -e . \

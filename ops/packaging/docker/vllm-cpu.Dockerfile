@@ -41,13 +41,14 @@ RUN python3.11 -m venv /opt/vllm \
 # As .venv-llm is built (ops/setup.sh), then, in the same layer so that nothing removed takes
 # space: PyPI's torchvision, torchaudio and torchcodec go (CUDA builds for another torch, not
 # needed to serve text), and so does triton (no CPU backend: vLLM and torch's compiler
-# disable it on a CPU, and it weighs 1 GB); the build fails if a CUDA wheel is left.
+# disable it on a CPU, and it weighs 1 GB); the build fails if a CUDA wheel is left. pip goes
+# too; setuptools stays: vLLM imports torch's C++ extension builder, which imports it.
 COPY ops/packaging/requirements/llm-server.txt ops/packaging/requirements/llm-server.lock /tmp/requirements/
 RUN pip install -c /tmp/requirements/llm-server.lock -r /tmp/requirements/llm-server.txt \
     && pip uninstall -y torchvision torchaudio torchcodec triton \
     && ! pip list --format=freeze | grep -i -E '^(nvidia-|triton|torchvision|torchaudio|cuda-)' \
     && pip list --format=freeze | grep '^torch==.*+cpu$' >/dev/null \
-    && python -m pip uninstall -y pip setuptools wheel \
+    && python -m pip uninstall -y pip wheel \
     && site=/opt/vllm/lib/python3.11/site-packages \
     && find "$site" -mindepth 2 -depth -type d -name tests -exec rm -rf {} + \
     && rm -rf /tmp/requirements /root/.cache
@@ -56,9 +57,10 @@ RUN pip install -c /tmp/requirements/llm-server.lock -r /tmp/requirements/llm-se
 FROM ${BASE_IMAGE} AS runtime
 
 # Python 3.11 and its headers with g++: vLLM's CPU build compiles the model's graph with
-# torch's inductor, which generates C++ and builds it at start; libnuma for vLLM's CPU kernels.
+# torch's inductor, which generates C++ and builds it at start (openssl checksums its
+# precompiled header); libnuma for vLLM's CPU kernels.
 RUN apt-get update \
-    && apt-get install -y python3.11 python3.11-dev g++ libnuma1 \
+    && apt-get install -y python3.11 python3.11-dev g++ openssl libnuma1 \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
@@ -87,7 +89,8 @@ ENV PATH=/opt/vllm/bin:$PATH \
     TORCHINDUCTOR_CACHE_DIR=/home/vllm/.cache/torchinductor
 
 # The image fails to build, rather than to start, when a shared library is missing.
-RUN python -c "import vllm.entrypoints.openai.api_server"
+RUN python -c "import vllm.entrypoints.openai.api_server" \
+    && rm -rf /home/vllm/.cache/torchinductor /tmp/*
 
 USER vllm
 WORKDIR /home/vllm
