@@ -16,6 +16,7 @@ import yaml
 from ops.packaging.airgap.bundle import (
     bound_files,
     compose_images,
+    expand,
     git_blob_id,
     model_file_problems,
     read_compose,
@@ -179,6 +180,48 @@ def test_the_app_image_is_built_and_the_others_are_pulled_as_compose_names_them(
     assert images[compose["services"]["qdrant"]["image"]][1] is None
     tagged = {ref.reference for ref, _ in compose_images(compose, {"APP_IMAGE_TAG": "0.2.0"})}
     assert "rag-appliance:0.2.0" in tagged
+
+
+needs_compose_v2 = pytest.mark.skipif(
+    shutil.which("docker") is None
+    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
+    reason="merging the cpu profile's files needs Compose v2",
+)
+
+
+@needs_compose_v2
+def test_the_cpu_profile_bundle_runs_vllms_cpu_build_with_the_embedded_store(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "cpu"
+    result = build(out, "--profile", "cpu")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    compose = manifest["compose"]
+    assert compose["profile"] == "cpu"
+    assert compose["files"] == ["docker-compose.yml", "ops/packaging/docker/compose.cpu.yml"]
+    assert "qdrant" not in compose["services"]
+    assert {"vllm", "ingest", "ui", "api", "proxy", "metrics"} <= set(compose["services"])
+    assert compose["llm_gpu_memory_utilization"] == 0.0
+    images = {image["reference"]: image for image in manifest["images"]["references"]}
+    assert images["rag-vllm-cpu:0.1.0"]["services"] == ["vllm"]
+    assert not any(reference.startswith(("qdrant/", "vllm/")) for reference in images)
+    for name in compose["files"] + ["ops/qdrant/config.yaml"]:
+        assert (out / "compose" / name).read_bytes() == (PROJECT_ROOT / name).read_bytes()
+
+
+def test_build_arguments_are_read_as_compose_interpolates_them() -> None:
+    environment = {"EMPTY": "", "SET": "x"}
+    assert expand("${EMPTY:-fallback}", environment) == "fallback"
+    assert expand("${EMPTY-fallback}", environment) == ""
+    assert expand("${UNSET-fallback}", environment) == "fallback"
+    assert expand("${SET:-fallback}/${SET}", environment) == "x/x"
+    compose = read_compose([PROJECT_ROOT / "docker-compose.yml"])
+    images = compose_images(compose, {"BASE_IMAGE": "mirror/base:1"})
+    app_build = next(build for ref, build in images if ref.repository == "rag-appliance")
+    assert app_build is not None
+    assert app_build["args"]["BASE_IMAGE"] == "mirror/base:1"
+    assert app_build["args"]["PIP_INDEX_URL"] == "https://pypi.org/simple"
 
 
 def test_downloaded_model_files_are_checked_against_the_hub_record(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from llm.server import health_url, server_command
 from ops.cli import parser as rag_parser
 from ops.packaging.airgap import seal
-from ops.packaging.airgap.bundle import bound_files
+from ops.packaging.airgap.bundle import bound_files, expand
 from settings import OFFLINE_ENVIRONMENT, PROJECT_ROOT, Settings
 from tests.conftest import RAG, free_port
 
@@ -1042,7 +1042,7 @@ def test_the_cpu_profile_apps_use_the_embedded_store_and_wait_for_what_they_need
         monkeypatch.delenv(key)
     for key, value in services["ui"]["environment"].items():
         if key.startswith("RAG_"):
-            monkeypatch.setenv(key, str(value))
+            monkeypatch.setenv(key, expand(str(value), {}))  # as Compose, with the defaults
     settings = Settings()
     assert settings.qdrant.url is None  # retrieval.build then opens the embedded engine
     assert settings.index_dir == Path("/data/index")

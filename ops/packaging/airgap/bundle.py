@@ -54,7 +54,7 @@ OPTIONAL_COMPOSE_FILES = (
     "ops/packaging/docker/compose.cpu.yml",
 )
 APPLIANCE_LICENCE = "Apache-2.0"
-_VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+_VARIABLE = re.compile(r"\$\{(\w+)(?:(:?)-([^}]*))?\}")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -70,14 +70,23 @@ class _Parser(argparse.ArgumentParser):
 # -- the compose file ----------------------------------------------------------------------------
 
 
-def expand(value: str, environment: dict[str, str]) -> str:
-    """Compose's ${VAR:-default} and ${VAR} interpolation."""
-    return _VARIABLE.sub(lambda m: environment.get(m.group(1)) or (m.group(2) or ""), value)
+def expand(value: str, environment: Mapping[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} (unset or empty) and ${VAR-default} (unset)."""
+
+    def value_of(match: re.Match[str]) -> str:
+        name, colon, default = match.group(1), match.group(2), match.group(3) or ""
+        found = environment.get(name)
+        if found is None or (colon and not found):
+            return default
+        return found
+
+    return _VARIABLE.sub(value_of, value)
 
 
 def read_compose(files: list[Path]) -> dict[str, Any]:
-    """The services as Compose will run them. One file is read as it is; several are merged
-    by `docker compose config` itself (overrides, `!reset`, profiles), which needs Compose v2."""
+    """The services as Compose will run them, not yet interpolated. One file is read as it is;
+    several are merged by `docker compose config` itself (overrides, `!reset`), which needs
+    Compose v2; services behind a profile are left out, as `up` leaves them."""
     if len(files) == 1:
         data = yaml.safe_load(files[0].read_text(encoding="utf-8"))
     else:
@@ -86,7 +95,16 @@ def read_compose(files: list[Path]) -> dict[str, Any]:
             command += ["-f", str(path)]
         try:
             merged = subprocess.run(
-                [*command, "config", "--format", "json"],
+                # Neither interpolated nor resolved: as one file is read, and without the
+                # env files, which exist only on the appliance host.
+                [
+                    *command,
+                    "config",
+                    "--no-interpolate",
+                    "--no-path-resolution",
+                    "--format",
+                    "json",
+                ],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -99,6 +117,11 @@ def read_compose(files: list[Path]) -> dict[str, Any]:
                 "the profile's files need Compose v2 on the build host"
             ) from error
         data = json.loads(merged.stdout)
+        data["services"] = {
+            name: spec
+            for name, spec in data.get("services", {}).items()
+            if not spec.get("profiles")
+        }
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
         raise BundleError(f"{files[-1]}: no services found: is it the appliance's compose file?")
     return data
@@ -116,9 +139,16 @@ def compose_images(
         if ":" not in reference.rsplit("/", 1)[-1]:
             raise BundleError(f"service {service}: image {reference} has no pinned tag")
         if reference not in found:
+            build = spec.get("build")
+            if build is not None:
+                arguments = build.get("args") or {}
+                build = {
+                    **build,
+                    "args": {k: expand(str(v), environment) for k, v in arguments.items()},
+                }
             found[reference] = (
                 ImageRef(reference, [], archive=image_ops.archive_name(reference)),
-                spec.get("build"),
+                build,
             )
         found[reference][0].services.append(service)
     return list(found.values())
@@ -423,7 +453,8 @@ def build_bundle(
     images = compose_images(compose, environment)
     out.mkdir(parents=True, exist_ok=True)
     built_at = datetime.now(timezone.utc).replace(microsecond=0).isoformat()  # noqa: UP017
-    artifacts = copy_configs(out, compose)
+    # The files every service of the production file binds, whichever profile runs.
+    artifacts = copy_configs(out, read_compose([REPO_ROOT / "docker-compose.yml"]))
     artifacts.append(copy_installer(out))
     tessdata, missing_languages = collect_tessdata(out, say)
     artifacts += tessdata
