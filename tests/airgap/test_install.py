@@ -285,11 +285,13 @@ def test_models_are_installed_read_only_and_replaced_on_upgrade(tmp_path: Path) 
     (source / "sub").mkdir(parents=True)
     (source / "config.json").write_text("{}")
     (source / "sub" / "weights").write_bytes(b"v1")
+    (source / "sub" / "weights").chmod(0o600)  # as `make setup` leaves model files
     target = tmp_path / "models" / "llm"
     assert placement.install_folder(source, target, "digest-1") == "installed"
     assert (target / "sub" / "weights").read_bytes() == b"v1"
     for path in [target, *target.rglob("*")]:
         assert path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) == 0, path
+        assert path.stat().st_mode & stat.S_IROTH, f"{path}: the services' users cannot read it"
     assert placement.install_folder(source, target, "digest-1") == "unchanged"
     (source / "sub" / "weights").write_bytes(b"v2")
     assert placement.install_folder(source, target, "digest-2") == "installed"

@@ -312,6 +312,10 @@ def installed(
     shutil.copytree(SAMPLE_SHARE, shares)
     for path in [shares, *shares.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
+    # The ingest service mounts the shares with rslave propagation, which needs a shared or
+    # slave mount under them, as a systemd host's / is; this test host's is private.
+    subprocess.run(["mount", "--bind", str(shares), str(shares)], check=True)
+    subprocess.run(["mount", "--make-rshared", str(shares)], check=True)
     env = install_env()
     markers = {
         "[install] bundle intact": "install: verify",
@@ -345,6 +349,7 @@ def installed(
         remove_leftovers(PROJECT)
         unseal = [sys.executable, "-m", "ops.packaging.airgap.seal", "remove"]
         subprocess.run([*unseal, "--bridge-prefix", STACK_VARIABLES["BRIDGE_PREFIX"]])
+        subprocess.run(["umount", "--lazy", str(shares)])
 
 
 def _profile_files(bundle: Path) -> tuple[str, ...]:

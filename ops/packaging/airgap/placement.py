@@ -96,11 +96,11 @@ def install_compose_files(source: Path, install_dir: Path) -> dict[str, str]:
 
 
 def make_read_only(folder: Path) -> None:
-    """chmod -R a-w."""
+    """Readable by everyone, writable by no one (folders 0555, files 0444): the services run
+    as their own users (uid 10001, 10002), and models and OCR packs hold nothing secret."""
     for path in [folder, *folder.rglob("*")]:
         if not path.is_symlink():
-            mode = path.stat().st_mode
-            path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+            path.chmod(0o555 if path.is_dir() else 0o444)
 
 
 def _make_writable(folder: Path) -> None:
