@@ -45,6 +45,7 @@ STACK_VARIABLES = {
     "FRONTEND_SUBNET": "172.31.253.0/28",
 }
 CA_FOLDER = Path("/usr/local/share/ca-certificates")
+WHEEL_MIRROR_PORT = 38517
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -184,9 +185,11 @@ def wheel_mirror() -> Iterator[str | None]:
     if not folders:
         yield None
         return
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", free_port()), partial(_QuietHandler, directory=str(folders[0]))
-    )
+    handler = partial(_QuietHandler, directory=str(folders[0]))
+    try:  # the same URL every run, so that the image builds' cached layers stay valid
+        server = ThreadingHTTPServer(("127.0.0.1", WHEEL_MIRROR_PORT), handler)
+    except OSError:
+        server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
