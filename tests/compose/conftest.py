@@ -253,27 +253,26 @@ class Installation:
     http_port: int
     report: dict[str, Any]
 
-    def compose(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    def compose(
+        self, *args: str, stdin: str | None = None, timeout: float = 1800
+    ) -> subprocess.CompletedProcess[str]:
+        """`docker compose` over the installed files, with the install's variables."""
         command = ["docker", "compose", "--project-directory", str(self.root)]
         for name in self.files:
             command += ["-f", str(self.root / name)]
         return subprocess.run(
-            [*command, *args], capture_output=True, text=True, env=self.env, timeout=timeout
-        )
-
-    def rag(self, *args: str, stdin: str | None = None) -> dict[str, Any]:
-        """`rag ... --json` in the running ingest container."""
-        command = ["docker", "compose", "--project-directory", str(self.root)]
-        for name in self.files:
-            command += ["-f", str(self.root / name)]
-        result = subprocess.run(
-            [*command, "exec", "-T", "ingest", "rag-entrypoint", "rag", *args, "--json"],
+            [*command, *args],
             capture_output=True,
             text=True,
             env=self.env,
             input=stdin,
-            timeout=900,
+            timeout=timeout,
         )
+
+    def rag(self, *args: str, stdin: str | None = None) -> dict[str, Any]:
+        """`rag ... --json` in the running ingest container, through its entrypoint."""
+        exec_rag = ["exec", "-T", "ingest", "rag-entrypoint", "rag", *args, "--json"]
+        result = self.compose(*exec_rag, stdin=stdin, timeout=900)
         assert result.returncode == 0, f"rag {' '.join(args)}: {result.stderr[-1500:]}"
         parsed = json.loads(result.stdout)
         assert isinstance(parsed, dict)
