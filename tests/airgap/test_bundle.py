@@ -9,10 +9,12 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from ops.packaging.airgap import images as image_ops
 from ops.packaging.airgap.bundle import (
     bound_files,
     compose_images,
@@ -279,3 +281,35 @@ def test_a_signed_bundle_verifies_and_a_re_summed_tampering_is_caught(tmp_path: 
         assert "SHA256SUMS.sig: bad or unknown signature" in tampered.stderr
     finally:
         subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False)
+
+
+def docker_engine() -> Any:
+    import docker
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception:
+        pytest.skip("no Docker engine answers here")
+    return client
+
+
+def test_an_image_build_reports_its_steps_and_a_failed_step_names_itself(tmp_path: Path) -> None:
+    client = docker_engine()
+    (tmp_path / "greeting.txt").write_text("hello\n")
+    (tmp_path / "good.Dockerfile").write_text("FROM scratch\nCOPY greeting.txt /greeting.txt\n")
+    (tmp_path / "bad.Dockerfile").write_text("FROM scratch\nCOPY absent.txt /absent.txt\n")
+    said: list[str] = []
+    reference = f"rag-build-check:{os.getpid()}"
+    try:
+        image = image_ops.build_image(
+            client, tmp_path, "good.Dockerfile", reference, {}, None, said.append
+        )
+        assert reference in image.tags
+        assert any("Step 2/2 : COPY greeting.txt" in line for line in said), said
+        with pytest.raises(image_ops.ImageError, match="absent.txt"):
+            image_ops.build_image(
+                client, tmp_path, "bad.Dockerfile", reference, {}, None, said.append
+            )
+    finally:
+        client.images.remove(reference, force=True)

@@ -36,26 +36,33 @@ def build_image(
     network: str | None,
     say: Callable[[str], None],
 ) -> Any:
-    """Never pulls: the base image is built locally (ops/packaging/docker/base.sh)."""
+    """Never pulls: the base image is built locally (ops/packaging/docker/base.sh). Each
+    Dockerfile step is reported as it starts (`Step 4/19 : RUN ...`), since a step that
+    installs the Python packages takes minutes."""
     say(f"building {reference} from {dockerfile} (the package mirrors must be reachable)")
-    from docker.errors import BuildError
-
-    try:
-        image, _log = client.images.build(
-            path=str(context),
-            dockerfile=dockerfile,
-            tag=reference,
-            rm=True,
-            forcerm=True,
-            pull=False,
-            buildargs=build_args,
-            network_mode=network,
-        )
-    except BuildError as error:
-        steps = [str(line.get("stream", "")).strip() for line in error.build_log]
-        tail = " | ".join(step for step in steps if step)[-600:]
-        raise ImageError(f"building {reference} failed: {error.msg}: {tail}") from error
-    return image
+    recent: list[str] = []
+    stream = client.api.build(
+        path=str(context),
+        dockerfile=dockerfile,
+        tag=reference,
+        rm=True,
+        forcerm=True,
+        pull=False,
+        buildargs=build_args,
+        network_mode=network,
+        decode=True,
+    )
+    for event in stream:
+        if "error" in event:
+            tail = " | ".join(recent)[-600:]
+            raise ImageError(f"building {reference} failed: {event['error'].strip()}: {tail}")
+        line = str(event.get("stream", "")).strip()
+        if not line:
+            continue
+        recent = [*recent[-9:], line]
+        if line.startswith("Step "):
+            say(f"  {reference}: {line[:110]}")
+    return client.images.get(reference)
 
 
 def pull_image(client: Any, reference: str, say: Callable[[str], None]) -> Any:
