@@ -220,7 +220,10 @@ def bundle(
     command = ["bash", str(PROJECT_ROOT / "ops" / "bundle.sh"), str(out), "--profile", "cpu"]
     command += ["--build-arg", f"BASE_IMAGE={base_image}", "--build-network", "host"]
     if wheel_mirror:
+        # torch's CPU wheel comes from the wheel folder, as for pip on this host: PyTorch's
+        # own index is not reachable from here, and each lookup there would wait to time out.
         command += ["--build-arg", f"PIP_FIND_LINKS={wheel_mirror}"]
+        command += ["--build-arg", "PIP_EXTRA_INDEX_URL="]
     ca = extra_ca_file(work)
     if ca is not None:
         command += ["--extra-ca-cert", str(ca)]
