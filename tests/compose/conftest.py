@@ -100,13 +100,15 @@ def run_timed(
     timings: Timings,
     env: dict[str, str] | None = None,
     timeout: float = 3600,
+    first_step: str | None = None,
 ) -> tuple[int, str]:
     """Run a command, its output into `log`, and time the stretches between marker lines:
     `markers` maps a part of an output line to the step it starts (the step before ends
     there); an empty step name takes the line's first words after the part, e.g. the image
-    a "building" line names. Returns the exit status and the whole output."""
+    a "building" line names; `first_step` names the stretch before the first marker.
+    Returns the exit status and the whole output."""
     started = time.monotonic()
-    current, current_start = None, started
+    current, current_start = first_step, started
     lines: list[str] = []
     with log.open("w") as handle:
         process = subprocess.Popen(
@@ -230,7 +232,14 @@ def bundle(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     markers = {"[bundle] building ": "", "[bundle] saving ": "", "[bundle] copying ": "models"}
     started = time.monotonic()
-    status, output = run_timed(command, ARTIFACTS / "bundle.log", markers, timings, timeout=3600)
+    status, output = run_timed(
+        command,
+        ARTIFACTS / "bundle.log",
+        markers,
+        timings,
+        timeout=3600,
+        first_step="bundle: configs, installer, OCR packs",
+    )
     assert status == 0, output[-3000:]
     timings.record("bundle (whole)", time.monotonic() - started)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -323,15 +332,22 @@ def installed(
     subprocess.run(["mount", "--make-rshared", str(shares)], check=True)
     env = install_env()
     markers = {
-        "[install] bundle intact": "install: verify",
+        "[install] bundle intact": "install: host checks",
         "[install] loading ": "install: docker load",
+        "[install] model ": "install: models, configuration, seal",
         "[install] starting the stack": "install: up to first healthy",
         "[install] smoke test": "install: smoke test (first answer)",
     }
     started = time.monotonic()
     command = ["bash", str(bundle / "install.sh"), str(bundle), "--install-dir", str(root)]
     status, output = run_timed(
-        [*command, "--json"], ARTIFACTS / "install.log", markers, timings, env=env, timeout=3600
+        [*command, "--json"],
+        ARTIFACTS / "install.log",
+        markers,
+        timings,
+        env=env,
+        timeout=3600,
+        first_step="install: verify the bundle",
     )
     timings.record("install (whole)", time.monotonic() - started)
     report = json.loads(output[output.index("\n{") :]) if "\n{" in output else {}
