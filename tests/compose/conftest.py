@@ -63,7 +63,8 @@ class Timings:
     started: float = field(default_factory=time.monotonic)
 
     def record(self, step: str, seconds: float) -> None:
-        self.steps[step] = round(seconds, 1)
+        """A step met again (a marker line printed several times) adds up."""
+        self.steps[step] = round(self.steps.get(step, 0.0) + seconds, 1)
         self.save()
 
     def save(self) -> None:
