@@ -9,6 +9,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +19,9 @@ import openai
 import pytest
 from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 
+from settings import PROJECT_ROOT
 from tests.browser.conftest import CHROMIUM_FLAGS, Traffic
 from tests.compose.conftest import ARTIFACTS, Installation, Timings
-from tests.compose.egress_probe import probe_project
 
 QUESTION = "What is the approved budget of the Harbour Renovation Project?"
 CITED_FILE = "harbour-renovation-memo.png"
@@ -170,12 +171,20 @@ def test_the_front_door_redirects_http_and_sends_security_headers(
 
 
 def test_no_container_reaches_outside_the_stack(installed: Installation) -> None:
+    """The probe runs as its own process: its baseline (the host itself reaches the public
+    address and resolves the name, so a block inside means something) connects from the
+    host, which this test process refuses to do."""
     assert installed.report["seal"]["applied"] is True
-    report = probe_project(installed.report["compose_project"], measure_host_baseline=True)
-    probed = {result.service for result in report.containers}
+    project = installed.report["compose_project"]
+    probe = [sys.executable, "-m", "tests.compose.egress_probe", project, "--baseline"]
+    result = subprocess.run(probe, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+    report = json.loads(result.stdout)
+    (ARTIFACTS / "egress-probe.json").write_text(json.dumps(report, indent=2) + "\n")
+    probed = {container["service"] for container in report["containers"]}
     assert probed >= {"ingest", "ui", "api", "vllm", "proxy", "metrics"}
-    assert not report.vacuous, f"the host itself reaches nothing: {report.host_baseline}"
-    assert report.sealed, json.dumps(report.as_dict(), indent=1)[:4000]
+    assert report["vacuous"] is False, f"the host itself reaches nothing: {report['host_baseline']}"
+    escaped = [c["service"] for c in report["containers"] if not c["sealed"]]
+    assert report["sealed"] is True and result.returncode == 0, f"not sealed: {escaped}"
 
 
 def test_a_re_run_of_the_installer_upgrades_in_place_and_keeps_settings(
