@@ -513,9 +513,16 @@ def test_the_runtime_stages_carry_no_compiler_cache_or_build_ca() -> None:
         builder_runs = " ".join(args for name, args in builder if name == "RUN")
         assert re.search(r"pip uninstall -y pip\b", builder_runs), dockerfile.name
         assert "nvidia-" in builder_runs and "torchvision" in builder_runs, dockerfile.name
-    runtime_text = " ".join(args for _, args in final_stage(dockerfile_instructions(DOCKERFILE)))
-    for compiler in ("gcc", "g++", "build-essential", "-dev "):
-        assert compiler not in runtime_text, compiler
+        runtime_words = text.split()
+        for compiler in ("gcc", "g++", "build-essential"):
+            assert compiler not in runtime_words, (dockerfile.name, compiler)
+        assert not any(word.endswith("-dev") for word in runtime_words), dockerfile.name
+
+
+def test_the_cpu_profiles_vllm_runs_eagerly_as_its_image_has_no_compiler(
+    cpu_stack: dict[str, Any],
+) -> None:
+    assert "--enforce-eager" in cpu_stack["services"]["vllm"]["command"]
 
 
 def test_the_app_image_has_the_ocr_languages_and_the_tools_the_parsers_run() -> None:

@@ -56,16 +56,13 @@ RUN pip install -c /tmp/requirements/llm-server.lock -r /tmp/requirements/llm-se
 # -- runtime ---------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
 
-# Python 3.11 and its headers with g++: vLLM's CPU build compiles the model's graph with
-# torch's inductor, which generates C++ and builds it at start (openssl checksums its
-# precompiled header); libnuma for vLLM's CPU kernels.
+# Python 3.11, and libnuma for vLLM's CPU kernels. No compiler: the server runs eagerly
+# (--enforce-eager), so torch's inductor never generates and builds C++ at start.
 RUN apt-get update \
-    && apt-get install -y python3.11 python3.11-dev g++ openssl libnuma1 \
+    && apt-get install -y python3.11 libnuma1 \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
-
-# Not root: uid/gid 10002. Its cache (vLLM's, torch's compiled graphs) is a volume in the
-# CPU profile, so a restart skips the compilation.
+# Not root: uid/gid 10002. Its cache (vLLM's) is a volume in the CPU profile.
 RUN groupadd --gid 10002 vllm \
     && useradd --uid 10002 --gid vllm --create-home --shell /usr/sbin/nologin vllm \
     && install -d -o vllm -g vllm -m 0700 /home/vllm/.cache
@@ -97,4 +94,4 @@ WORKDIR /home/vllm
 
 EXPOSE 8000
 ENTRYPOINT ["python", "-m", "vllm.entrypoints.openai.api_server"]
-CMD ["--model", "/models/llm", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["--model", "/models/llm", "--host", "0.0.0.0", "--port", "8000", "--enforce-eager"]
