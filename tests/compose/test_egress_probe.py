@@ -4,9 +4,7 @@ run counts as a failure."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import subprocess
 from collections.abc import Iterator
 
@@ -15,26 +13,13 @@ import pytest
 from ops.packaging.airgap import seal
 from tests.compose import egress_probe
 
-BASE_IMAGE = "rag-base:bookworm"
-
 
 def docker(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
 
 
-def docker_ready() -> bool:
-    if shutil.which("docker") is None or os.geteuid() != 0:
-        return False
-    return docker("image", "inspect", BASE_IMAGE).returncode == 0
-
-
-needs_docker = pytest.mark.skipif(
-    not docker_ready(), reason=f"needs root, a Docker engine and the {BASE_IMAGE} image"
-)
-
-
 @pytest.fixture
-def lone_container() -> Iterator[tuple[str, str]]:
+def lone_container(base_image: str) -> Iterator[tuple[str, str]]:
     """(Compose project label, bridge prefix) of one sleeping container on a bridge network
     of its own whose Linux bridge is PREFIX-t; all of it removed afterwards."""
     prefix = "p" + secrets.token_hex(3)
@@ -50,7 +35,7 @@ def lone_container() -> Iterator[tuple[str, str]]:
         "--dns", "0.0.0.0", "--dns-opt", "timeout:1", "--dns-opt", "attempts:2",
         "--label", f"com.docker.compose.project={project}",
         "--label", "com.docker.compose.service=sleeper",
-        BASE_IMAGE, "sleep", "600",
+        base_image, "sleep", "600",
     )  # fmt: skip
     try:
         assert started.returncode == 0, started.stderr
@@ -90,14 +75,11 @@ def test_an_attempt_counts_as_blocked_only_for_a_refusal_or_a_timeout() -> None:
     assert not egress_probe.interpret("c", "s", targets, crashed).sealed
 
 
-def test_a_project_without_running_containers_is_not_sealed() -> None:
-    if shutil.which("docker") is None:
-        pytest.skip("needs the docker command")
+def test_a_project_without_running_containers_is_not_sealed(engine: None) -> None:
     report = egress_probe.probe_project("no-such-project-" + secrets.token_hex(4))
     assert report.containers == [] and not report.sealed
 
 
-@needs_docker
 def test_the_seal_takes_a_container_from_reaching_the_host_to_reaching_nothing(
     lone_container: tuple[str, str],
 ) -> None:
