@@ -170,7 +170,9 @@ def pip_find_links() -> list[Path]:
     """The local folders pip on this host finds wheels in (torch's CPU build is one)."""
     folders = os.environ.get("PIP_FIND_LINKS", "").split()
     listed = subprocess.run(
-        ["pip", "config", "get", "global.find-links"], capture_output=True, text=True
+        [sys.executable, "-m", "pip", "config", "get", "global.find-links"],
+        capture_output=True,
+        text=True,
     )
     folders += listed.stdout.split() if listed.returncode == 0 else []
     return [Path(f) for f in dict.fromkeys(folders) if Path(f).is_dir()]
