@@ -449,12 +449,14 @@ def build_bundle(
     """options: the command line's (profile, skip_images, skip_models, sign_key, build_args,
     build_network, models_from)."""
     environment = dict(os.environ)
-    compose = read_compose([REPO_ROOT / name for name in PROFILES[options.profile]])
+    production = read_compose([REPO_ROOT / "docker-compose.yml"])
+    files = PROFILES[options.profile]
+    compose = production if len(files) == 1 else read_compose([REPO_ROOT / f for f in files])
     images = compose_images(compose, environment)
     out.mkdir(parents=True, exist_ok=True)
     built_at = datetime.now(timezone.utc).replace(microsecond=0).isoformat()  # noqa: UP017
     # The files every service of the production file binds, whichever profile runs.
-    artifacts = copy_configs(out, read_compose([REPO_ROOT / "docker-compose.yml"]))
+    artifacts = copy_configs(out, production)
     artifacts.append(copy_installer(out))
     tessdata, missing_languages = collect_tessdata(out, say)
     artifacts += tessdata
