@@ -45,6 +45,8 @@ STACK_VARIABLES = {
     "FRONTEND_SUBNET": "172.31.253.0/28",
 }
 CA_FOLDER = Path("/usr/local/share/ca-certificates")
+# The image tars, the build layers and the export's scratch copy of the largest image.
+DISK_NEEDED_GB = 16
 WHEEL_MIRROR_PORT = 38517
 
 
@@ -219,8 +221,11 @@ def bundle(
     wheel_mirror: str | None,
     timings: Timings,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Path:
+) -> Iterator[Path]:
+    # Earlier builds leave their replaced images and builder stages behind, untagged.
+    subprocess.run(["docker", "image", "prune", "--force"], capture_output=True)
     work = tmp_path_factory.mktemp("bundle")
+    require_free_disk(work, DISK_NEEDED_GB)
     out = work / "bundle"
     command = ["bash", str(PROJECT_ROOT / "ops" / "bundle.sh"), str(out), "--profile", "cpu"]
     command += ["--build-arg", f"BASE_IMAGE={base_image}", "--build-network", "host"]
@@ -255,7 +260,18 @@ def bundle(
         if inspected.returncode == 0:
             timings.image_sizes_mb[image["reference"]] = int(inspected.stdout) // 2**20
     timings.save()
-    return out
+    try:
+        yield out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def require_free_disk(folder: Path, gigabytes: int) -> None:
+    free = shutil.disk_usage(folder).free / 2**30
+    assert free >= gigabytes, (
+        f"bundling needs {gigabytes} GB free under {folder} and in Docker's data root; "
+        f"{free:.1f} GB are: free some space (docker image prune, old pytest folders) and re-run"
+    )
 
 
 @dataclass(frozen=True)
@@ -374,6 +390,7 @@ def installed(
         unseal = [sys.executable, "-m", "ops.packaging.airgap.seal", "remove"]
         subprocess.run([*unseal, "--bridge-prefix", STACK_VARIABLES["BRIDGE_PREFIX"]])
         subprocess.run(["umount", "--lazy", str(shares)])
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _profile_files(bundle: Path) -> tuple[str, ...]:
