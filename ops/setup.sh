@@ -20,9 +20,12 @@ PYTHON=${PYTHON:-python3}
 # doc-debian, debian-faq(-fr,-de), manpages(-fr,-de) and mount ship the real English, French and
 # German documents of the second evaluation corpus (ops/tools/make_real_corpus.py); groff-base
 # typesets its manual pages.
+# samba, winbind and smbclient run the directory tests' Active Directory domain and set its
+# share's NTFS ACLs (smbcacls); the appliance itself speaks LDAP and SMB from Python.
 APT_PACKAGES=(chromium tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu poppler-utils
     iproute2 strace pandoc antiword acl fonts-liberation
-    doc-debian debian-faq debian-faq-fr debian-faq-de manpages manpages-fr manpages-de mount groff-base)
+    doc-debian debian-faq debian-faq-fr debian-faq-de manpages manpages-fr manpages-de mount groff-base
+    samba winbind smbclient)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 say() { printf '[setup] %s\n' "$*"; }

@@ -26,3 +26,11 @@ def test_loopback_stays_open() -> None:
         server.listen()
         with socket.socket() as client:
             client.connect(server.getsockname())
+
+
+def test_only_the_tests_own_namespace_is_open_beyond_loopback() -> None:
+    from tests.conftest import TEST_NAMESPACE_NETWORK
+
+    beyond = TEST_NAMESPACE_NETWORK.broadcast_address + 1
+    with socket.socket() as sock, pytest.raises(NetworkBlocked):
+        sock.connect((str(beyond), 389))
