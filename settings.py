@@ -52,6 +52,33 @@ def enforce_offline() -> None:
 OPEN_TO_OTHERS = 0o077
 
 
+class SecretFileError(ValueError):
+    """A password or secret file that cannot be used; the message says what to fix."""
+
+
+def read_secret(path: Path | None, setting: str) -> str:
+    """The secret in the file named by `setting` (its first line, without the newline):
+    readable by its owner only. Raises SecretFileError saying what to fix."""
+    if path is None:
+        raise SecretFileError(f"{setting} is not set: point it at a file holding the secret")
+    try:
+        mode = path.stat().st_mode
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SecretFileError(
+            f"cannot read {path} ({why}): set {setting} to a file this account may read"
+        ) from exc
+    if mode & 0o077:
+        raise SecretFileError(
+            f"{path} ({setting}) may be read or written by others (mode {mode & 0o777:o}): "
+            f"run `chmod 600 {path}`"
+        )
+    if not lines or not lines[0]:
+        raise SecretFileError(f"{path} ({setting}) is empty: write the secret on its first line")
+    return lines[0]
+
+
 def protect_state(data_dir: Path | None = None) -> None:
     """Make everything this process (and every child it starts) creates its owner's alone:
     umask 077, so files are 0600 and folders 0700. Every entry point calls it before it
@@ -405,6 +432,128 @@ class AccessSettings(_Section):
     )
 
 
+class LdapSettings(_Section):
+    url: str = Field(
+        default="",
+        description="The directory server: `ldaps://dc1.corp.example:636`, or "
+        "`ldap://dc1.corp.example:389` upgraded with StartTLS (the password never crosses "
+        "unencrypted). Several servers, tried in order: separated by spaces.",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the directory servers' certificates (the "
+        "organisation's own); unset: the system's CAs.",
+    )
+    base_dn: str = Field(
+        default="", description="Where users and groups are searched, e.g. `DC=corp,DC=example`."
+    )
+    bind_dn: str = Field(
+        default="",
+        description="The service account that looks users and groups up, e.g. "
+        "`CN=svc-rag,OU=Service Accounts,DC=corp,DC=example` (read access is enough).",
+    )
+    bind_password_file: Path | None = Field(
+        default=None,
+        description="A file (mode 0600 or 0400) holding the service account's password.",
+    )
+    user_attribute: str = Field(
+        default="sAMAccountName",
+        description="The attribute a sign-in name is matched against: `sAMAccountName` or "
+        "`userPrincipalName` on Active Directory, `uid` elsewhere.",
+    )
+    admin_groups: list[str] = Field(
+        default_factory=list,
+        description="Directory groups (names, as in `group:NAME`) whose members are the "
+        'appliance\'s admins, as a JSON list, e.g. `["rag-admins"]`.',
+    )
+    timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a connection or a search may take before the directory counts "
+        "as down (sign-in then fails closed; local break-glass admins still sign in).",
+    )
+    refresh_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long an open session or an API token goes on the groups read last: "
+        "after this, the next request reads the user from the directory again, so a group "
+        "change takes effect at the next sign-in and at most this long after for open "
+        "sessions and tokens.",
+    )
+
+
+class OidcSettings(_Section):
+    issuer: str = Field(
+        default="",
+        description="The OpenID provider's issuer URL on the internal network (Keycloak, ADFS, "
+        "Entra ID through a gateway), e.g. `https://sso.corp.example/realms/corp`; its "
+        "discovery document and signing keys are fetched from there, and from nowhere else.",
+    )
+    client_id: str = Field(default="", description="The appliance's client id at the provider.")
+    client_secret_file: Path | None = Field(
+        default=None, description="A file (mode 0600 or 0400) holding the client secret."
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the provider's certificate; unset: the "
+        "system's CAs.",
+    )
+    redirect_url: str = Field(
+        default="",
+        description="The UI's address as users reach it (registered at the provider as the "
+        "redirect URI), e.g. `https://rag.corp.example/`.",
+    )
+    groups_claim: str = Field(
+        default="groups",
+        description="The ID and access token claim that lists the user's groups; a token "
+        "without it gives only what is readable by everyone.",
+    )
+    username_claim: str = Field(
+        default="preferred_username",
+        description="The claim that names the user (`preferred_username`, `upn`, `email`).",
+    )
+    audience: str = Field(
+        default="",
+        description="The audience API access tokens must carry; empty: the client id.",
+    )
+    admin_groups: list[str] = Field(
+        default_factory=list,
+        description="Groups (as the groups claim lists them) whose members are admins, as a "
+        "JSON list.",
+    )
+
+
+class IdentitySettings(_Section):
+    provider: Literal["local", "ldap", "oidc"] = Field(
+        default="local",
+        description="Who signs users in: `local` (the appliance's own users, `rag users`), "
+        "`ldap` (the organisation's LDAP or Active Directory: name and password, groups from "
+        "the directory) or `oidc` (the organisation's single sign-on). With `ldap` or `oidc`, "
+        "local admins remain break-glass accounts: they sign in with their local password, "
+        "and each such sign-in is audited as `break_glass`.",
+    )
+    ldap: LdapSettings = Field(default_factory=LdapSettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
+
+
+class SmbSettings(_Section):
+    username: str = Field(
+        default="",
+        description="The account `rag ingest smb://server/share/path` reads shares as (read "
+        "access to the files and their permissions is enough).",
+    )
+    domain: str = Field(default="", description="The account's domain, e.g. `CORP`.")
+    password_file: Path | None = Field(
+        default=None, description="A file (mode 0600 or 0400) holding the account's password."
+    )
+    timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a connection or a request to the file server may take; a share "
+        "that drops fails only the files in flight, and the next run completes them.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -432,6 +581,8 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    smb: SmbSettings = Field(default_factory=SmbSettings)
 
     @property
     def embedder_dir(self) -> Path:

@@ -56,3 +56,21 @@ def test_the_store_follows_the_qdrant_url(tmp_path: Path) -> None:
     assert isinstance(build_store(Settings(data_dir=tmp_path)), EdgeStore)
     server = build_store(Settings(data_dir=tmp_path, qdrant={"url": "http://127.0.0.1:1"}))
     assert isinstance(server, QdrantServerStore)
+
+
+def test_a_secret_file_is_read_only_when_its_owner_alone_may_read_it(tmp_path: Path) -> None:
+    from settings import SecretFileError, read_secret
+
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    assert read_secret(secret, "RAG_SMB__PASSWORD_FILE") == "s3cret"
+    secret.chmod(0o644)
+    with pytest.raises(SecretFileError, match="chmod 600"):
+        read_secret(secret, "RAG_SMB__PASSWORD_FILE")
+    with pytest.raises(SecretFileError, match="RAG_SMB__PASSWORD_FILE is not set"):
+        read_secret(None, "RAG_SMB__PASSWORD_FILE")
+    secret.write_text("\n")
+    secret.chmod(0o400)
+    with pytest.raises(SecretFileError, match="empty"):
+        read_secret(secret, "RAG_SMB__PASSWORD_FILE")
