@@ -27,7 +27,7 @@ class NetworkBlocked(RuntimeError):
 
 # The network namespace the directory tests start their Active Directory domain in
 # (tests/directory/samba_domain.py): a veth pair of this machine's, routed nowhere else.
-TEST_NAMESPACE_NETWORK = ipaddress.ip_network("10.254.54.0/30")
+TEST_NAMESPACE_NETWORK = ipaddress.ip_network("10.254.54.0/26")
 
 
 def _is_loopback(address: Any) -> bool:

@@ -2,11 +2,13 @@
 into a folder and run in a network namespace of the tests' own.
 
 Samba ignores loopback addresses for its services, so the controller listens on one end of a
-veth pair (`DC_ADDRESS`) inside the namespace `NAMESPACE`, and the tests reach it from the
-other end (`HOST_ADDRESS`); nothing else is routed there. LDAPS and StartTLS use a CA and a
-server certificate (for the address) that the fixture makes, as an organisation's own CA
-would. The share `docs` is served with Samba's NTFS ACL store (`acl_xattr`); its ACLs are
-set over SMB with smbcacls, as an administrator sets them from Windows.
+veth pair inside a network namespace, and the tests reach it from the other end; nothing else
+is routed there. Each domain takes the first free slot of `SLOTS` (a namespace `ragtest-adN`
+and the N-th /30 of 10.254.54.0/26), so test runs side by side do not meet. LDAPS and
+StartTLS use a CA and a server certificate (for the address) that the fixture makes, as an
+organisation's own CA would. The share `docs` is served with Samba's NTFS ACL store
+(`acl_xattr`); its ACLs are set over SMB with smbcacls, as an administrator sets them from
+Windows.
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-NAMESPACE = "ragtest-ad"
-HOST_LINK, DC_LINK = "ragtest-adh", "ragtest-adn"
-HOST_ADDRESS, DC_ADDRESS = "10.254.54.1", "10.254.54.2"
+SLOTS = 16
 REALM = "CORP.EXAMPLE.TEST"
 WORKGROUP = "CORP"
 BASE_DN = "DC=corp,DC=example,DC=test"
@@ -49,10 +49,42 @@ def samba_available() -> bool:
     return all(shutil.which(tool) for tool in ("samba", "samba-tool", "smbcacls", "ip"))
 
 
+@dataclass(frozen=True)
+class Slot:
+    number: int
+
+    @property
+    def namespace(self) -> str:
+        return f"ragtest-ad{self.number}"
+
+    @property
+    def host_link(self) -> str:
+        return f"ragtest-ad{self.number}h"
+
+    @property
+    def dc_link(self) -> str:
+        return f"ragtest-ad{self.number}n"
+
+    @property
+    def host_address(self) -> str:
+        return f"10.254.54.{4 * self.number + 1}"
+
+    @property
+    def dc_address(self) -> str:
+        return f"10.254.54.{4 * self.number + 2}"
+
+
 @dataclass
 class SambaDomain:
     folder: Path
     process: subprocess.Popen[bytes] | None = None
+    slot: Slot | None = None
+
+    @property
+    def address(self) -> str:
+        """Where the controller listens (LDAP 389/636, SMB 445, Kerberos 88)."""
+        assert self.slot is not None, "start() the domain first"
+        return self.slot.dc_address
 
     @property
     def config(self) -> Path:
@@ -71,12 +103,11 @@ class SambaDomain:
         return self.group_sid("Domain Users").rsplit("-", 1)[0]
 
     def start(self) -> None:
-        remove_network()
-        make_network()
+        self.slot = take_free_slot()
         self._provision()
         log = (self.folder / "samba.log").open("wb")
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", NAMESPACE, "samba", "-s", str(self.config), "-i",
+            ["ip", "netns", "exec", self.slot.namespace, "samba", "-s", str(self.config), "-i",
              "--debug-stdout", "-d", "1"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
@@ -86,7 +117,7 @@ class SambaDomain:
         deadline = time.monotonic() + 60
         while True:
             listing = subprocess.run(
-                ["smbclient", f"//{DC_ADDRESS}/{SHARE}", "-U", f"{ADMIN}%{ADMIN_PASSWORD}",
+                ["smbclient", f"//{self.address}/{SHARE}", "-U", f"{ADMIN}%{ADMIN_PASSWORD}",
                  "-c", "ls"],
                 capture_output=True, text=True,
             )  # fmt: skip
@@ -106,7 +137,9 @@ class SambaDomain:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
             self.process = None
-        remove_network()
+        if self.slot is not None:
+            remove_network(self.slot)
+            self.slot = None
 
     def pause(self) -> None:
         """Freeze the controller: it accepts nothing more and answers nothing (a hung server)."""
@@ -149,7 +182,7 @@ class SambaDomain:
     # -- the share ---------------------------------------------------------------------------
 
     def smbclient(self, *commands: str) -> str:
-        return run(["smbclient", f"//{DC_ADDRESS}/{SHARE}", "-U", f"{ADMIN}%{ADMIN_PASSWORD}",
+        return run(["smbclient", f"//{self.address}/{SHARE}", "-U", f"{ADMIN}%{ADMIN_PASSWORD}",
                     "-c", "; ".join(commands)])  # fmt: skip
 
     def put(self, local: Path, remote: str) -> None:
@@ -162,11 +195,11 @@ class SambaDomain:
     def set_sddl(self, remote: str, sddl: str) -> None:
         """Replace the security descriptor of `remote` over SMB; `sddl` in Windows' SDDL, for
         example `D:P(A;OICI;FA;;;DA)(A;;FR;;;S-1-5-21-…)` (P: inheritance broken)."""
-        run(["smbcacls", f"//{DC_ADDRESS}/{SHARE}", remote, "-U", f"{ADMIN}%{ADMIN_PASSWORD}",
+        run(["smbcacls", f"//{self.address}/{SHARE}", remote, "-U", f"{ADMIN}%{ADMIN_PASSWORD}",
              "--sddl", "--set", sddl])  # fmt: skip
 
     def sddl_of(self, remote: str) -> str:
-        return run(["smbcacls", f"//{DC_ADDRESS}/{SHARE}", remote,
+        return run(["smbcacls", f"//{self.address}/{SHARE}", remote,
                     "-U", f"{ADMIN}%{ADMIN_PASSWORD}", "--sddl"]).strip()  # fmt: skip
 
     # -- setting up --------------------------------------------------------------------------
@@ -174,11 +207,11 @@ class SambaDomain:
     def _provision(self) -> None:
         shutil.rmtree(self.folder / "dc", ignore_errors=True)
         self.share_path.mkdir(parents=True, exist_ok=True)
-        tls = make_certificates(self.folder / "tls", DC_ADDRESS)
+        tls = make_certificates(self.folder / "tls", self.address)
         run(["samba-tool", "domain", "provision", f"--targetdir={self.folder / 'dc'}",
              f"--realm={REALM}", f"--domain={WORKGROUP}", "--server-role=dc",
              "--dns-backend=NONE", f"--adminpass={ADMIN_PASSWORD}", "--use-rfc2307",
-             "--host-name=dc1", f"--option=interfaces={DC_ADDRESS}",
+             "--host-name=dc1", f"--option=interfaces={self.address}",
              "--option=bind interfaces only=yes"])  # fmt: skip
         config = self.config.read_text()
         config = config.replace(
@@ -207,27 +240,41 @@ class SambaDomain:
                 )
             with socket.socket() as sock:
                 sock.settimeout(1)
-                if sock.connect_ex((DC_ADDRESS, port)) == 0:
+                if sock.connect_ex((self.address, port)) == 0:
                     return
             time.sleep(0.5)
-        raise DomainError(f"samba does not listen on {DC_ADDRESS}:{port}")
+        raise DomainError(f"samba does not listen on {self.address}:{port}")
 
 
-def make_network() -> None:
-    run(["ip", "netns", "add", NAMESPACE])
-    run(["ip", "link", "add", HOST_LINK, "type", "veth", "peer", "name", DC_LINK,
-         "netns", NAMESPACE])  # fmt: skip
-    run(["ip", "addr", "add", f"{HOST_ADDRESS}/30", "dev", HOST_LINK])
-    run(["ip", "link", "set", HOST_LINK, "up"])
-    inside = ["ip", "netns", "exec", NAMESPACE]
-    run([*inside, "ip", "addr", "add", f"{DC_ADDRESS}/30", "dev", DC_LINK])
-    run([*inside, "ip", "link", "set", DC_LINK, "up"])
+def take_free_slot() -> Slot:
+    """The first slot whose namespace could be made, with its veth pair set up."""
+    for number in range(SLOTS):
+        slot = Slot(number)
+        made = subprocess.run(["ip", "netns", "add", slot.namespace], capture_output=True)
+        if made.returncode == 0:
+            try:
+                make_network(slot)
+            except DomainError:
+                remove_network(slot)
+                raise
+            return slot
+    raise DomainError(f"all {SLOTS} test namespaces are taken: `ip netns list`, delete stale ones")
+
+
+def make_network(slot: Slot) -> None:
+    run(["ip", "link", "add", slot.host_link, "type", "veth", "peer", "name", slot.dc_link,
+         "netns", slot.namespace])  # fmt: skip
+    run(["ip", "addr", "add", f"{slot.host_address}/30", "dev", slot.host_link])
+    run(["ip", "link", "set", slot.host_link, "up"])
+    inside = ["ip", "netns", "exec", slot.namespace]
+    run([*inside, "ip", "addr", "add", f"{slot.dc_address}/30", "dev", slot.dc_link])
+    run([*inside, "ip", "link", "set", slot.dc_link, "up"])
     run([*inside, "ip", "link", "set", "lo", "up"])
 
 
-def remove_network() -> None:
-    run(["ip", "link", "delete", HOST_LINK], check=False)
-    run(["ip", "netns", "delete", NAMESPACE], check=False)
+def remove_network(slot: Slot) -> None:
+    run(["ip", "link", "delete", slot.host_link], check=False)
+    run(["ip", "netns", "delete", slot.namespace], check=False)
 
 
 def make_certificates(folder: Path, address: str) -> Path:
