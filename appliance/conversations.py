@@ -5,9 +5,9 @@ text too), as JSON columns. Every method takes the user and touches only that us
 
 A stored turn is shown again only as its reader may read it now (`readable_turns`): a passage
 whose chunk has left the index, or whose chunk's ACL the reader's scope may no longer read
-(`Scope.may_read`: it allows none of the reader's principals, or denies one), is withheld. It keeps its place (the answer cites passages by number) and
-nothing else: no text, path, title or page; and an answer quoted from it becomes
-WITHHELD_QUOTE.
+(`Scope.may_read`: it allows none of the reader's principals, or denies one), is withheld.
+It keeps its place (the answer cites passages by number) and nothing else: no text, path,
+title or page; and an answer quoted from it becomes WITHHELD_QUOTE.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ does not exist yet means an empty library.
 
 A scope sees a file when the file's ACL shares at least one of the scope's principals and
 denies none of them (`Scope.may_read`, the rule the vector store applies to chunks); the
-operator's scope sees every file and an empty scope sees none. The ACL is applied in SQL, so a path the scope may not read never
-leaves the database.
+operator's scope sees every file and an empty scope sees none. The ACL is applied in SQL, so
+a path the scope may not read never leaves the database.
 
 `names_in(scope, query)` gives the names (short, long) that the readable indexed files define
 (`ingest.context`, kept in each row's profile) and that the query uses, by either form: the
@@ -104,11 +104,7 @@ class Catalog:
         else:
             rows = self._ledger.indexed_files(sorted(scope.principals), sorted(scope.denials))
         wanted = name_contains.strip().casefold()
-        entries = [
-            _entry(row)
-            for row in rows
-            if wanted in PurePath(row[0]).name.casefold()
-        ]
+        entries = [_entry(row) for row in rows if wanted in PurePath(row[0]).name.casefold()]
         return sorted(entries, key=lambda e: (e.folder.casefold(), e.name.casefold(), e.path))
 
     def names_in(self, scope: Scope, query: str) -> list[tuple[str, str]]:
