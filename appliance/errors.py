@@ -11,10 +11,22 @@ ApplianceError
 │   ├── InvalidToken        an API token's lifetime or label the token store refuses
 │   └── NotAllowed          the acting user may not do this (an admin's own role, say)
 ├── Unauthorized            no valid credentials: a wrong, expired or revoked token
+├── DirectoryUnavailable    the organisation's directory can't be reached, didn't answer in
+│                           time, or refused the appliance's service account
+├── AccountRefused          the directory refused a sign-in for the account's state (locked,
+│                           disabled, expired, its password expired or to be changed)
 └── AuditError              the audit log can't be written or doesn't match its head
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+# Why a directory refuses an account whatever its password (Active Directory's sub-codes).
+AccountState = Literal[
+    "account_locked", "password_expired", "password_must_change", "account_disabled",
+    "account_expired",
+]  # fmt: skip
 
 
 class ApplianceError(Exception):
@@ -56,6 +68,20 @@ class NotAllowed(BadRequest):
 class Unauthorized(ApplianceError):
     """Missing, wrong, expired or revoked credentials. The message says which, for the
     audit log; a client is told only that it is not authorised."""
+
+
+class DirectoryUnavailable(ApplianceError):
+    """The organisation's directory can't be used now; the message says why (for the logs and
+    the operator, never shown to a user). Whatever needed it fails closed."""
+
+
+class AccountRefused(ApplianceError):
+    """The directory refused to sign `name` (as the directory spells it) in for the state of
+    their account."""
+
+    def __init__(self, name: str, state: AccountState) -> None:
+        super().__init__(f"{name}: {state.replace('_', ' ')}")
+        self.name, self.state = name, state
 
 
 class AuditError(ApplianceError):
