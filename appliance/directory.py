@@ -177,7 +177,10 @@ class LdapIdentity:
                 return operation(endpoint)
             except LDAPException as exc:
                 failures.append(f"{endpoint.url}: {_describe(exc)}")
-        raise DirectoryUnavailable("no directory server answered: " + "; ".join(failures))
+        raise DirectoryUnavailable(
+            "no directory server answered (is it up, and reachable from here as "
+            "RAG_IDENTITY__LDAP__URL says?): " + "; ".join(failures)
+        )
 
     def _reachable(self) -> list[_Endpoint]:
         if self._endpoints is None:
