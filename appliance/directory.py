@@ -116,13 +116,17 @@ class LdapIdentity:
         local: UserDirectory,
         group_map: GroupMap,
         clock: Callable[[], float] = time.time,
+        token_groups: bool = True,
     ) -> None:
+        """`token_groups`: read Active Directory's tokenGroups where the directory has them;
+        False follows memberOf, as for a directory without them."""
         self.refresh_seconds = settings.refresh_seconds
         self._settings = settings
         self._local = local
         self._group_map = group_map
         self._admin_groups = {group.casefold() for group in settings.admin_groups}
         self._clock = clock
+        self._token_groups = token_groups
         self._endpoints: list[_Endpoint] | None = None
 
     def authenticate(self, name: str, password: str) -> User | None:
@@ -292,8 +296,10 @@ class LdapIdentity:
         self, service: Connection, account: _Account
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The names and security identifiers of every group the account is in, sorted."""
-        entries = self._search(service, account.dn, "(objectClass=*)", BASE, ["tokenGroups"])
-        token_groups = entries[0][1].get("tokenGroups") if entries else None
+        token_groups = None
+        if self._token_groups:
+            entries = self._search(service, account.dn, "(objectClass=*)", BASE, ["tokenGroups"])
+            token_groups = entries[0][1].get("tokenGroups") if entries else None
         if token_groups is None:
             return self._groups_by_member_of(service, account.member_of)
         if not token_groups:

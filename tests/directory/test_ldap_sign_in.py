@@ -1,6 +1,7 @@
 """Signing in with the organisation's directory: the session's real Samba Active Directory,
 reached over LDAPS and StartTLS with ldap3, with the domain's own account states, nested
-groups, a directory that hangs, and the break-glass admins of the appliance's own directory."""
+groups, a directory that hangs, and the break-glass admins of the appliance's own directory;
+through the application layer, the `rag` command and the UI (Streamlit's AppTest)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import streamlit as st
 from ldap3 import MODIFY_REPLACE, Connection, Server, Tls
+from streamlit.testing.v1 import AppTest
 
 from appliance.actor import Actor
 from appliance.core import Appliance
+from appliance.directory import LdapIdentity
 from appliance.errors import DirectoryUnavailable, UnknownUser
 from appliance.identity import session_change
 from appliance.root import Parts
-from appliance.users import User
+from appliance.users import User, UserDirectory
 from retrieval.build import build_store
 from retrieval.models import Chunk, chunk_id, document_id
-from settings import Settings
+from settings import LdapSettings, Settings
 from tests.conftest import RAG, make_settings
 from tests.directory.samba_domain import (
     ADMIN,
@@ -33,6 +37,7 @@ from tests.directory.samba_domain import (
     SambaDomain,
     make_certificates,
 )
+from tests.ui.test_app import APP, signed_in
 
 # This module's accounts in the session's domain all start with `lg-`.
 PASSWORD = "Lg-Passw0rd-1!"
@@ -238,6 +243,19 @@ def test_an_account_the_directory_locked_says_so_even_with_the_right_password(
     assert events(appliance, "login_failed")[-1].detail["reason"] == "account_locked"
 
 
+def test_without_token_groups_nested_groups_come_through_member_of(
+    domain: SambaDomain, service_password_file: Path, tmp_path: Path
+) -> None:
+    settings = LdapSettings.model_validate(ldap_values(domain, service_password_file))
+    local = UserDirectory(tmp_path / "users.sqlite3", {})
+    by_member_of = LdapIdentity(settings, local, GROUP_MAP, token_groups=False)
+    user = by_member_of.authenticate(ERIKA, PASSWORD)
+    assert user is not None and {TEAM, DEPARTMENT} <= set(user.groups)
+    assert user.sids[0] == domain.user_sid(ERIKA)
+    assert domain.group_sid(DEPARTMENT) in user.sids and user.share_groups == ("finance",)
+    local.close()
+
+
 def test_a_disabled_or_expired_account_is_no_user_for_lookups(appliance: Appliance) -> None:
     identity = appliance.parts.identity
     assert identity.lookup(DISABLED) is None and identity.lookup(EXPIRED) is None
@@ -433,3 +451,59 @@ def test_user_json_names_sids_only_for_directory_users() -> None:
     assert directory.as_json()["sids"] == ["S-1-5-21-1-2-3-1104"]
     assert "sid:S-1-5-21-1-2-3-1104" in directory.principals
     assert local != User("alice", ("finance",), False, break_glass=True)
+
+
+# -- the UI ----------------------------------------------------------------------------------
+
+
+DIRECTORY_DOWN = (
+    "The organisation's directory cannot be reached, so nobody can sign in right now. Try "
+    "again in a few minutes; if it goes on, tell the IT service desk."
+)
+
+
+@pytest.fixture
+def ldap_app(
+    ingested: Settings,
+    domain: SambaDomain,
+    service_password_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Iterator[None]:
+    """The UI over the ingested sample share, signing users in with the domain."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("index", "ledger.sqlite3"):
+        (data / name).symlink_to(ingested.data_dir / name)
+    monkeypatch.setenv("RAG_DATA_DIR", str(data))
+    for key, value in ldap_environment(domain, service_password_file).items():
+        monkeypatch.setenv(key, value)
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+def test_the_form_says_when_the_directory_wants_a_new_password(ldap_app: None) -> None:
+    at = signed_in(AppTest.from_file(APP), MUST_CHANGE, PASSWORD)
+    assert [e.value for e in at.error] == [
+        "You must change your password before you first sign in: change it the usual way, "
+        "then sign in."
+    ]
+    assert len(at.chat_input) == 0
+
+
+def test_an_open_session_waits_while_the_directory_is_down_and_goes_on_after(
+    ldap_app: None, domain: SambaDomain
+) -> None:
+    at = signed_in(AppTest.from_file(APP), ERIKA, PASSWORD)
+    assert len(at.chat_input) == 1 and at.session_state["user"].name == ERIKA
+    at.session_state["user_read_at"] = 0.0  # the user is due to be read again
+    domain.pause()
+    try:
+        at.run(timeout=60)
+    finally:
+        domain.resume()
+    assert [e.value for e in at.error] == [DIRECTORY_DOWN]
+    assert len(at.chat_input) == 0 and at.session_state["user"].name == ERIKA
+    at.run(timeout=60)
+    assert len(at.chat_input) == 1 and not at.error
