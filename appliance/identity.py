@@ -223,7 +223,7 @@ class SignInGuard:
         try:
             user = provider.authenticate(name, password)
         except DirectoryUnavailable as exc:
-            self._uncount(counted.attempt)
+            self._uncount(who, address, counted.attempt, now)
             return self._unavailable(who, address, exc)
         except AccountRefused as exc:
             self._audit.record(exc.name, "login_failed", {
@@ -296,10 +296,15 @@ class SignInGuard:
         assert attempt is not None
         return _Counted(attempt, name_failures, wait_address or beyond >= 0)
 
-    def _uncount(self, attempt: int) -> None:
-        """An attempt that could not be checked is no failure."""
+    def _uncount(self, who: str, address: str, attempt: int, now: float) -> None:
+        """An attempt that could not be checked is no failure: its count goes, and the waits
+        it brought about."""
         with self._transaction() as db:
             db.execute("DELETE FROM sign_in_attempts WHERE rowid = ?", (attempt,))
+            if _count(db, "address", address, now - self._window) < self._max_address_failures:
+                db.execute("DELETE FROM sign_in_waits WHERE key = ?", (f"address:{address}",))
+            if _count(db, "name", who) < self._max_name_failures:
+                db.execute("DELETE FROM sign_in_waits WHERE key = ?", (f"name:{who}",))
 
     def _clear(self, who: str, address: str, attempt: int, now: float) -> None:
         """After a success: the name's failures and wait go, and this attempt's count."""

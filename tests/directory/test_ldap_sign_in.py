@@ -23,7 +23,7 @@ from appliance.actor import Actor
 from appliance.core import Appliance
 from appliance.directory import LdapIdentity
 from appliance.errors import DirectoryUnavailable, UnknownUser
-from appliance.identity import session_change
+from appliance.identity import IdentityProvider, session_change
 from appliance.root import Parts
 from appliance.users import User, UserDirectory
 from retrieval.build import build_store
@@ -301,6 +301,42 @@ def test_with_the_directory_down_sign_in_fails_closed_quickly_and_break_glass_ad
     (login,) = events(appliance, "login")
     assert (login.user, login.detail["break_glass"]) == (BREAK_GLASS, True)
     assert appliance.sign_in(ERIKA, PASSWORD, OFFICE).outcome == "ok"
+    appliance.close()
+
+
+class DirectoryFailsAfterLookup:
+    """The domain's provider, with the domain hanging from just after the sign-in's lookup to
+    just after its password check (a fault injected between the two)."""
+
+    def __init__(self, inner: IdentityProvider, domain: SambaDomain) -> None:
+        self.inner, self.domain = inner, domain
+        self.refresh_seconds = inner.refresh_seconds
+
+    def lookup(self, name: str) -> User | None:
+        found = self.inner.lookup(name)
+        self.domain.pause()
+        return found
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        try:
+            return self.inner.authenticate(name, password)
+        finally:
+            self.domain.resume()
+
+
+def test_a_directory_that_fails_during_the_password_check_counts_no_failure(
+    domain: SambaDomain, service_password_file: Path, tmp_path: Path
+) -> None:
+    settings = ldap_settings(tmp_path / "data", domain, service_password_file,
+                             max_failed_sign_ins=1)  # fmt: skip
+    appliance = Appliance(Parts(settings))
+    failing = DirectoryFailsAfterLookup(appliance.parts.identity, domain)
+    guard = appliance.parts.sign_in_guard
+    assert guard.sign_in(failing, ERIKA, PASSWORD, OFFICE).outcome == "unavailable"
+    # One failure would have made the address wait: there was none.
+    assert guard.sign_in(appliance.parts.identity, ERIKA, PASSWORD, OFFICE).outcome == "ok"
+    (failed,) = events(appliance, "login_failed")
+    assert (failed.user, failed.detail["reason"]) == (ERIKA, "directory_unavailable")
     appliance.close()
 
 
