@@ -421,6 +421,32 @@ def test_a_token_of_a_directory_user_fails_closed_once_due_while_the_directory_i
     appliance.close()
 
 
+def test_the_api_answers_503_to_a_token_due_while_the_directory_is_down(
+    domain: SambaDomain, service_password_file: Path, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from ops.api.app import create_app
+
+    settings = ldap_settings(tmp_path / "data", domain, service_password_file,
+                             refresh_seconds=0)  # fmt: skip
+    appliance = Appliance(Parts(settings))
+    _, secret = appliance.create_token(Actor.operator(), ERIKA)
+    bearer = {"Authorization": f"Bearer {secret}"}
+    with TestClient(create_app(appliance)) as client:
+        assert client.get("/v1/models", headers=bearer).status_code == 200
+        domain.pause()
+        try:
+            down = client.get("/v1/models", headers=bearer)
+        finally:
+            domain.resume()
+        assert client.get("/v1/models", headers=bearer).status_code == 200
+    assert (down.status_code, down.headers["Retry-After"]) == (503, "30")
+    assert "directory cannot be reached" in down.json()["error"]["message"]
+    (denied,) = events(appliance, "api_denied")
+    assert denied.detail["reason"].startswith("directory unavailable: no directory server")
+
+
 # -- the command line ------------------------------------------------------------------------
 
 
