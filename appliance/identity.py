@@ -19,7 +19,7 @@ as another implementation, chosen in the UI's composition root:
   `refresh_seconds` says how long a session may go on the groups read last (a minute or so:
   a directory server is not asked on every click).
 
-No OIDC or LDAP code ships yet: the appliance signs users in with `LocalIdentity`.
+`appliance.sso.OidcIdentity` is the OIDC one (`identity.provider` oidc).
 
 A signed-in session holds the `User` read at sign-in. `session_change` reads the user again
 (the UI does so on every request, or once `refresh_seconds` have passed): a user who is gone,
@@ -181,9 +181,15 @@ class SignInGuard:
             db.executescript(_SCHEMA)
 
     def sign_in(
-        self, provider: IdentityProvider, name: str, password: str, address: str | None = None
+        self,
+        provider: IdentityProvider,
+        name: str,
+        password: str,
+        address: str | None = None,
+        break_glass: bool = False,
     ) -> SignInResult:
-        """`address`: the client's, as `client_address` gives it; None when not known."""
+        """`address`: the client's, as `client_address` gives it; None when not known.
+        `break_glass`: a password sign-in beside single sign-on, audited as such."""
         name = name.strip()[:_MAX_NAME_CHARS]
         address = address or _UNKNOWN_ADDRESS
         who = name if provider.lookup(name) is not None else self.unknown_name(name)
@@ -205,10 +211,12 @@ class SignInGuard:
             )  # fmt: skip
             return SignInResult("wrong")
         self._clear(who, address, counted.attempt, now)
-        self._audit.record(
-            user.name, "login",
-            {"groups": list(user.groups), "admin": user.admin, "address": address},
-        )  # fmt: skip
+        detail: dict[str, object] = {
+            "groups": list(user.groups), "admin": user.admin, "address": address,
+        }  # fmt: skip
+        if break_glass:
+            detail["break_glass"] = True
+        self._audit.record(user.name, "login", detail)
         return SignInResult("ok", user=user)
 
     def sign_out(self, name: str, reason: SignOutReason = "user") -> None:
@@ -364,5 +372,10 @@ def build_sign_in(settings: Settings) -> SignInGuard:
 
 
 def build_identity(settings: Settings) -> IdentityProvider:
-    """The identity provider the UI signs users in with (the local directory, for now)."""
+    """The identity provider the UI signs users in with: the local directory, or with
+    `identity.provider` oidc the organisation's single sign-on (`appliance.sso`)."""
+    if settings.identity.provider == "oidc":
+        from appliance.sso import build_oidc_identity
+
+        return build_oidc_identity(settings, build_user_directory(settings))
     return LocalIdentity(build_user_directory(settings))
