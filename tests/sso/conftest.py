@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from settings import PROJECT_ROOT, Settings
+from tests.browser.conftest import chromium, playwright  # noqa: F401 (shared fixtures)
 from tests.conftest import free_port, make_settings
 
 PROVIDER_DIR = PROJECT_ROOT / "tests" / "sso" / "provider"
@@ -74,6 +75,18 @@ class OpenIdProvider:
         return make_settings(
             data_dir, identity=identity, access={"group_map": GROUP_MAP}, **overrides
         )
+
+    def environment(self) -> dict[str, str]:
+        """The same settings for a process of the appliance's own (`rag serve`, the UI)."""
+        return {
+            "RAG_IDENTITY__PROVIDER": "oidc", "RAG_IDENTITY__OIDC__ISSUER": self.issuer,
+            "RAG_IDENTITY__OIDC__CLIENT_ID": CLIENT_ID,
+            "RAG_IDENTITY__OIDC__CLIENT_SECRET_FILE": str(self.client_secret_file),
+            "RAG_IDENTITY__OIDC__REDIRECT_URL": self.redirect_url,
+            "RAG_IDENTITY__OIDC__AUDIENCE": API_AUDIENCE,
+            "RAG_IDENTITY__OIDC__ADMIN_GROUPS": json.dumps([ADMIN_GROUP]),
+            "RAG_ACCESS__GROUP_MAP": json.dumps(GROUP_MAP),
+        }  # fmt: skip
 
 
 @pytest.fixture(scope="session")

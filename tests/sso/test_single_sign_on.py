@@ -208,18 +208,10 @@ def test_a_discovery_document_pointing_the_keys_elsewhere_is_refused(
 def api_url(openid_provider: OpenIdProvider, sso_data: Path, local_users: None) -> Iterator[str]:
     """`rag serve` signing API callers in through the provider (no LLM needed for search)."""
     port = free_port()
-    settings = openid_provider.settings(sso_data)
-    oidc = settings.identity.oidc
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env |= {
         "RAG_DATA_DIR": str(sso_data), "RAG_API__PORT": str(port),
-        "RAG_API__REQUESTS_PER_MINUTE": "1000", "RAG_IDENTITY__PROVIDER": "oidc",
-        "RAG_IDENTITY__OIDC__ISSUER": oidc.issuer, "RAG_IDENTITY__OIDC__CLIENT_ID": CLIENT_ID,
-        "RAG_IDENTITY__OIDC__CLIENT_SECRET_FILE": str(oidc.client_secret_file),
-        "RAG_IDENTITY__OIDC__REDIRECT_URL": oidc.redirect_url,
-        "RAG_IDENTITY__OIDC__AUDIENCE": oidc.audience,
-        "RAG_IDENTITY__OIDC__ADMIN_GROUPS": json.dumps(oidc.admin_groups),
-        "RAG_ACCESS__GROUP_MAP": json.dumps(settings.access.group_map),
+        "RAG_API__REQUESTS_PER_MINUTE": "1000", **openid_provider.environment(),
     }  # fmt: skip
     server = subprocess.Popen(
         [str(RAG), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
