@@ -6,7 +6,9 @@ its discovery document (`/.well-known/openid-configuration`), which must name th
 put its token endpoint and signing keys (`jwks_uri`) on the issuer's origin (scheme, host and
 port), else the provider is refused (ProviderError); then the signing keys. Both are kept for
 the process; the keys are fetched again, once, when a token names a key id they lack (the
-provider rotated its keys). Plain http is refused except for a loopback issuer.
+provider rotated its keys; at most every 10 s). Plain http is refused except for a loopback
+issuer. Settings that cannot work raise ProviderError on first use, not before: break-glass
+admins still sign in.
 
 A sign-in: `OidcIdentity.start_sign_in` gives the provider's authorization URL (PKCE S256,
 `state`, `nonce`) and keeps what the answer must match (the pending sign-in) in this process
@@ -28,6 +30,7 @@ may read.
 
 from __future__ import annotations
 
+import math
 import secrets
 import ssl
 import threading
@@ -56,6 +59,7 @@ PENDING_SECONDS = 600.0
 _MAX_PENDING = 10_000
 _LEEWAY_SECONDS = 60
 _TIMEOUT_SECONDS = 10.0
+_KEYS_REFETCH_SECONDS = 10.0
 # Signatures the appliance accepts: the provider's public keys only, never a shared secret.
 ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
@@ -87,35 +91,51 @@ class OidcClient:
         group_map: GroupMap,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not settings.issuer or not settings.client_id or not settings.redirect_url:
-            raise ProviderError(
-                "single sign-on needs RAG_IDENTITY__OIDC__ISSUER, __CLIENT_ID and __REDIRECT_URL"
-            )
-        if not is_secure_transport(settings.issuer):
-            raise ProviderError(
-                f"the issuer {settings.issuer} is not https: only a loopback issuer may be http"
-            )
         self.settings = settings
         self.issuer = settings.issuer.rstrip("/")
         self.audience = settings.audience or settings.client_id
         self._group_map = group_map
         self._clock = clock
-        self._verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=str(settings.ca_file)) if settings.ca_file else True
-        )
-        self._http = httpx.Client(
-            verify=self._verify, timeout=_TIMEOUT_SECONDS, follow_redirects=False
-        )
         self._lock = threading.Lock()
+        self._http: httpx.Client | None = None
         self._discovery: dict[str, Any] | None = None
         self._keys: KeySet | None = None
+        self._keys_fetched_at = -math.inf
 
     # -- the provider's documents ------------------------------------------------------------
+
+    def _checked_settings(self) -> None:
+        """Raises ProviderError when the settings cannot work (checked on first use, so that
+        break-glass admins still sign in with them wrong)."""
+        oidc = self.settings
+        if not oidc.issuer or not oidc.client_id or not oidc.redirect_url:
+            raise ProviderError(
+                "single sign-on needs RAG_IDENTITY__OIDC__ISSUER, __CLIENT_ID and __REDIRECT_URL"
+            )
+        if not is_secure_transport(oidc.issuer):
+            raise ProviderError(
+                f"the issuer {oidc.issuer} is not https: only a loopback issuer may be http"
+            )
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        if self.settings.ca_file is None:
+            return True
+        try:
+            return ssl.create_default_context(cafile=str(self.settings.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ProviderError(
+                f"RAG_IDENTITY__OIDC__CA_FILE {self.settings.ca_file} cannot be read: {exc}"
+            ) from exc
 
     def discovery(self) -> dict[str, Any]:
         """The issuer's discovery document, fetched once and checked (ProviderError)."""
         with self._lock:
             if self._discovery is None:
+                self._checked_settings()
+                if self._http is None:
+                    self._http = httpx.Client(
+                        verify=self._verify(), timeout=_TIMEOUT_SECONDS, follow_redirects=False
+                    )
                 document = self._get_json(self.issuer + DISCOVERY_PATH, "discovery document")
                 self._discovery = self._checked(document)
             return self._discovery
@@ -140,9 +160,12 @@ class OidcClient:
         return document
 
     def _signing_keys(self, kid: str | None) -> KeySet:
-        """The issuer's keys; fetched again once when none has the key id `kid`."""
+        """The issuer's keys; fetched again when none has the key id `kid` (at most every
+        `_KEYS_REFETCH_SECONDS`: tokens naming made-up keys do not make the appliance hammer
+        the provider)."""
         with self._lock:
-            if self._keys is not None and _has_key(self._keys, kid):
+            recent = self._clock() - self._keys_fetched_at < _KEYS_REFETCH_SECONDS
+            if self._keys is not None and (_has_key(self._keys, kid) or recent):
                 return self._keys
         jwks_uri = self.discovery()["jwks_uri"]
         document = self._get_json(jwks_uri, "signing keys")
@@ -151,10 +174,11 @@ class OidcClient:
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise ProviderError(f"the signing keys at {jwks_uri} cannot be read: {exc}") from exc
         with self._lock:
-            self._keys = keys
+            self._keys, self._keys_fetched_at = keys, self._clock()
         return keys
 
     def _get_json(self, url: str, what: str) -> dict[str, Any]:
+        assert self._http is not None  # made by `discovery`, which comes first
         try:
             response = self._http.get(url)
             response.raise_for_status()
@@ -184,7 +208,7 @@ class OidcClient:
             scope=SCOPES,
             redirect_uri=self.settings.redirect_url,
             code_challenge_method="S256",
-            verify=self._verify,
+            verify=self._verify(),
             timeout=_TIMEOUT_SECONDS,
             follow_redirects=False,
         )
@@ -263,7 +287,8 @@ class OidcClient:
         return User(name.strip(), groups, admin, share_groups(groups, self._group_map))
 
     def close(self) -> None:
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
 
 
 def _has_key(keys: KeySet, kid: str | None) -> bool:

@@ -300,3 +300,22 @@ def test_an_id_token_is_no_access_token(openid_provider: OpenIdProvider, sso_dat
     id_token = provider_tokens(openid_provider, "erika")["id_token"]
     with pytest.raises(Unauthorized, match="ID token is not an access token"):
         client.access_token_claims(id_token)
+
+
+def test_break_glass_admins_sign_in_while_the_provider_is_unreachable(
+    openid_provider: OpenIdProvider, sso_data: Path, local_users: None
+) -> None:
+    settings = openid_provider.settings(sso_data)
+    gone = settings.identity.oidc.model_copy(update={"issuer": f"http://127.0.0.1:{free_port()}"})
+    appliance = Appliance(
+        Parts(settings.model_copy(update={"identity": settings.identity.model_copy(
+            update={"oidc": gone}
+        )}))
+    )  # fmt: skip
+    try:
+        with pytest.raises(ProviderError, match="could not be read"):
+            appliance.start_single_sign_on()
+        result = appliance.sign_in(*BREAK_GLASS, "127.0.0.1")
+        assert result.user is not None and result.user.name == BREAK_GLASS[0]
+    finally:
+        appliance.close()
