@@ -133,9 +133,11 @@ class OidcClient:
             if self._discovery is None:
                 self._checked_settings()
                 if self._http is None:
+                    # trust_env=False: no proxy from the environment; the provider is inside.
                     self._http = httpx.Client(
-                        verify=self._verify(), timeout=_TIMEOUT_SECONDS, follow_redirects=False
-                    )
+                        verify=self._verify(), timeout=_TIMEOUT_SECONDS, follow_redirects=False,
+                        trust_env=False,
+                    )  # fmt: skip
                 document = self._get_json(self.issuer + DISCOVERY_PATH, "discovery document")
                 self._discovery = self._checked(document)
             return self._discovery
@@ -211,6 +213,7 @@ class OidcClient:
             verify=self._verify(),
             timeout=_TIMEOUT_SECONDS,
             follow_redirects=False,
+            trust_env=False,
         )
 
     def authorization_url(self) -> tuple[str, PendingSignIn]:

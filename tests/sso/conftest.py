@@ -133,7 +133,8 @@ def _wait_for_discovery(issuer: str, process: subprocess.Popen[bytes], log: Path
         if process.poll() is not None:
             pytest.fail(f"the OpenID provider exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"{issuer}/.well-known/openid-configuration").status_code == 200:
+            discovery = httpx.get(f"{issuer}/.well-known/openid-configuration", trust_env=False)
+            if discovery.status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -153,7 +154,7 @@ def sign_in_at_provider(authorization_url: str, login: str, password: str = "any
     """What a browser does at the provider: open the authorization URL, fill in the login
     form, and follow the provider's redirects until it sends the browser back (not followed)."""
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(authorization_url))
-    with httpx.Client(follow_redirects=False, timeout=10) as browser:
+    with httpx.Client(follow_redirects=False, timeout=10, trust_env=False) as browser:
         response = browser.get(authorization_url)
         for _ in range(10):
             if response.status_code in (302, 303):
@@ -188,7 +189,9 @@ def provider_tokens(
     authorization-code flow with PKCE, driven as a browser and a client would."""
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    discovery = httpx.get(f"{provider.issuer}/.well-known/openid-configuration").json()
+    discovery = httpx.get(
+        f"{provider.issuer}/.well-known/openid-configuration", trust_env=False
+    ).json()
     query = httpx.QueryParams({
         "client_id": CLIENT_ID, "response_type": "code", "scope": "openid profile groups",
         "redirect_uri": provider.redirect_url, "state": secrets.token_urlsafe(16),
@@ -202,7 +205,7 @@ def provider_tokens(
             "grant_type": "authorization_code", "code": back.query["code"],
             "redirect_uri": provider.redirect_url, "code_verifier": verifier,
         },
-        auth=(CLIENT_ID, provider.client_secret),
+        auth=(CLIENT_ID, provider.client_secret), trust_env=False,
     )  # fmt: skip
     assert response.status_code == 200, response.text
     tokens: dict[str, Any] = response.json()

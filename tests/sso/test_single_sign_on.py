@@ -183,7 +183,9 @@ def test_a_discovery_document_pointing_the_keys_elsewhere_is_refused(
 ) -> None:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
-    real = httpx.get(f"{openid_provider.issuer}/.well-known/openid-configuration").json()
+    real = httpx.get(
+        f"{openid_provider.issuer}/.well-known/openid-configuration", trust_env=False
+    ).json()
     _DoctoredDiscovery.document = {
         **real, "issuer": issuer, "token_endpoint": f"{issuer}/token",
         "jwks_uri": real["jwks_uri"],  # the real provider's: another origin than this issuer
@@ -221,7 +223,7 @@ def api_url(openid_provider: OpenIdProvider, sso_data: Path, local_users: None) 
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.get(url + "healthz", timeout=2).is_success:
+                if httpx.get(url + "healthz", timeout=2, trust_env=False).is_success:
                     break
             except httpx.HTTPError:
                 pass
@@ -237,7 +239,7 @@ def api_url(openid_provider: OpenIdProvider, sso_data: Path, local_users: None) 
 def api_search(api_url: str, token: str) -> httpx.Response:
     return httpx.post(
         api_url + "v1/search", json={"query": QUESTION, "k": 10},
-        headers={"Authorization": f"Bearer {token}"}, timeout=120,
+        headers={"Authorization": f"Bearer {token}"}, timeout=120, trust_env=False,
     )  # fmt: skip
 
 
