@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -91,37 +92,47 @@ class OpenIdProvider:
 
 @pytest.fixture(scope="session")
 def openid_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenIdProvider]:
-    node = shutil.which("node")
-    if node is None or not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-        pytest.fail("the test OpenID provider is not installed: run `make setup`")
     folder = tmp_path_factory.mktemp("openid-provider")
-    port, ui_port = free_port(), free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    redirect_url = f"http://127.0.0.1:{ui_port}/"
+    ui_port = free_port()
     secret_file = folder / "client-secret"
     secret_file.write_text(secrets.token_urlsafe(32) + "\n")
     secret_file.chmod(0o600)
+    provider = OpenIdProvider(
+        f"http://127.0.0.1:{free_port()}", secret_file, f"http://127.0.0.1:{ui_port}/", ui_port,
+        folder / "provider.log",
+    )  # fmt: skip
+    with running(provider):
+        yield provider
+
+
+@contextmanager
+def running(provider: OpenIdProvider) -> Iterator[None]:
+    """The provider's process, from its discovery document answering until the block ends;
+    each start makes new signing keys."""
+    node = shutil.which("node")
+    if node is None or not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
+        pytest.fail("the test OpenID provider is not installed: run `make setup`")
     config = {
-        "issuer": issuer, "port": port,
+        "issuer": provider.issuer, "port": urlsplit(provider.issuer).port,
         "resources": {API_RESOURCE: API_AUDIENCE, OTHER_RESOURCE: OTHER_AUDIENCE},
         "default_resource": API_RESOURCE,
         "clients": [{
-            "client_id": CLIENT_ID, "client_secret": secret_file.read_text().strip(),
-            "redirect_uris": [redirect_url],
+            "client_id": CLIENT_ID, "client_secret": provider.client_secret,
+            "redirect_uris": [provider.redirect_url],
         }],
         "accounts": ACCOUNTS,
     }  # fmt: skip
-    (folder / "config.json").write_text(json.dumps(config))
-    log = folder / "provider.log"
-    with log.open("wb") as out:
+    config_file = provider.log.with_name("config.json")
+    config_file.write_text(json.dumps(config))
+    with provider.log.open("ab") as out:
         process = subprocess.Popen(
-            [node, str(PROVIDER_DIR / "provider.mjs"), str(folder / "config.json")],
+            [node, str(PROVIDER_DIR / "provider.mjs"), str(config_file)],
             stdout=out, stderr=subprocess.STDOUT, cwd=PROVIDER_DIR,
             env={**os.environ, "NODE_ENV": "test"},
         )  # fmt: skip
     try:
-        _wait_for_discovery(issuer, process, log)
-        yield OpenIdProvider(issuer, secret_file, redirect_url, ui_port, log)
+        _wait_for_discovery(provider.issuer, process, provider.log)
+        yield
     finally:
         process.terminate()
         process.wait(timeout=10)

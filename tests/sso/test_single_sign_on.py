@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from tests.sso.conftest import (
     OpenIdProvider,
     provider_access_token,
     provider_tokens,
+    running,
     sign_in_at_provider,
 )
 
@@ -321,3 +323,21 @@ def test_break_glass_admins_sign_in_while_the_provider_is_unreachable(
         assert result.user is not None and result.user.name == BREAK_GLASS[0]
     finally:
         appliance.close()
+
+
+def test_keys_the_provider_rotated_to_are_fetched_when_a_token_names_one(
+    tmp_path: Path, openid_provider: OpenIdProvider, sso_data: Path
+) -> None:
+    provider = replace(
+        openid_provider, issuer=f"http://127.0.0.1:{free_port()}", log=tmp_path / "provider.log"
+    )
+    now = [time.time()]
+    client = OidcClient(provider.settings(sso_data).identity.oidc, {}, clock=lambda: now[0])
+    with running(provider):
+        assert client.access_token_claims(provider_access_token(provider, "erika"))
+    with running(provider):  # the same issuer, restarted with new signing keys
+        rotated = provider_access_token(provider, "erika")
+        with pytest.raises(Unauthorized, match="BadSignatureError|kid|key"):
+            client.access_token_claims(rotated)  # the keys were fetched a moment ago
+        now[0] += 11
+        assert client.access_token_claims(rotated)["preferred_username"] == "erika"
