@@ -13,8 +13,8 @@ as another implementation, chosen in the UI's composition root:
   makes the ACL filter work: a document readable by the share group `finance` is found by a
   user whose token carries the directory group mapped to `finance` (Entra ID sends group
   object ids, ADFS and Keycloak names; the mapping is a configured table). Such a provider
-  has no password step: its `authenticate` is the token exchange, and `SignInGuard` still
-  audits the outcome.
+  has no password step: the token exchange signs users in (audited by the application
+  layer), and its `authenticate` serves only local admins, as break-glass accounts.
 - LDAP / Active Directory: `lookup` reads the user and their groups from the directory, and
   `refresh_seconds` says how long a session may go on the groups read last (a minute or so:
   a directory server is not asked on every click).
