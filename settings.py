@@ -530,7 +530,7 @@ class IdentitySettings(_Section):
         "`ldap` (the organisation's LDAP or Active Directory: name and password, groups from "
         "the directory) or `oidc` (the organisation's single sign-on). With `ldap` or `oidc`, "
         "local admins remain break-glass accounts: they sign in with their local password, "
-        "and each such sign-in is audited as `break_glass`.",
+        "and each such sign-in is audited as `login` with `break_glass`.",
     )
     ldap: LdapSettings = Field(default_factory=LdapSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)

@@ -4,10 +4,10 @@ A turn keeps the question, the answer, its citations and the passages shown with
 text too), as JSON columns. Every method takes the user and touches only that user's rows.
 
 A stored turn is shown again only as its reader may read it now (`readable_turns`): a passage
-whose chunk has left the index, or whose chunk's ACL no longer shares a principal with the
-reader's scope, is withheld. It keeps its place (the answer cites passages by number) and
-nothing else: no text, path, title or page; and an answer quoted from it becomes
-WITHHELD_QUOTE.
+whose chunk has left the index, or whose chunk's ACL the reader's scope may no longer read
+(`Scope.may_read`: it allows none of the reader's principals, or denies one), is withheld.
+It keeps its place (the answer cites passages by number) and nothing else: no text, path,
+title or page; and an answer quoted from it becomes WITHHELD_QUOTE.
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def readable_chunk_ids(
     readable = set()
     for doc_id in sorted({doc_id for doc_id, _ in pairs}):
         for chunk, _ in index.document_chunks(doc_id):
-            if chunk.id in wanted and (scope.unrestricted or chunk.acl & scope.principals):
+            if chunk.id in wanted and scope.may_read(chunk.acl):
                 readable.add(chunk.id)
     return readable
 

@@ -24,7 +24,13 @@ from appliance.actor import OPERATOR, Actor, Channel
 from appliance.audit import clip_query
 from appliance.conversations import Conversation, Turn, readable_turns
 from appliance.erase import Erasure, erase
-from appliance.errors import NotAllowed, ProviderError, Unauthorized, UnknownConversation
+from appliance.errors import (
+    NotAllowed,
+    ProviderError,
+    Unauthorized,
+    UnknownConversation,
+    UnknownUser,
+)
 from appliance.feedback import Rating
 from appliance.identity import SignInResult
 from appliance.root import Parts
@@ -62,25 +68,43 @@ class Appliance:
         self.parts = parts
         self.settings = parts.settings
         self._clock = clock
+        # name → (when read, the user then): what API tokens act as, for `refresh_seconds`.
+        self._users_read: dict[str, tuple[float, User | None]] = {}
 
     # -- acting as someone -------------------------------------------------------------------
 
     def actor(self, name: str | None, channel: Channel = "cli") -> Actor:
-        """The user `name` as the directory knows them now (UnknownUser when it doesn't);
+        """The user `name` as the identity provider knows them now (UnknownUser when it
+        doesn't; DirectoryUnavailable when the organisation's directory cannot be asked);
         None: the operator."""
         if name is None:
             return Actor.operator()
-        user = self.parts.users.get(name)
+        user = self.known_user(name)
         return Actor.user(user, self.settings.access.admins_read_everything, channel)
+
+    def known_user(self, name: str) -> User:
+        """The user `name` as the identity provider knows them now: the local directory, or
+        the organisation's. UnknownUser when it has no such user."""
+        user = self.parts.identity.lookup(name)
+        if user is not None:
+            return user
+        if self.settings.identity.provider == "local":
+            raise UnknownUser(f"unknown user {name!r}; add it with `rag users add {name}`")
+        raise UnknownUser(
+            f"unknown user {name!r}: the organisation's directory has no enabled account of "
+            "that name, and no local admin has it"
+        )
 
     def actor_of(self, user: User, channel: Channel, token_id: str | None = None) -> Actor:
         return Actor.user(user, self.settings.access.admins_read_everything, channel, token_id)
 
     def authenticate(self, secret: str, channel: Channel) -> Actor:
-        """The user an API token stands for, as the directory knows them now; with single
-        sign-on, also the user of a JWT access token of the OpenID provider (its groups as the
-        token lists them). Raises Unauthorized (saying why, for the audit log) for a token that
-        is unknown, expired, revoked or for another audience, or whose user is gone."""
+        """The user an API token stands for, as the identity provider knew them at most its
+        `refresh_seconds` ago; with single sign-on, also the user of a JWT access token of the
+        OpenID provider (its groups as the token lists them). Raises Unauthorized (saying why,
+        for the audit log) for a token that is unknown, expired, revoked or for another
+        audience, or whose user is gone; DirectoryUnavailable when the user is due to be read
+        again and the organisation's directory cannot be asked."""
         if self.settings.identity.provider == "oidc" and not secret.startswith(SECRET_PREFIX):
             try:
                 token_user = self._single_sign_on().user_of_access_token(secret)
@@ -88,10 +112,20 @@ class Appliance:
                 raise Unauthorized(f"the access token cannot be checked: {exc}") from exc
             return self.actor_of(token_user, channel)
         token = self.parts.tokens.verify(secret)
-        user = self.parts.users.find(token.user)
+        user = self._user_of_token(token.user)
         if user is None:
             raise Unauthorized(f"token {token.id} of a removed user")
         return self.actor_of(user, channel, token.id)
+
+    def _user_of_token(self, name: str) -> User | None:
+        identity = self.parts.identity
+        now = self._clock()
+        read = self._users_read.get(name)
+        if read is not None and now - read[0] < identity.refresh_seconds:
+            return read[1]
+        user = identity.lookup(name)
+        self._users_read[name] = (now, user)
+        return user
 
     def record_denied(self, reason: str, path: str, address: str | None) -> None:
         """A request refused for want of valid credentials (never the secret it came with)."""
@@ -211,12 +245,7 @@ class Appliance:
     # -- users and sign-in -------------------------------------------------------------------
 
     def sign_in(self, name: str, password: str, address: str | None) -> SignInResult:
-        """A sign-in with a name and password; beside single sign-on, only a local admin's
-        (audited as `break_glass`)."""
-        return self.parts.sign_in_guard.sign_in(
-            self.parts.identity, name, password, address,
-            break_glass=self.settings.identity.provider == "oidc",
-        )  # fmt: skip
+        return self.parts.sign_in_guard.sign_in(self.parts.identity, name, password, address)
 
     def start_single_sign_on(self) -> str:
         """The OpenID provider's URL that a browser signs in at; it comes back to
@@ -276,9 +305,10 @@ class Appliance:
     def create_token(
         self, actor: Actor, user: str, expires_days: int | None = None, name: str = ""
     ) -> tuple[ApiToken, str]:
-        """A new API token for `user` (UnknownUser when the directory doesn't know them): its
-        record, and its secret, which is shown this once and kept only as a hash."""
-        self.parts.users.get(user)
+        """A new API token for `user` (UnknownUser when the identity provider doesn't know
+        them; the token is theirs by the name as the directory spells it): its record, and its
+        secret, which is shown this once and kept only as a hash."""
+        user = self.known_user(user).name
         token, secret = self.parts.tokens.create(user, expires_days, name)
         self._record(actor, "token_create", {
             "user": user, "token_id": token.id, "expires": token.as_json()["expires"],

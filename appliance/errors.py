@@ -13,10 +13,22 @@ ApplianceError
 ├── Unauthorized            no valid credentials: a wrong, expired or revoked token
 ├── ProviderError           the OpenID provider can't be reached, or answers what the
 │                           appliance refuses (a discovery document pointing elsewhere)
+├── DirectoryUnavailable    the organisation's directory can't be reached, didn't answer in
+│                           time, or refused the appliance's service account
+├── AccountRefused          the directory refused a sign-in for the account's state (locked,
+│                           disabled, expired, its password expired or to be changed)
 └── AuditError              the audit log can't be written or doesn't match its head
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+# Why a directory refuses an account whatever its password (Active Directory's sub-codes).
+AccountState = Literal[
+    "account_locked", "password_expired", "password_must_change", "account_disabled",
+    "account_expired",
+]  # fmt: skip
 
 
 class ApplianceError(Exception):
@@ -63,6 +75,20 @@ class Unauthorized(ApplianceError):
 class ProviderError(ApplianceError):
     """The organisation's OpenID provider can't be used: unreachable, misconfigured, or its
     discovery document points the appliance elsewhere than the issuer."""
+
+
+class DirectoryUnavailable(ApplianceError):
+    """The organisation's directory can't be used now; the message says why (for the logs and
+    the operator, never shown to a user). Whatever needed it fails closed."""
+
+
+class AccountRefused(ApplianceError):
+    """The directory refused to sign `name` (as the directory spells it) in for the state of
+    their account."""
+
+    def __init__(self, name: str, state: AccountState) -> None:
+        super().__init__(f"{name}: {state.replace('_', ' ')}")
+        self.name, self.state = name, state
 
 
 class AuditError(ApplianceError):

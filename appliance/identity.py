@@ -15,11 +15,20 @@ as another implementation, chosen in the UI's composition root:
   object ids, ADFS and Keycloak names; the mapping is a configured table). Such a provider
   has no password step: the token exchange signs users in (audited by the application
   layer), and its `authenticate` serves only local admins, as break-glass accounts.
-- LDAP / Active Directory: `lookup` reads the user and their groups from the directory, and
+- LDAP / Active Directory (`appliance.directory.LdapIdentity`): `authenticate` binds as the
+  user, `lookup` reads the user and their groups (nested ones too) from the directory, and
   `refresh_seconds` says how long a session may go on the groups read last (a minute or so:
-  a directory server is not asked on every click).
+  a directory server is not asked on every click). The appliance's own admins remain
+  break-glass accounts that sign in when the directory is down.
 
-`appliance.sso.OidcIdentity` is the OIDC one (`identity.provider` oidc).
+`appliance.sso.OidcIdentity` is the OIDC one. `build_identity` picks the provider from
+`identity.provider`.
+
+A provider that relies on a server says so by raising: `DirectoryUnavailable` when it cannot
+ask it (the sign-in fails closed, outcome `unavailable`, audited as `login_failed` with the
+reason, and not counted as a failure of the name or the address), `AccountRefused` when the
+directory refuses the account whatever its password (locked, disabled, expired, its password
+expired or to be changed: outcomes of those names, audited and counted as failures).
 
 A signed-in session holds the `User` read at sign-in. `session_change` reads the user again
 (the UI does so on every request, or once `refresh_seconds` have passed): a user who is gone,
@@ -40,7 +49,9 @@ never locked out, only made to wait for at most the window.
 
 Refused attempts are not checked and not counted; a success clears the name's failures. Names
 nobody has are throttled alike, so the throttling tells nothing about which names exist.
-Every attempt is audited (`login`, `login_failed`, `login_locked`, with the client address).
+Every attempt is audited (`login`, `login_failed`, `login_locked`, with the client address;
+`login` of a break-glass admin adds `"break_glass": true`, `login_failed` other than for a
+wrong password adds `reason`).
 A name that is not a user's is never stored as typed (it may be a password typed in the wrong
 box): the audit log and the failure table hold `unknown:` and a keyed hash of it (HMAC-SHA256
 with a secret created 0600 next to the failure table), the same for the same name.
@@ -63,6 +74,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from appliance.audit import AuditLog, build_audit
+from appliance.errors import AccountRefused, DirectoryUnavailable
 from appliance.sqlite import write_transaction
 from appliance.users import User, UserDirectory, build_user_directory
 from settings import Settings
@@ -94,10 +106,12 @@ class IdentityProvider(Protocol):
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user these credentials belong to, or None: unknown name and wrong password
-        are not told apart."""
+        are not told apart. Raises AccountRefused for an account that may not sign in now,
+        DirectoryUnavailable when the directory cannot be asked."""
 
     def lookup(self, name: str) -> User | None:
-        """The user called `name` as the directory has them now, or None when there is none."""
+        """The user called `name` as the directory has them now, or None when there is none.
+        Raises DirectoryUnavailable when the directory cannot be asked."""
 
 
 class LocalIdentity:
@@ -129,7 +143,12 @@ def session_change(provider: IdentityProvider, user: User) -> SessionEnd | None:
     return None if current == user else "changed"
 
 
-Outcome = Literal["ok", "wrong", "locked"]
+# `locked`: throttled here (too many failures); `account_locked` and the other states of an
+# account (errors.AccountState): refused by the directory; `unavailable`: the directory is down.
+Outcome = Literal[
+    "ok", "wrong", "locked", "unavailable", "account_locked", "password_expired",
+    "password_must_change", "account_disabled", "account_expired",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -141,7 +160,8 @@ class SignInResult:
     @property
     def message_id(self) -> str | None:
         """The UI text (ui.i18n) to show; None when signed in."""
-        return {"ok": None, "wrong": "wrong_password", "locked": "locked"}[self.outcome]
+        named = {"ok": None, "wrong": "wrong_password", "unavailable": "directory_unavailable"}
+        return named.get(self.outcome, self.outcome)
 
 
 @dataclass(frozen=True)
@@ -181,18 +201,16 @@ class SignInGuard:
             db.executescript(_SCHEMA)
 
     def sign_in(
-        self,
-        provider: IdentityProvider,
-        name: str,
-        password: str,
-        address: str | None = None,
-        break_glass: bool = False,
+        self, provider: IdentityProvider, name: str, password: str, address: str | None = None
     ) -> SignInResult:
-        """`address`: the client's, as `client_address` gives it; None when not known.
-        `break_glass`: a password sign-in beside single sign-on, audited as such."""
+        """`address`: the client's, as `client_address` gives it; None when not known."""
         name = name.strip()[:_MAX_NAME_CHARS]
         address = address or _UNKNOWN_ADDRESS
-        who = name if provider.lookup(name) is not None else self.unknown_name(name)
+        try:
+            known = provider.lookup(name) is not None
+        except DirectoryUnavailable as exc:
+            return self._unavailable(self.unknown_name(name), address, exc)
+        who = name if known else self.unknown_name(name)
         now = self._clock()
         counted = self._count_attempt(who, address, now)
         if isinstance(counted, _Refused):
@@ -203,7 +221,17 @@ class SignInGuard:
                  "throttled": counted.throttled},
             )  # fmt: skip
             return SignInResult("locked", retry_after_minutes=minutes)
-        user = provider.authenticate(name, password)
+        try:
+            user = provider.authenticate(name, password)
+        except DirectoryUnavailable as exc:
+            self._uncount(who, address, counted.attempt, now)
+            return self._unavailable(who, address, exc)
+        except AccountRefused as exc:
+            self._audit.record(exc.name, "login_failed", {
+                "reason": exc.state, "failures": counted.name_failures, "locked": counted.waits,
+                "address": address,
+            })  # fmt: skip
+            return SignInResult(exc.state)
         if user is None:
             self._audit.record(
                 who, "login_failed",
@@ -212,12 +240,18 @@ class SignInGuard:
             return SignInResult("wrong")
         self._clear(who, address, counted.attempt, now)
         detail: dict[str, object] = {
-            "groups": list(user.groups), "admin": user.admin, "address": address,
+            "groups": list(user.groups), "admin": user.admin, "address": address
         }  # fmt: skip
-        if break_glass:
+        if user.break_glass:
             detail["break_glass"] = True
         self._audit.record(user.name, "login", detail)
         return SignInResult("ok", user=user)
+
+    def _unavailable(self, who: str, address: str, exc: DirectoryUnavailable) -> SignInResult:
+        self._audit.record(who, "login_failed", {
+            "reason": "directory_unavailable", "error": str(exc), "address": address,
+        })  # fmt: skip
+        return SignInResult("unavailable")
 
     def sign_out(self, name: str, reason: SignOutReason = "user") -> None:
         self._audit.record(name, "logout", {"reason": reason})
@@ -262,6 +296,16 @@ class SignInGuard:
                 _wait(db, f"name:{who}", now + wait)
         assert attempt is not None
         return _Counted(attempt, name_failures, wait_address or beyond >= 0)
+
+    def _uncount(self, who: str, address: str, attempt: int, now: float) -> None:
+        """An attempt that could not be checked is no failure: its count goes, and the waits
+        it brought about."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM sign_in_attempts WHERE rowid = ?", (attempt,))
+            if _count(db, "address", address, now - self._window) < self._max_address_failures:
+                db.execute("DELETE FROM sign_in_waits WHERE key = ?", (f"address:{address}",))
+            if _count(db, "name", who) < self._max_name_failures:
+                db.execute("DELETE FROM sign_in_waits WHERE key = ?", (f"name:{who}",))
 
     def _clear(self, who: str, address: str, attempt: int, now: float) -> None:
         """After a success: the name's failures and wait go, and this attempt's count."""
@@ -371,11 +415,18 @@ def build_sign_in(settings: Settings) -> SignInGuard:
     )
 
 
-def build_identity(settings: Settings) -> IdentityProvider:
-    """The identity provider the UI signs users in with: the local directory, or with
-    `identity.provider` oidc the organisation's single sign-on (`appliance.sso`)."""
+def build_identity(settings: Settings, local: UserDirectory | None = None) -> IdentityProvider:
+    """The identity provider users sign in with, as `identity.provider` says: the local
+    directory, the organisation's LDAP directory or its OpenID provider (single sign-on; both
+    with the local admins for break-glass). `local`: the local directory when the caller has
+    it open."""
+    local = local or build_user_directory(settings)
+    if settings.identity.provider == "ldap":
+        from appliance.directory import LdapIdentity
+
+        return LdapIdentity(settings.identity.ldap, local, settings.access.group_map)
     if settings.identity.provider == "oidc":
         from appliance.sso import build_oidc_identity
 
-        return build_oidc_identity(settings, build_user_directory(settings))
-    return LocalIdentity(build_user_directory(settings))
+        return build_oidc_identity(settings, local)
+    return LocalIdentity(local)

@@ -78,7 +78,7 @@ class Parts:
 
     @cached_property
     def identity(self) -> IdentityProvider:
-        return build_identity(self.settings)
+        return build_identity(self.settings, self.users)
 
     @cached_property
     def sign_in_guard(self) -> SignInGuard:

@@ -36,7 +36,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -315,7 +315,8 @@ def _groups(claim: object) -> tuple[str, ...]:
 
 class OidcIdentity:
     """Users of the organisation's single sign-on, plus the local admins as break-glass
-    accounts (`rag users add NAME --admin`): a name and password sign in only such an admin.
+    accounts (`rag users add NAME --admin`): a name and password sign in only such an admin,
+    and a local admin's name is theirs alone (single sign-on refuses it).
 
     `lookup` gives a single sign-on user as they last signed in through this process: a
     session keeps the groups its ID token carried until it ends (`ui.session_minutes`), and
@@ -336,15 +337,14 @@ class OidcIdentity:
 
     def authenticate(self, name: str, password: str) -> User | None:
         user = self._directory.authenticate(name, password)
-        return user if user is not None and user.admin else None
+        return replace(user, break_glass=True) if user is not None and user.admin else None
 
     def lookup(self, name: str) -> User | None:
-        with self._lock:
-            signed_in = self._signed_in.get(name)
-        if signed_in is not None:
-            return signed_in
         local = self._directory.find(name)
-        return local if local is not None and local.admin else None
+        if local is not None and local.admin:
+            return replace(local, break_glass=True)
+        with self._lock:
+            return self._signed_in.get(name)
 
     def start_sign_in(self) -> str:
         """The provider's authorization URL for a new sign-in (kept pending, see the module)."""
@@ -367,6 +367,9 @@ class OidcIdentity:
         if pending.expires_at <= self._clock():
             raise Unauthorized("the sign-in took longer than 10 minutes")
         user = self.client.user_of(self.client.exchange(code, pending))
+        local = self._directory.find(user.name)
+        if local is not None and local.admin:
+            raise Unauthorized(f"{user.name} is a local admin's name: they sign in with the form")
         with self._lock:
             self._signed_in[user.name] = user
         return user

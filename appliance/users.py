@@ -1,7 +1,9 @@
 """The appliance's user directory: names, groups, password hashes, roles.
 
 A user's principals are `user:NAME`, `group:G` for each group, `group:S` for each share group
-S that the setting `access.group_map` maps one of its groups to, and `everyone`. The
+S that the setting `access.group_map` maps one of its groups to, `everyone`, and, for a user
+of an Active Directory (`appliance.directory`), `sid:S-…` for their own and each of their
+groups' security identifiers (which NTFS ACLs name). The
 directory applies the mapping to every user it returns, so sign-in, `--user` and the UI's
 pages all see it.
 
@@ -82,11 +84,18 @@ class User:
     groups: tuple[str, ...]
     admin: bool
     share_groups: tuple[str, ...] = ()  # held through `access.group_map`, never stored
+    # A directory user's security identifiers (`S-1-5-21-…`): their own and their groups'.
+    sids: tuple[str, ...] = ()
+    # A local admin signed in while the organisation's directory signs users in.
+    break_glass: bool = False
 
     @property
     def principals(self) -> frozenset[str]:
         groups = (*self.groups, *self.share_groups)
-        return frozenset({f"user:{self.name}", EVERYONE, *(f"group:{g}" for g in groups)})
+        return frozenset({
+            f"user:{self.name}", EVERYONE, *(f"group:{g}" for g in groups),
+            *(f"sid:{sid}" for sid in self.sids),
+        })  # fmt: skip
 
     @property
     def scope(self) -> Scope:
@@ -98,7 +107,13 @@ class User:
         return Scope.operator() if self.admin and admins_read_everything else self.scope
 
     def as_json(self) -> dict[str, object]:
-        return {"user": self.name, "groups": list(self.groups), "admin": self.admin}
+        shown: dict[str, object] = {"user": self.name, "groups": list(self.groups),
+                                    "admin": self.admin}  # fmt: skip
+        if self.sids:
+            shown["sids"] = list(self.sids)
+        if self.break_glass:
+            shown["break_glass"] = True
+        return shown
 
 
 def _scrypt(password: str, salt: bytes, cost: ScryptCost) -> bytes:

@@ -4,10 +4,10 @@ The UI may not import `ingest`, so this reads the ingest ledger's SQLite file it
 read-only: the catalog never creates, locks for writing or changes the ledger. A ledger that
 does not exist yet means an empty library.
 
-A scope sees a file when the file's ACL shares at least one of the scope's principals (the
-same rule the vector store applies to chunks); the operator's scope sees every file and an
-empty scope sees none. The ACL is applied in SQL, so a path the scope may not read never
-leaves the database.
+A scope sees a file when the file's ACL shares at least one of the scope's principals and
+denies none of them (`Scope.may_read`, the rule the vector store applies to chunks); the
+operator's scope sees every file and an empty scope sees none. The ACL is applied in SQL, so
+a path the scope may not read never leaves the database.
 
 `names_in(scope, query)` gives the names (short, long) that the readable indexed files define
 (`ingest.context`, kept in each row's profile) and that the query uses, by either form: the
@@ -64,7 +64,7 @@ _ROMAN = re.compile(r"^[IVXLCDM]+$")
 _UNREAD = object()  # the version of a name table not read yet
 
 
-# Every name the indexed files define, each with the file's ACL (its principals, as a JSON
+# Every name the indexed files define, each with the file's ACL (its entries, as a JSON
 # list: the values `_READABLE` compares) and SQLite's lowercase of both forms (what the
 # ledger's own matching used), in the ledger's row order.
 def is_abbreviation(short: str) -> bool:
@@ -99,13 +99,12 @@ class Catalog:
         case), sorted by folder, then name."""
         if scope.sees_nothing:
             return []
-        principals = None if scope.unrestricted else sorted(scope.principals)
+        if scope.unrestricted:
+            rows = self._ledger.indexed_files()
+        else:
+            rows = self._ledger.indexed_files(sorted(scope.principals), sorted(scope.denials))
         wanted = name_contains.strip().casefold()
-        entries = [
-            _entry(row)
-            for row in self._ledger.indexed_files(principals)
-            if wanted in PurePath(row[0]).name.casefold()
-        ]
+        entries = [_entry(row) for row in rows if wanted in PurePath(row[0]).name.casefold()]
         return sorted(entries, key=lambda e: (e.folder.casefold(), e.name.casefold(), e.path))
 
     def names_in(self, scope: Scope, query: str) -> list[tuple[str, str]]:
@@ -174,7 +173,7 @@ class _Definition:
         if scope.unrestricted:
             return self.defined_by[0][0]
         for position, readers in self.defined_by:
-            if not readers.isdisjoint(scope.principals):
+            if scope.may_read(readers):
                 return position
         return None
 

@@ -322,9 +322,12 @@ def _record(row: tuple[Any, ...]) -> FileRecord:
 
 # -- reading it without writing ---------------------------------------------------------------
 
-# A file's ACL (a JSON list) shares a principal with the scope's (a JSON list parameter).
+# A file's ACL (a JSON list) shares a principal with the scope's (the first JSON list
+# parameter) and holds none of the scope's deny entries (the second): `Scope.may_read`.
 _READABLE = (
     "EXISTS (SELECT 1 FROM json_each(files.acl) AS acl "
+    "WHERE acl.value IN (SELECT value FROM json_each(?))) "
+    "AND NOT EXISTS (SELECT 1 FROM json_each(files.acl) AS acl "
     "WHERE acl.value IN (SELECT value FROM json_each(?)))"
 )
 _DEFINED_NAMES = (
@@ -356,16 +359,20 @@ class LedgerReader:
         self._watcher: sqlite3.Connection | None = None
         self._watched: tuple[int, int] | None = None  # the identity of the file it has open
 
-    def indexed_files(self, principals: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
-        """(path, doc_id, pages, chunks, status, parser, updated_at) of the indexed files,
-        of those whose ACL holds one of `principals` when given."""
+    def indexed_files(
+        self, principals: Sequence[str] | None = None, denials: Sequence[str] = ()
+    ) -> list[tuple[Any, ...]]:
+        """(path, doc_id, pages, chunks, status, parser, updated_at) of the indexed files;
+        when `principals` are given, of those whose ACL holds one of them and none of
+        `denials` (a scope's deny entries)."""
         query = (
             "SELECT path, doc_id, pages, chunks, status, parser, updated_at FROM files "
             "WHERE status = 'indexed'"
         )
         if principals is None:
             return self._rows(query)
-        return self._rows(f"{query} AND {_READABLE}", (json.dumps(sorted(principals)),))
+        readable = (json.dumps(sorted(principals)), json.dumps(sorted(denials)))
+        return self._rows(f"{query} AND {_READABLE}", readable)
 
     def files_in(self, statuses: Sequence[str]) -> list[tuple[Any, ...]]:
         """(path, doc_id, status, error, updated_at) of the files in these states."""

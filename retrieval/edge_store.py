@@ -624,9 +624,11 @@ def _selection(scope: Scope, filters: SearchFilters) -> qe.Filter | None:
                 range=qe.RangeFloat(gte=filters.modified_after, lt=filters.modified_before),
             )
         )
-    if not scope.unrestricted:
-        must.append(qe.FieldCondition("acl", match=qe.MatchAny(sorted(scope.principals))))
-    return qe.Filter(must=must) if must else None
+    if scope.unrestricted:
+        return qe.Filter(must=must) if must else None
+    must.append(qe.FieldCondition("acl", match=qe.MatchAny(sorted(scope.principals))))
+    refused = qe.FieldCondition("acl", match=qe.MatchAny(sorted(scope.denials)))
+    return qe.Filter(must=must, must_not=[refused])
 
 
 def _dense(vector: Any) -> list[float]:

@@ -347,10 +347,11 @@ def _selection(scope: Scope, filters: SearchFilters) -> qm.Filter | None:
                 key="mtime", range=qm.Range(gte=filters.modified_after, lt=filters.modified_before)
             )
         )
-    if not scope.unrestricted:
-        principals = sorted(scope.principals)
-        must.append(qm.FieldCondition(key="acl", match=qm.MatchAny(any=principals)))
-    return qm.Filter(must=must) if must else None
+    if scope.unrestricted:
+        return qm.Filter(must=must) if must else None
+    must.append(qm.FieldCondition(key="acl", match=qm.MatchAny(any=sorted(scope.principals))))
+    refused = qm.FieldCondition(key="acl", match=qm.MatchAny(any=sorted(scope.denials)))
+    return qm.Filter(must=must, must_not=[refused])
 
 
 def _candidate(point: qm.ScoredPoint, keyword_score: float) -> Candidate:

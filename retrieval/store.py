@@ -116,11 +116,11 @@ class VectorStore(Protocol):
       (0 when the deletion is complete). A re-ingested document that got shorter upserts its
       new chunks, then trims the old tail, so it never vanishes from search meanwhile.
     - `search(query, scope, k, filters)` returns at most k hits, best first, only among the
-      chunks the scope may read and `filters` select; a scope with no principals returns
-      nothing. Hybrid: the engine finds the nearest passages by vector and the best by BM25
-      keywords, the access filter and `filters` running inside both, never as
-      post-filtering; retrieval/fusion.py scores them into one order (the same for every
-      store; equal scores in chunk id order). Each hit carries its cosine `similarity`.
+      chunks the scope may read (`Scope.may_read`) and `filters` select; a scope with no
+      principals returns nothing. Hybrid: the engine finds the nearest passages by vector
+      and the best by BM25 keywords, the access filter and `filters` running inside both,
+      never as post-filtering; retrieval/fusion.py scores them into one order (the same for
+      every store; equal scores in chunk id order). Each hit carries its cosine `similarity`.
     - `replace_documents(versions)` makes each version's chunks its document's only chunks:
       upserts them and removes the document's chunks beyond the new last ordinal, for a
       whole batch of documents in one write. Searches never see a document missing; where

@@ -54,6 +54,48 @@ TEXTS: dict[str, dict[str, str]] = {
         "de": "Zu viele fehlgeschlagene Anmeldeversuche. Versuchen Sie es in {minutes} Minuten "
         "erneut.",
     },
+    "directory_unavailable": {
+        "en": "The organisation's directory cannot be reached, so nobody can sign in right now. "
+        "Try again in a few minutes; if it goes on, tell the IT service desk.",
+        "fr": "L'annuaire de l'organisation est injoignable : personne ne peut se connecter pour "
+        "le moment. Réessayez dans quelques minutes ; si cela dure, prévenez le support "
+        "informatique.",
+        "de": "Das Verzeichnis der Organisation ist nicht erreichbar, daher kann sich gerade "
+        "niemand anmelden. Versuchen Sie es in einigen Minuten erneut; hält es an, melden Sie es "
+        "dem IT-Service-Desk.",
+    },
+    "account_locked": {
+        "en": "Your directory account is locked after too many wrong passwords. Wait until it "
+        "unlocks, or ask the IT service desk to unlock it.",
+        "fr": "Votre compte de l'annuaire est verrouillé après trop de mots de passe erronés. "
+        "Attendez son déverrouillage ou demandez-le au support informatique.",
+        "de": "Ihr Verzeichniskonto ist nach zu vielen falschen Passwörtern gesperrt. Warten Sie, "
+        "bis es entsperrt wird, oder lassen Sie es vom IT-Service-Desk entsperren.",
+    },
+    "password_expired": {
+        "en": "Your password has expired: change it the usual way, then sign in.",
+        "fr": "Votre mot de passe a expiré : changez-le comme d'habitude, puis connectez-vous.",
+        "de": "Ihr Passwort ist abgelaufen: Ändern Sie es auf dem üblichen Weg und melden Sie "
+        "sich dann an.",
+    },
+    "password_must_change": {
+        "en": "You must change your password before you first sign in: change it the usual "
+        "way, then sign in.",
+        "fr": "Vous devez changer votre mot de passe avant de vous connecter : changez-le comme "
+        "d'habitude, puis connectez-vous.",
+        "de": "Sie müssen Ihr Passwort ändern, bevor Sie sich anmelden: Ändern Sie es auf dem "
+        "üblichen Weg und melden Sie sich dann an.",
+    },
+    "account_disabled": {
+        "en": "Your directory account is disabled. Ask the IT service desk.",
+        "fr": "Votre compte de l'annuaire est désactivé. Adressez-vous au support informatique.",
+        "de": "Ihr Verzeichniskonto ist deaktiviert. Wenden Sie sich an den IT-Service-Desk.",
+    },
+    "account_expired": {
+        "en": "Your directory account has expired. Ask the IT service desk.",
+        "fr": "Votre compte de l'annuaire a expiré. Adressez-vous au support informatique.",
+        "de": "Ihr Verzeichniskonto ist abgelaufen. Wenden Sie sich an den IT-Service-Desk.",
+    },
     "session_expired": {
         "en": "Your session has expired. Please sign in again.",
         "fr": "Votre session a expiré. Veuillez vous reconnecter.",

@@ -2,7 +2,9 @@
 
 A session holds the user read at sign-in, and reads them again from the directory on every
 request (or, for a directory whose `refresh_seconds` say so, once that time has passed): a
-user who is gone, or whose role or groups changed, is signed out there and then.
+user who is gone, or whose role or groups changed, is signed out there and then. While the
+organisation's directory cannot be asked, a session due to be read again shows nothing but
+that, and goes on once the directory answers.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 
 import streamlit as st
 
+from appliance.errors import DirectoryUnavailable
 from appliance.identity import SignOutReason, client_address, session_change, session_expired
 from appliance.users import User
 from retrieval.access import Scope
@@ -45,7 +48,12 @@ def current_user() -> User | None:
         return None
     identity = resources.appliance().parts.identity
     if now - st.session_state.get("user_read_at", 0.0) >= identity.refresh_seconds:
-        change = session_change(identity, user)
+        try:
+            change = session_change(identity, user)
+        except DirectoryUnavailable:
+            # Fail closed, but keep the session: it goes on once the directory answers.
+            st.error(t("directory_unavailable"))
+            st.stop()
         if change is not None:
             _end(user, change, "account_changed")
             return None

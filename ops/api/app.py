@@ -28,7 +28,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from appliance.actor import Actor
 from appliance.core import Appliance, Asked
-from appliance.errors import BadRequest, Unauthorized
+from appliance.errors import BadRequest, DirectoryUnavailable, Unauthorized
 from appliance.replies import search_reply
 from llm.answer import Answer
 from llm.errors import LLMError
@@ -94,6 +94,12 @@ def create_app(appliance: Appliance) -> FastAPI:
             raise ApiError(
                 401, "a valid API token is required: create one with `rag tokens create USER`",
                 "invalid_request_error", {"WWW-Authenticate": "Bearer"},
+            ) from exc  # fmt: skip
+        except DirectoryUnavailable as exc:
+            appliance.record_denied(f"directory unavailable: {exc}", request.url.path, address)
+            raise ApiError(
+                503, "the organisation's directory cannot be reached to check this token's "
+                "user; try again shortly", "service_unavailable", {"Retry-After": "30"},
             ) from exc  # fmt: skip
         admit(actor)
         return actor

@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 
 from appliance.actor import Actor
 from appliance.core import Appliance
-from appliance.errors import Unauthorized
+from appliance.errors import DirectoryUnavailable, Unauthorized
 from appliance.replies import search_reply
 from ops.api.limits import RateLimiter
 
@@ -63,6 +63,9 @@ class _TokenVerifier:
             actor = self._appliance.authenticate(token, "mcp")
         except Unauthorized as exc:
             self._appliance.record_denied(str(exc), "/mcp", None)
+            return None
+        except DirectoryUnavailable as exc:
+            self._appliance.record_denied(f"directory unavailable: {exc}", "/mcp", None)
             return None
         return AccessToken(token=token, client_id=actor.token_id or "", subject=actor.name,
                            scopes=["rag"])  # fmt: skip

@@ -270,7 +270,7 @@ def make_corpus(bases: Sequence[tuple[str, str]], count: int, rng: random.Random
         chunk = make_chunk(row, language, bases[base][1], rng)
         chunks.append(chunk)
         base_of.append(base)
-        visible.append(bool(chunk.acl & USER.principals))
+        visible.append(USER.may_read(chunk.acl))
         if row % 97 == 0:
             codes.append(reference_code(row))
     return Corpus(chunks, np.array(base_of), np.array(visible), codes)
@@ -483,7 +483,7 @@ def query_line(index: BenchIndex, asked: Sequence[str], k: int) -> dict[str, Any
         "embedder": retriever.embedder.model_id,
         "dense_top1_agreement": round(agreement, 3),
         "empty_results": sum(not hits for hits in results),
-        "acl_violations": sum(not (h.chunk.acl & USER.principals) for r in results for h in r),
+        "acl_violations": sum(not USER.may_read(h.chunk.acl) for r in results for h in r),
         "visible_share": round(float(corpus.visible.mean()), 3),
         "embed_seconds": round(index.seconds["embed"], 1),
         "write_seconds": round(index.seconds["write"], 1),

@@ -137,3 +137,32 @@ def test_the_command_reports_check_failures_with_its_exit_status(
     assert seal.main(["apply", "--bridge-prefix", prefix, "--json"]) == 0
     assert seal.main(["check", "--bridge-prefix", prefix]) == 0
     assert "seal in place" in capsys.readouterr().out
+
+
+def test_allowed_servers_pass_before_the_rejection_each_in_its_own_family() -> None:
+    allowed = (seal.Destination.parse("10.1.2.3:636"), seal.Destination.parse("[fd00::5]:445"))
+    ipv4 = seal.Plan(seal.IPV4, "rag", allowed).forward_rules()
+    assert ipv4[2] == ["-d", "10.1.2.3/32", "-p", "tcp", "-m", "tcp", "--dport", "636", "-j",
+                       "RETURN"]  # fmt: skip
+    assert ipv4[-1][:2] == ["-j", "REJECT"] and len(ipv4) == 4
+    ipv6 = seal.Plan(seal.IPV6, "rag", allowed).forward_rules()
+    assert ipv6[2][:2] == ["-d", "fd00::5/128"] and len(ipv6) == 4
+
+
+@pytest.mark.parametrize("bad", ["10.1.2.3", "10.1.2.3:0", "server.corp:636", "10.1.2.3:http"])
+def test_an_allowed_server_without_an_address_and_port_is_refused(bad: str) -> None:
+    with pytest.raises(seal.SealError, match="address or network and a TCP port"):
+        seal.Destination.parse(bad)
+
+
+@needs_root_iptables
+def test_the_allowed_servers_are_applied_and_checked_as_given(prefix: str) -> None:
+    firewall = seal.Firewall(seal.IPV4)
+    allow = ["--bridge-prefix", prefix, "--allow", "10.254.54.2:636"]
+    assert seal.main(["apply", *allow]) == 0
+    forward = seal.Plan(seal.IPV4, prefix).forward_chain
+    assert f"-A {forward} -d 10.254.54.2/32 -p tcp -m tcp --dport 636 -j RETURN" in (
+        firewall.rules_of(forward)
+    )
+    assert any("altered" in problem for problem in seal.check(firewall, prefix))
+    assert seal.main(["check", *allow]) == 0

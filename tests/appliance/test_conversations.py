@@ -19,7 +19,7 @@ from appliance.conversations import (
 )
 from appliance.errors import BadRequest, UnknownConversation
 from llm.answer import Answer, Citation
-from retrieval.access import EVERYONE, Scope
+from retrieval.access import EVERYONE, Scope, denied
 from retrieval.edge_store import EdgeStore
 from retrieval.models import Chunk, Hit, chunk_id, document_id
 from retrieval.sparse import SparseEncoder
@@ -240,6 +240,31 @@ def test_readable_turns_withhold_passages_whose_acl_no_longer_admits_the_reader(
     hr = Scope.of({"user:hanna", "group:hr"})
     assert readable_turns([turn], index, hr)[0].passages[0] == turn.passages[0]
     assert store.turns("alice", turn.conversation_id) == [turn]
+
+
+def test_readable_turns_withhold_a_passage_whose_acl_now_denies_the_reader(
+    store: ConversationStore, index: EdgeStore
+) -> None:
+    turn = alices_turn(store)
+    index.set_acl(document_id(TRAVEL), frozenset({EVERYONE, denied("user:alice")}))
+    (shown,) = readable_turns([turn], index, ALICE)
+    assert [p.withheld for p in shown.passages] == [True, False]
+    assert "45 EUR" not in repr(shown.passages)
+    bob = Scope.of({"user:bob", EVERYONE})
+    assert readable_turns([turn], index, bob) == [turn]
+
+    index.set_acl(document_id(TRAVEL), frozenset({EVERYONE, denied(EVERYONE)}))
+    assert readable_turns([turn], index, bob)[0].passages[0].withheld
+    assert readable_turns([turn], index, Scope.operator()) == [turn]
+
+
+def test_a_reader_no_entry_allows_sees_no_passage_even_when_none_denies_them(
+    store: ConversationStore, index: EdgeStore
+) -> None:
+    turn = alices_turn(store)
+    index.set_acl(document_id(TRAVEL), frozenset({"group:hr", denied("group:interns")}))
+    (shown,) = readable_turns([turn], index, ALICE)
+    assert [p.withheld for p in shown.passages] == [True, False]
 
 
 def test_history_withholds_a_passage_whose_chunk_left_the_index(

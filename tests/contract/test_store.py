@@ -7,6 +7,7 @@ Qdrant server through qdrant-client, whose local mode stands in for the server h
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from retrieval import edge_store
-from retrieval.access import EVERYONE, Scope
+from retrieval.access import EVERYONE, Scope, denied
 from retrieval.edge_store import EdgeStore
 from retrieval.errors import StoreUnavailable
 from retrieval.models import Chunk, chunk_id, document_id
@@ -39,6 +40,8 @@ store = EdgeStore(Path(sys.argv[1]), SparseEncoder(["en"]), linger_seconds=0)
 print(store.count())
 """
 SPARSE = SparseEncoder(["en", "fr", "de"])
+SID_A = "sid:S-1-5-21-1-2-3-1104"
+SID_B = "sid:S-1-5-21-1-2-3-1107"
 
 
 def query(vector: list[float], text: str = "") -> SearchQuery:
@@ -135,6 +138,58 @@ class StoreContract:
         store.upsert(make_chunks("/share/open.md", 1, {EVERYONE}), [axis(1)])
         hits = store.search(query(axis(0)), Scope.of({EVERYONE}), 3)
         assert [h.chunk.path for h in hits] == ["/share/open.md"]
+
+    def test_a_deny_entry_hides_a_chunk_from_a_scope_holding_the_denied_principal(
+        self, store: VectorStore
+    ) -> None:
+        store.upsert(make_chunks("/share/payroll.xlsx", 1, {SID_A, denied(SID_B)}), [axis(0)])
+
+        def paths(scope: Scope) -> set[str]:
+            return {h.chunk.path for h in store.search(query(axis(0), "passage"), scope, 10)}
+
+        assert paths(Scope.of({SID_A})) == {"/share/payroll.xlsx"}
+        assert paths(Scope.of({SID_A, SID_B})) == set()  # the deny wins over the allow
+        assert paths(Scope.of({SID_B})) == set()
+
+    def test_a_scope_allowed_by_no_entry_sees_nothing_even_when_none_denies_it(
+        self, store: VectorStore
+    ) -> None:
+        store.upsert(make_chunks("/share/payroll.xlsx", 1, {SID_A, denied(SID_B)}), [axis(0)])
+        assert store.search(query(axis(0), "passage"), Scope.of({"sid:S-1-5-21-1-2-3-1"}), 10) \
+            == []  # fmt: skip
+
+    def test_deny_everyone_hides_a_chunk_from_every_scope_but_the_operators(
+        self, store: VectorStore
+    ) -> None:
+        chunk = make_chunks("/share/quarantine.pdf", 1, {EVERYONE, SID_A, denied(EVERYONE)})[0]
+        store.upsert([chunk.model_copy(update={"text": "Steam", "language": "en"})], [axis(0)])
+        steam = min(SPARSE.terms("steam", "en"))
+        for scope in (Scope.of({EVERYONE}), Scope.of({SID_A}), Scope.of({EVERYONE, SID_A})):
+            assert store.search(query(axis(0), "steam"), scope, 10) == []
+            assert store.term_frequencies([steam], scope, 10) == {steam: 0}
+        assert [h.chunk.id for h in store.search(query(axis(0)), Scope.operator(), 10)] == [
+            chunk.id
+        ]
+        assert store.term_frequencies([steam], Scope.operator(), 10) == {steam: 1}
+
+    def test_the_index_finds_what_may_read_allows_for_any_acl_and_scope(
+        self, store: VectorStore
+    ) -> None:
+        rng = random.Random(11)
+        principals = [EVERYONE, SID_A, SID_B, "group:interns", "user:alice"]
+        entries = principals + [denied(p) for p in principals]
+        chunks = [
+            make_chunks(f"/share/{n}.md", 1, set(rng.sample(entries, rng.randint(0, 4))))[0]
+            for n in range(60)
+        ]
+        store.upsert(chunks, [axis(n) for n in range(60)])
+        scopes = [Scope.operator(), Scope.of(set())] + [
+            Scope.of(set(rng.sample(principals, rng.randint(1, 3)))) for _ in range(12)
+        ]
+        for scope in scopes:
+            found = {h.chunk.id for h in store.search(query(axis(0), "passage"), scope, 100)}
+            assert found == {c.id for c in chunks if scope.may_read(c.acl)}, scope
+        assert 0 < sum(Scope.of({SID_A}).may_read(c.acl) for c in chunks) < 60
 
     def test_a_path_filter_keeps_one_document(self, store: VectorStore) -> None:
         store.upsert(make_chunks("/share/a.pdf", 2, {EVERYONE}), [axis(0), axis(1)])

@@ -19,3 +19,7 @@ def samba_domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDoma
         yield domain
     finally:
         domain.stop()
+
+
+# The browser tests' real Chromium, for domain users signing in through the UI.
+from tests.browser.conftest import chromium, playwright  # noqa: E402, F401

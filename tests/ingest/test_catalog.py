@@ -15,8 +15,11 @@ from appliance.users import User
 from ingest.catalog import Catalog, CatalogEntry, folded_words, is_abbreviation
 from ingest.context import Profile
 from ingest.ledger import FileRecord, Ledger, LedgerReader, Status
-from retrieval.access import Scope
+from retrieval.access import Scope, denied
 from retrieval.models import document_id
+
+SID_A = "sid:S-1-5-21-1-2-3-1104"
+SID_B = "sid:S-1-5-21-1-2-3-1107"
 
 
 def record(
@@ -100,6 +103,30 @@ def test_the_empty_scope_sees_nothing_and_the_operator_sees_every_indexed_file(
         "/share/finance/Budget-2026.pdf",
         "/share/hr/salaries.xlsx",
         "/share/public/handbook.docx",
+    ]
+
+
+def test_a_deny_entry_in_a_files_acl_hides_it_from_the_scopes_holding_the_denied_principal(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger(tmp_path / "deny" / "ledger.sqlite3")
+    ledger.put_many(
+        [
+            record("/share/hr/payroll.xlsx", {SID_A, denied(SID_B)}),
+            record("/share/quarantine/leak.pdf", {"everyone", SID_A, denied("everyone")}),
+            record("/share/public/handbook.docx", {"everyone", denied("group:interns")}),
+        ]
+    )
+    ledger.close()
+    catalog = Catalog(tmp_path / "deny" / "ledger.sqlite3")
+    assert paths(catalog.documents(Scope.of({SID_A}))) == ["/share/hr/payroll.xlsx"]
+    assert paths(catalog.documents(Scope.of({SID_A, SID_B}))) == []
+    assert paths(catalog.documents(scope_of("carol"))) == ["/share/public/handbook.docx"]
+    assert paths(catalog.documents(scope_of("ivan", "interns"))) == []
+    assert paths(catalog.documents(Scope.operator())) == [
+        "/share/hr/payroll.xlsx",
+        "/share/public/handbook.docx",
+        "/share/quarantine/leak.pdf",
     ]
 
 
@@ -261,8 +288,10 @@ def names_by_sql(ledger_path: Path, scope: Scope, query: str) -> list[tuple[str,
         statement += (
             " AND EXISTS (SELECT 1 FROM json_each(files.acl) AS acl "
             "WHERE acl.value IN (SELECT value FROM json_each(?)))"
+            " AND NOT EXISTS (SELECT 1 FROM json_each(files.acl) AS acl "
+            "WHERE acl.value IN (SELECT value FROM json_each(?)))"
         )
-        parameters += (json.dumps(sorted(scope.principals)),)
+        parameters += (json.dumps(sorted(scope.principals)), json.dumps(sorted(scope.denials)))
     database = sqlite3.connect(ledger_path)
     try:
         rows = database.execute(statement, parameters).fetchall()
@@ -334,6 +363,18 @@ def test_a_revoked_acl_takes_the_name_away_from_those_who_lost_the_file(
     named_ledger.put(defining("/share/hr/dsgvo.md", {"group:hr"}, DSGVO, EU))
     assert catalog.names_in(carol, "DSGVO") == []
     assert catalog.names_in(bob, "DSGVO") == [DSGVO]
+
+
+def test_a_name_is_not_given_to_a_scope_its_only_defining_file_denies(
+    named_ledger: Ledger, tmp_path: Path
+) -> None:
+    catalog = Catalog(tmp_path / "names" / "ledger.sqlite3")
+    named_ledger.put(defining("/share/hr/csrd.md", {"group:hr", denied("user:bob")}, CSRD))
+    assert catalog.names_in(NAME_SCOPES["bob in hr"], "CSRD") == []
+    assert catalog.names_in(scope_of("hanna", "hr"), "CSRD") == [CSRD]
+    named_ledger.put(defining("/share/hr/csrd.md", {"group:hr", denied("everyone")}, CSRD))
+    assert catalog.names_in(scope_of("hanna", "hr"), "CSRD") == []
+    assert catalog.names_in(Scope.operator(), "CSRD") == [CSRD]
 
 
 def test_the_names_are_read_again_only_when_the_ledger_changed(
@@ -423,6 +464,7 @@ def test_names_agree_with_the_sql_pass_on_a_generated_ledger(tmp_path: Path) -> 
              "Kunstliche Intelligenz", "", "A B",
              "information and communication technology"]  # fmt: skip
     principals = ["everyone", "group:a", "group:b", "group:ab", "user:x", "group:fin"]
+    entries = principals + [denied("group:a"), denied("user:x"), denied("everyone")]
     statuses: list[Status] = ["indexed"] * 5 + ["failed", "skipped", "indexing"]
     ledger_path = tmp_path / "generated" / "ledger.sqlite3"
     ledger = Ledger(ledger_path)
@@ -430,7 +472,7 @@ def test_names_agree_with_the_sql_pass_on_a_generated_ledger(tmp_path: Path) -> 
         [
             defining(
                 f"/share/{number}.md",
-                set(rng.sample(principals, rng.randint(0, 3))),
+                set(rng.sample(entries, rng.randint(0, 3))),
                 *[(rng.choice(shorts), rng.choice(longs)) for _ in range(rng.randint(0, 4))],
                 status=rng.choice(statuses),
             )

@@ -4,8 +4,9 @@
 `make setup` installs there) on a free loopback port for the session: one confidential client
 whose redirect URI is the UI's address (`ui_port`), the appliance's API as a resource whose
 access tokens are JWTs for the audience `rag-api`, another resource for `other-api`, and four
-accounts: erika (group finance-team), hanna (group hr), max (no groups claim at all) and
-ines (group rag-admins). Its login form takes any password.
+accounts: erika (group finance-team), hanna (group hr), max (no groups claim at all),
+ines (group rag-admins) and root-admin (the name of the tests' local admin). Its login form
+takes any password.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ ACCOUNTS: dict[str, dict[str, Any]] = {
     "hanna": {"preferred_username": "hanna", "groups": ["hr"]},
     "max": {"preferred_username": "max"},
     "ines": {"preferred_username": "ines", "groups": [ADMIN_GROUP]},
+    "root-admin": {"preferred_username": "root-admin", "groups": ["it"]},  # a local admin's name
 }
 # What access.group_map makes of the directory groups: finance-team holds the share group finance.
 GROUP_MAP = {"finance-team": ["finance"]}

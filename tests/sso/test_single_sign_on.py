@@ -163,6 +163,14 @@ def test_only_local_admins_sign_in_with_a_password_and_it_is_audited_as_break_gl
     assert appliance.parts.identity.lookup(CLERK[0]) is None
 
 
+def test_single_sign_on_refuses_the_name_of_a_local_admin(appliance: Appliance) -> None:
+    with pytest.raises(Unauthorized, match="local admin's name"):
+        single_sign_on(appliance, BREAK_GLASS[0])
+    assert appliance.parts.identity.lookup(BREAK_GLASS[0]) == User(
+        BREAK_GLASS[0], ("it",), admin=True, break_glass=True
+    )
+
+
 class _DoctoredDiscovery(BaseHTTPRequestHandler):
     """An issuer whose discovery document puts its signing keys on another origin."""
 

@@ -52,6 +52,7 @@ INSTALLER_REQUIREMENTS = ("docker", "httpx")
 OPTIONAL_COMPOSE_FILES = (
     "ops/packaging/docker/compose.scale.yml",
     "ops/packaging/docker/compose.cpu.yml",
+    "ops/packaging/docker/compose.corporate.yml",
 )
 APPLIANCE_LICENCE = "Apache-2.0"
 _VARIABLE = re.compile(r"\$\{(\w+)(?:(:?)-([^}]*))?\}")

@@ -269,7 +269,9 @@ def install(
     report["host_env"] = placement.write_host_env(args.install_dir, host_env, managed)
     args.shares_dir.mkdir(parents=True, exist_ok=True)
     report["installer_copy"] = str(placement.install_installer(bundle, args.install_dir))
-    report["seal"] = _seal(bridge_prefix, args.no_seal, say)
+    # The organisation's servers the corporate network may reach (compose.corporate.yml).
+    seal_allow = os.environ.get("SEAL_ALLOW") or existing_env.get("SEAL_ALLOW", "")
+    report["seal"] = _seal(bridge_prefix, args.no_seal, say, seal_allow.split())
 
     say("starting the stack: docker compose up -d")
     try:
@@ -289,24 +291,29 @@ def install(
     return report
 
 
-def _seal(prefix: str, skipped: bool, say: Callable[[str], None]) -> dict[str, Any]:
+def _seal(
+    prefix: str, skipped: bool, say: Callable[[str], None], allow: list[str]
+) -> dict[str, Any]:
     """Host firewall rules so that no container of the stack gets out (README, "Sealing the
-    containers in"); before `up`, as they match bridge names, not addresses."""
+    containers in"), but to the organisation's servers in `allow` (`ADDRESS:PORT` each);
+    before `up`, as they match bridge names, not addresses."""
     from ops.packaging.airgap import seal
 
     if skipped:
         say("seal skipped (--no-seal): keep the containers in with your own firewall rules")
-        return {"bridge_prefix": prefix, "applied": False}
+        return {"bridge_prefix": prefix, "applied": False, "allowed": allow}
     try:
+        allowed = [seal.Destination.parse(text) for text in allow]
         problems = []
         for family in seal.families():
-            problems += seal.apply(seal.Firewall(family), prefix)
+            problems += seal.apply(seal.Firewall(family), prefix, allowed)
     except seal.SealError as error:
         raise InstallFailed("seal", [f"{error}; or rerun with --no-seal"]) from error
     if problems:
         raise InstallFailed("seal", problems)
-    say(f"sealed the {prefix}-* bridges in: replies and same-network traffic only")
-    return {"bridge_prefix": prefix, "applied": True}
+    through = f", and to {', '.join(allow)}" if allow else ""
+    say(f"sealed the {prefix}-* bridges in: replies and same-network traffic only{through}")
+    return {"bridge_prefix": prefix, "applied": True, "allowed": allow}
 
 
 def _qdrant_key(install_dir: Path) -> str:

@@ -20,16 +20,25 @@ For IPv4 and, where ip6tables is present, IPv6:
 Names: the services' `dns: 0.0.0.0` (docker-compose.yml) stops Docker's resolver forwarding
 outside names; these rules would stop the forwarded query from leaving anyway.
 
+The organisation's own servers that the appliance must reach (its directory for sign-in, its
+single sign-on, its file servers for `smb://` shares) are named with `--allow ADDRESS:PORT`
+(an address or a network, and a TCP port), repeated as needed: PREFIX-SEAL-FWD lets new
+connections to exactly those through, before it rejects the rest. Such connections leave only
+from containers on the stack's `corporate` network (compose.corporate.yml); every other
+network of the stack is internal, with no route out whatever the rules say.
+
 The rules live in the kernel only: they are gone after a reboot (see the README for the
 unit that applies them at boot, before Docker). `apply` is idempotent (run it again at any
 time), `remove` takes out exactly what `apply` put in, `check` says what is missing:
 
-    python3 -m ops.packaging.airgap.seal apply|remove|check [--bridge-prefix rag] [--dry-run]
+    python3 -m ops.packaging.airgap.seal apply|remove|check [--bridge-prefix rag]
+        [--allow 10.1.2.3:636 ...] [--dry-run]
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import re
 import shutil
@@ -65,12 +74,37 @@ IPV6 = Family("ipv6", "ip6tables", "icmp6-adm-prohibited")
 
 
 @dataclass(frozen=True)
+class Destination:
+    """A server of the organisation's that containers may open TCP connections to."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Destination:
+        """`10.1.2.3:636`, `10.1.2.0/24:445` or `[fd00::5]:636`; SealError when it is not."""
+        address, _, port = text.rpartition(":")
+        try:
+            network = ipaddress.ip_network(address.strip("[]"), strict=False)
+            number = int(port)
+        except ValueError:
+            network, number = None, 0
+        if network is None or not 0 < number < 65536:
+            raise SealError(
+                f"--allow {text!r}: give an address or network and a TCP port, e.g. "
+                "10.1.2.3:636, 10.1.2.0/24:445 or [fd00::5]:636"
+            )
+        return cls(network, number)
+
+
+@dataclass(frozen=True)
 class Plan:
     """What `apply` puts in place for one bridge prefix and one family: two chains of our own,
     filled with `forward_rules` and `input_rules`, and the two jumps to them."""
 
     family: Family
     prefix: str
+    allowed: tuple[Destination, ...] = ()
 
     @property
     def forward_chain(self) -> str:
@@ -86,9 +120,16 @@ class Plan:
         return f"{self.prefix}-+"
 
     def forward_rules(self) -> list[list[str]]:
+        version = 4 if self.family == IPV4 else 6
+        allowed = [
+            ["-d", str(d.network), "-p", "tcp", "-m", "tcp", "--dport", str(d.port), "-j", "RETURN"]
+            for d in self.allowed
+            if d.network.version == version
+        ]
         return [
             ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN"],
             ["-m", "physdev", "--physdev-is-bridged", "-j", "RETURN"],
+            *allowed,
             ["-j", "REJECT", "--reject-with", self.family.reject_with],
         ]
 
@@ -183,17 +224,17 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
-def apply(firewall: Firewall, prefix: str) -> list[str]:
+def apply(firewall: Firewall, prefix: str, allowed: Sequence[Destination] = ()) -> list[str]:
     """Put the plan in place (again): our chains refilled, the jumps first in their chains.
     DOCKER-USER is created when Docker has not started yet; Docker keeps what it holds."""
-    plan = Plan(firewall.family, validate_prefix(prefix))
+    plan = Plan(firewall.family, validate_prefix(prefix), tuple(allowed))
     for chain, rules in plan.chains().items():
         if not _chain_as_planned(firewall, chain, rules):
             firewall.fill_chain(chain, rules)
     firewall.ensure_chain(DOCKER_USER)
     for chain, rule in plan.jumps():
         firewall.ensure_first(chain, rule)
-    return check(firewall, prefix)
+    return check(firewall, prefix, allowed)
 
 
 def remove(firewall: Firewall, prefix: str) -> list[str]:
@@ -209,9 +250,9 @@ def remove(firewall: Firewall, prefix: str) -> list[str]:
     return removed
 
 
-def check(firewall: Firewall, prefix: str) -> list[str]:
+def check(firewall: Firewall, prefix: str, allowed: Sequence[Destination] = ()) -> list[str]:
     """What is missing or different from the plan; empty when the seal is in place."""
-    plan = Plan(firewall.family, validate_prefix(prefix))
+    plan = Plan(firewall.family, validate_prefix(prefix), tuple(allowed))
     problems = []
     for chain, rules in plan.chains().items():
         if not _chain_as_planned(firewall, chain, rules):
@@ -309,6 +350,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the Compose variable BRIDGE_PREFIX: the stack's bridges are PREFIX-*",
     )  # fmt: skip
     parser.add_argument(
+        "--allow", action="append", default=[], metavar="ADDRESS:PORT",
+        help="a server of the organisation's the containers on the corporate network may "
+        "reach (directory, single sign-on, file server), e.g. 10.1.2.3:636; repeat as needed; "
+        "give the same list to apply and check",
+    )  # fmt: skip
+    parser.add_argument(
         "--dry-run", action="store_true", help="print the iptables commands of `apply` or "
         "`remove` instead of running them",
     )  # fmt: skip
@@ -318,16 +365,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcome = Outcome(args.action, args.bridge_prefix, args.dry_run)
     try:
         validate_prefix(args.bridge_prefix)
+        allowed = [Destination.parse(text) for text in args.allow]
         for family in families(runner):
             firewall = Firewall(family, runner)
             if args.action == "apply":
-                found = apply(firewall, args.bridge_prefix)
+                found = apply(firewall, args.bridge_prefix, allowed)
                 outcome.problems += [] if args.dry_run else found
             elif args.action == "remove":
                 removed = remove(firewall, args.bridge_prefix)
                 outcome.removed += [f"{family.name}: {item}" for item in removed]
             else:
-                outcome.problems += check(firewall, args.bridge_prefix)
+                outcome.problems += check(firewall, args.bridge_prefix, allowed)
         outcome.bridges = stack_bridges(args.bridge_prefix)
     except SealError as error:
         outcome.error = str(error)
