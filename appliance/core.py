@@ -25,6 +25,7 @@ from appliance.audit import clip_query
 from appliance.conversations import Conversation, Turn, readable_turns
 from appliance.erase import Erasure, erase
 from appliance.errors import (
+    DirectoryUnavailable,
     NotAllowed,
     ProviderError,
     Unauthorized,
@@ -104,12 +105,13 @@ class Appliance:
         OpenID provider (its groups as the token lists them). Raises Unauthorized (saying why,
         for the audit log) for a token that is unknown, expired, revoked or for another
         audience, or whose user is gone; DirectoryUnavailable when the user is due to be read
-        again and the organisation's directory cannot be asked."""
+        again and the organisation's directory cannot be asked, or the OpenID provider's keys
+        cannot be had to check a token."""
         if self.settings.identity.provider == "oidc" and not secret.startswith(SECRET_PREFIX):
             try:
                 token_user = self._single_sign_on().user_of_access_token(secret)
             except ProviderError as exc:
-                raise Unauthorized(f"the access token cannot be checked: {exc}") from exc
+                raise DirectoryUnavailable(f"the OpenID provider: {exc}") from exc
             return self.actor_of(token_user, channel)
         token = self.parts.tokens.verify(secret)
         user = self._user_of_token(token.user)

@@ -21,7 +21,7 @@ import pytest
 
 from appliance.audit import build_audit
 from appliance.core import Appliance
-from appliance.errors import ProviderError, Unauthorized
+from appliance.errors import DirectoryUnavailable, ProviderError, Unauthorized
 from appliance.root import Parts
 from appliance.sso import OidcClient, OidcIdentity
 from appliance.users import User, UserDirectory
@@ -324,9 +324,12 @@ def test_break_glass_admins_sign_in_while_the_provider_is_unreachable(
             update={"oidc": gone}
         )}))
     )  # fmt: skip
+    token = provider_access_token(openid_provider, "erika")  # a good token, keys out of reach
     try:
         with pytest.raises(ProviderError, match="could not be read"):
             appliance.start_single_sign_on()
+        with pytest.raises(DirectoryUnavailable, match="OpenID provider"):
+            appliance.authenticate(token, "api")
         result = appliance.sign_in(*BREAK_GLASS, "127.0.0.1")
         assert result.user is not None and result.user.name == BREAK_GLASS[0]
     finally:
