@@ -24,11 +24,19 @@ from appliance.actor import OPERATOR, Actor, Channel
 from appliance.audit import clip_query
 from appliance.conversations import Conversation, Turn, readable_turns
 from appliance.erase import Erasure, erase
-from appliance.errors import NotAllowed, Unauthorized, UnknownConversation, UnknownUser
+from appliance.errors import (
+    DirectoryUnavailable,
+    NotAllowed,
+    ProviderError,
+    Unauthorized,
+    UnknownConversation,
+    UnknownUser,
+)
 from appliance.feedback import Rating
 from appliance.identity import SignInResult
 from appliance.root import Parts
-from appliance.tokens import ApiToken
+from appliance.sso import OidcIdentity
+from appliance.tokens import SECRET_PREFIX, ApiToken
 from appliance.users import User
 from llm.answer import Answer
 from retrieval.models import Hit
@@ -93,9 +101,18 @@ class Appliance:
 
     def authenticate(self, secret: str, channel: Channel) -> Actor:
         """The user an API token stands for, as the identity provider knew them at most its
-        `refresh_seconds` ago. Raises Unauthorized (saying why, for the audit log) for a token
-        that is unknown, expired or revoked, or whose user is gone; DirectoryUnavailable when
-        the user is due to be read again and the organisation's directory cannot be asked."""
+        `refresh_seconds` ago; with single sign-on, also the user of a JWT access token of the
+        OpenID provider (its groups as the token lists them). Raises Unauthorized (saying why,
+        for the audit log) for a token that is unknown, expired, revoked or for another
+        audience, or whose user is gone; DirectoryUnavailable when the user is due to be read
+        again and the organisation's directory cannot be asked, or the OpenID provider's keys
+        cannot be had to check a token."""
+        if self.settings.identity.provider == "oidc" and not secret.startswith(SECRET_PREFIX):
+            try:
+                token_user = self._single_sign_on().user_of_access_token(secret)
+            except ProviderError as exc:
+                raise DirectoryUnavailable(f"the OpenID provider: {exc}") from exc
+            return self.actor_of(token_user, channel)
         token = self.parts.tokens.verify(secret)
         user = self._user_of_token(token.user)
         if user is None:
@@ -231,6 +248,35 @@ class Appliance:
 
     def sign_in(self, name: str, password: str, address: str | None) -> SignInResult:
         return self.parts.sign_in_guard.sign_in(self.parts.identity, name, password, address)
+
+    def start_single_sign_on(self) -> str:
+        """The OpenID provider's URL that a browser signs in at; it comes back to
+        `identity.oidc.redirect_url` with a code and the state, for `finish_single_sign_on`
+        within 10 minutes. ProviderError when the provider can't be used."""
+        return self._single_sign_on().start_sign_in()
+
+    def finish_single_sign_on(self, code: str, state: str, address: str | None) -> User:
+        """The user the provider signed in, audited as `login` (`via`: oidc). Raises
+        Unauthorized for an unknown, used or expired state or a token that does not validate,
+        ProviderError when the provider can't be used; both audited as `login_failed` with
+        the reason."""
+        try:
+            user = self._single_sign_on().finish_sign_in(code, state)
+        except (Unauthorized, ProviderError) as exc:
+            self.parts.audit.record(
+                "unknown", "login_failed", {"reason": str(exc), "address": address, "via": "oidc"}
+            )
+            raise
+        self.parts.audit.record(user.name, "login", {
+            "groups": list(user.groups), "admin": user.admin, "address": address, "via": "oidc",
+        })  # fmt: skip
+        return user
+
+    def _single_sign_on(self) -> OidcIdentity:
+        identity = self.parts.identity
+        if not isinstance(identity, OidcIdentity):
+            raise NotAllowed("single sign-on is off: set RAG_IDENTITY__PROVIDER=oidc")
+        return identity
 
     def add_user(
         self, actor: Actor, name: str, password: str, groups: Sequence[str], admin: bool = False

@@ -11,6 +11,8 @@ ApplianceError
 │   ├── InvalidToken        an API token's lifetime or label the token store refuses
 │   └── NotAllowed          the acting user may not do this (an admin's own role, say)
 ├── Unauthorized            no valid credentials: a wrong, expired or revoked token
+├── ProviderError           the OpenID provider can't be reached, or answers what the
+│                           appliance refuses (a discovery document pointing elsewhere)
 ├── DirectoryUnavailable    the organisation's directory can't be reached, didn't answer in
 │                           time, or refused the appliance's service account
 ├── AccountRefused          the directory refused a sign-in for the account's state (locked,
@@ -68,6 +70,11 @@ class NotAllowed(BadRequest):
 class Unauthorized(ApplianceError):
     """Missing, wrong, expired or revoked credentials. The message says which, for the
     audit log; a client is told only that it is not authorised."""
+
+
+class ProviderError(ApplianceError):
+    """The organisation's OpenID provider can't be used: unreachable, misconfigured, or its
+    discovery document points the appliance elsewhere than the issuer."""
 
 
 class DirectoryUnavailable(ApplianceError):

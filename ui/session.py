@@ -87,6 +87,11 @@ def sign_in_page() -> None:
     notice = st.session_state.pop("notice", None)
     if notice:
         st.info(t(notice))
+    if resources.settings().identity.provider == "oidc":
+        from ui.single_sign_on import finish_from_redirect, sign_in_button
+
+        finish_from_redirect()
+        sign_in_button()
     with st.form("sign-in"):
         name = st.text_input(t("username"))
         password = st.text_input(t("password"), type="password")
@@ -99,6 +104,14 @@ def sign_in_page() -> None:
         return
     end_session()
     st.session_state.user = result.user
+    st.session_state.signed_in_at = st.session_state.user_read_at = time.time()
+    st.rerun()
+
+
+def begin_session(user: User) -> None:
+    """A new session signed in as `user` (through single sign-on), shown at once."""
+    end_session()
+    st.session_state.user = user
     st.session_state.signed_in_at = st.session_state.user_read_at = time.time()
     st.rerun()
 
