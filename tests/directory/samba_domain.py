@@ -142,13 +142,20 @@ class SambaDomain:
             self.slot = None
 
     def pause(self) -> None:
-        """Freeze the controller: it accepts nothing more and answers nothing (a hung server)."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGSTOP)
+        """Freeze the controller and its file server (smbd runs in a session of its own): they
+        accept nothing more and answer nothing (a hung server)."""
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
 
     def resume(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGCONT)
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def _processes(self) -> list[int]:
+        assert self.process is not None and self.slot is not None
+        return [int(pid) for pid in run(["ip", "netns", "pids", self.slot.namespace]).split()]
 
     # -- the directory -----------------------------------------------------------------------
 
@@ -207,6 +214,12 @@ class SambaDomain:
     def _provision(self) -> None:
         shutil.rmtree(self.folder / "dc", ignore_errors=True)
         self.share_path.mkdir(parents=True, exist_ok=True)
+        # smbd serves each account as its own uid: the folders down to the share (pytest
+        # makes its temporary folders 0700) must let every account through.
+        for folder in (self.share_path, *self.share_path.parents):
+            mode = folder.stat().st_mode
+            if not mode & 0o001:
+                folder.chmod(mode | 0o001)
         tls = make_certificates(self.folder / "tls", self.address)
         run(["samba-tool", "domain", "provision", f"--targetdir={self.folder / 'dc'}",
              f"--realm={REALM}", f"--domain={WORKGROUP}", "--server-role=dc",
