@@ -560,17 +560,19 @@ class SmbShare:
         return self._call((query, answer), handle, url)
 
     def download(self, handle: Open, url: str, suffix: str) -> tuple[str, str]:
-        """The file's content, copied into the spool: (the copy's path, its SHA-256). Raises
-        OSError, SmbUnavailable; leaves no copy behind then."""
+        """The file's content as the open found it (its size then: bytes written since are
+        read by the next run, which sees the new size), copied into the spool: (the copy's
+        path, its SHA-256). Raises OSError, SmbUnavailable; leaves no copy behind then."""
         fd, copy = self._spool.new_file(suffix)
         digest = hashlib.sha256()
+        size = int(handle.end_of_file)
         try:
             with open(fd, "wb") as target:
                 offset = 0
-                while True:
+                while offset < size:
                     try:
-                        data = self._call(handle.read(offset, self._chunk(handle),
-                                                      send=False), handle, url)  # fmt: skip
+                        length = min(size - offset, self._chunk(handle))
+                        data = self._call(handle.read(offset, length, send=False), handle, url)
                     except OSError as exc:
                         if getattr(exc, "status", None) == NtStatus.STATUS_END_OF_FILE:
                             break
