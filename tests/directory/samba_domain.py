@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import ipaddress
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -106,9 +107,15 @@ class SambaDomain:
         self.slot = take_free_slot()
         self._provision()
         log = (self.folder / "samba.log").open("wb")
+        # `ip netns exec` runs samba in a mount namespace of its own: there, /run/samba (where
+        # smbd and winbindd find each other's sockets, whatever smb.conf says) is a folder of
+        # this domain's, so domains running side by side do not answer each other's sign-ins.
+        sockets = self.folder / "run"
+        sockets.mkdir(exist_ok=True)
+        samba = shlex.join(["samba", "-s", str(self.config), "-i", "--debug-stdout", "-d", "1"])
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", self.slot.namespace, "samba", "-s", str(self.config), "-i",
-             "--debug-stdout", "-d", "1"],
+            ["ip", "netns", "exec", self.slot.namespace, "sh", "-c",
+             f"mount --bind {shlex.quote(str(sockets))} /run/samba && exec {samba}"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         for port in (636, 445, 389):
