@@ -131,7 +131,8 @@ class SmbLocation:
 
     @property
     def server(self) -> str:
-        return f"{self.host}:{self.port}" if self.port != DEFAULT_PORT else self.host
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"{host}:{self.port}" if self.port != DEFAULT_PORT else host
 
     @property
     def url(self) -> str:
