@@ -93,6 +93,11 @@ _GONE = frozenset({
     NtStatus.STATUS_OBJECT_NAME_NOT_FOUND, NtStatus.STATUS_OBJECT_PATH_NOT_FOUND,
     NtStatus.STATUS_NO_SUCH_FILE, NtStatus.STATUS_NOT_FOUND, NtStatus.STATUS_DELETE_PENDING,
 })  # fmt: skip
+# The server forgot the session or the share: the connection is as good as broken.
+_SESSION_GONE = frozenset({
+    NtStatus.STATUS_USER_SESSION_DELETED, NtStatus.STATUS_NETWORK_NAME_DELETED,
+    0xC000035C,  # STATUS_NETWORK_SESSION_EXPIRED
+})  # fmt: skip
 _SIGN_IN_REFUSED = {
     NtStatus.STATUS_LOGON_FAILURE: "wrong user name or password",
     NtStatus.STATUS_WRONG_PASSWORD: "wrong password",
@@ -434,6 +439,10 @@ class SmbShare:
                                        credit_request=_CREDITS_ASKED)  # fmt: skip
                 return receive(sent)
         except SMBResponseException as exc:
+            if exc.status in _SESSION_GONE:
+                self._dropped = True
+                reason = f"{self.location.server} ended the session ({_status_name(exc.status)})"
+                raise SmbUnavailable(reason, url) from exc
             if self._dropped:
                 raise SmbUnavailable(self._unreachable(exc), url) from exc
             raise _status_error(exc, url) from exc

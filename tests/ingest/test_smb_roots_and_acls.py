@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from ingest.context import folder_of
 from ingest.errors import BadIngestRoot
 from ingest.permissions import UninterpretableAcl, descriptor_readers
 from ingest.pipeline import check_roots
@@ -35,6 +36,8 @@ def test_a_location_names_its_files_by_url_and_back() -> None:
     location = parse_url("smb://fs1/finance/2025")
     assert location.url_of("2025/budget.xlsx") == "smb://fs1/finance/2025/budget.xlsx"
     assert location.inner("smb://fs1/finance/2025/budget.xlsx") == "2025/budget.xlsx"
+    # The folder whose files give each other their document context.
+    assert folder_of("smb://fs1/finance/2025/budget.xlsx") == "smb://fs1/finance/2025"
     with pytest.raises(ValueError, match="not on the share"):
         location.inner("smb://fs2/finance/2025/budget.xlsx")
 
