@@ -10,7 +10,9 @@ by `access.sid_map`. Each test works in a folder of its own on the session's sha
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ from ingest.pipeline import Ingestor, IngestReport, NoProgress, check_roots
 from ingest.smb import SmbShare
 from retrieval.build import build_store
 from settings import PROJECT_ROOT, Settings
-from tests.conftest import make_settings
+from tests.conftest import RAG, make_settings
 from tests.directory.samba_domain import ADMIN, ADMIN_PASSWORD, WORKGROUP, SambaDomain
 
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts" / "smb"
@@ -398,6 +400,42 @@ def test_a_server_that_stops_answering_fails_the_file_in_flight_and_the_next_run
 
     assert (completed.updated, completed.unchanged, completed.failed) == (2, 2, [])
     assert all(run.record(url).sha256 != indexed[url] for url in urls[2:])
+
+
+def test_rag_ingest_reads_a_share_over_smb_with_the_account_from_the_settings(
+    samba_domain: SambaDomain, corp: dict[str, str], tmp_path: Path
+) -> None:
+    tree = Tree(samba_domain, "command", tmp_path / "staging")
+    tree.acl("", f"D:P{full_control(corp)}(A;OICI;FR;;;WD)")
+    tree.file("rota.md", document("Rota", "The weekend rota starts on Saturday."))
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
+    env |= {
+        "RAG_DATA_DIR": str(tmp_path / "data"),
+        "RAG_SMB__USERNAME": ADMIN,
+        "RAG_SMB__DOMAIN": WORKGROUP,
+        "RAG_SMB__PASSWORD_FILE": str(password_file(tmp_path / "secret", ADMIN_PASSWORD)),
+        "RAG_ACCESS__SID_MAP": json.dumps({corp["Domain Admins"]: ADMINS}),
+    }
+
+    done = subprocess.run([str(RAG), "ingest", tree.url, "--json"], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["indexed"], report["failed"]) == (1, [])
+
+    wrong = password_file(tmp_path / "wrong", "not-it-2!")
+    env |= {"RAG_SMB__USERNAME": "indexer", "RAG_SMB__PASSWORD_FILE": str(wrong)}
+    refused = subprocess.run([str(RAG), "ingest", tree.url, "--json"], env=env,
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert json.loads(refused.stdout)["error"] == (
+        f"{tree.url}: {samba_domain.address} refused CORP\\indexer: wrong user name or "
+        "password; check RAG_SMB__USERNAME, RAG_SMB__DOMAIN and the password in "
+        "RAG_SMB__PASSWORD_FILE"
+    )
 
 
 # -- how long it takes ----------------------------------------------------------------------
