@@ -155,6 +155,9 @@ def sha256_of(fd: int) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+_SPOOLED_PER_WORKER = 8
+
+
 class SourceFile(Protocol):
     """A file of an ingest root, opened once for the run: all the run knows of the file comes
     from it. Closing it closes the file, and drops any copy of its content it fetched unless
@@ -462,8 +465,9 @@ class Ingestor:
         try:
             for path, root in files.items():
                 if isinstance(shares[root], SmbShare):
-                    # Downloads wait for the parsers: the spool holds a few files at a time.
-                    while parsing.waiting >= 2 * workers:
+                    # Downloads run ahead of the parsers, but the spool holds only a few
+                    # files for each of them.
+                    while parsing.waiting >= _SPOOLED_PER_WORKER * workers:
                         self._take(parsing.ready(wait=1.0), batch, report, progress)
                 planned = self._plan(path, shares[root], report, seen, retry_failed)
                 if isinstance(planned, ParseJob):
