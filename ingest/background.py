@@ -48,6 +48,11 @@ class BackgroundParsing(Generic[J]):
         self._feed.close()
 
     @property
+    def waiting(self) -> int:
+        """Files submitted whose result has not been taken yet."""
+        return len(self._jobs)
+
+    @property
     def finished(self) -> bool:
         return self._submitted_all and (self._thread is None or self._pool_done)
 

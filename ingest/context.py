@@ -41,6 +41,7 @@ Where it is kept, and how it stays true:
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import unicodedata
 from collections import Counter
@@ -252,6 +253,10 @@ def context_of(own: Profile, folder: Counter[tuple[str, str]] | None = None) -> 
 
 
 def folder_of(path: str) -> str:
+    """The folder of a file's path, as the ledger writes paths (`smb://server/share/folder`
+    for a file of a share read over SMB: a path object would fold its `//`)."""
+    if "://" in path:
+        return posixpath.dirname(path)
     return str(PurePath(path).parent)
 
 

@@ -50,6 +50,19 @@ pair by pair (a user who reads or traverses by several routes keeps every route)
 Membership: the user's primary group or the group's listed members on the host; a group the
 host lists no members of yields nobody.
 
+Files read over the SMB protocol (`ingest.smb`) are judged by their own security descriptor
+alone (`descriptor_readers`): Windows grants every user "bypass traverse checking", so the
+folders above a file do not gate reading it, and inheritance is already written into the
+file's DACL. No DACL lets `everyone` in, an empty one nobody. Each SID an applicable allow
+names becomes: `everyone` (Everyone, Authenticated Users), the principal `access.sid_map`
+gives it, or `sid:S-1-5-21-…` for a domain SID (not looked up: directory users hold their
+SIDs as `sid:` principals when they sign in); SYSTEM, CREATOR OWNER and other well-known SIDs
+give nothing. Each SID a deny names becomes the entry `deny:` and that principal
+(`deny:sid:S-1-5-21-…-1107`, `deny:everyone`), which the search filters read as "a holder of
+the principal never reads this"; a deny of a SID nobody signs in as (SYSTEM, CREATOR OWNER,
+services) changes nothing, and a deny of a class whose members are unknown here
+(BUILTIN\\Users and other well-known SIDs) leaves nobody.
+
 Permissions that cannot be read (getxattr failing other than "no such attribute", an ACL
 that cannot be parsed, an NT ACL with entries that are not mapped) raise
 `UnreadablePermissions`: the pipeline then does not index the file and removes what it had
@@ -75,6 +88,8 @@ from settings import Settings
 
 # Every failure reason this module gives starts so; the pipeline retries such files each run.
 UNREADABLE_PERMISSIONS = "permissions unreadable"
+# An ACL entry that refuses a principal: `deny:group:interns` (the search filters honour it).
+DENY_PREFIX = "deny:"
 
 POSIX_ACL_ATTRIBUTE = "system.posix_acl_access"
 # NTFS ACLs as SMB clients and servers expose them: cifs.ko, ntfs-3g, Samba's own store.
@@ -391,3 +406,38 @@ def _render(principal: Principal) -> str:
         return f"group:{grp.getgrgid(principal.id).gr_name}"
     except KeyError:
         return f"{'uid' if principal.kind == 'user' else 'gid'}:{principal.id}"
+
+
+def descriptor_readers(descriptor: bytes, sid_map: Mapping[str, str]) -> frozenset[str]:
+    """The ACL of a file read over SMB, from its own self-relative security descriptor (as
+    QUERY_INFO returns it), by the rule in the module's docstring: the principals allowed to
+    read, and a `deny:` entry for each principal refused. Raises UninterpretableAcl."""
+    try:
+        entries = ntacl.named(ntacl.parse_descriptor(descriptor), ntacl.READ)
+    except ntacl.NtAclError as exc:
+        raise UninterpretableAcl(f"the security descriptor: {exc}", _FIX_NT_ACL) from exc
+    if entries.allowed is None:
+        return frozenset({EVERYONE})
+    acl = {p for sid in entries.allowed if (p := _sid_principal(sid, sid_map)) is not None}
+    for sid in entries.denied:
+        refused = _sid_principal(sid, sid_map)
+        if refused is not None:
+            acl.add(DENY_PREFIX + refused)
+        elif not _held_by_nobody(sid):
+            return frozenset()  # a class whose members are unknown here: fail closed
+    return frozenset(acl)
+
+
+def _sid_principal(sid: str, sid_map: Mapping[str, str]) -> str | None:
+    """The principal a signed-in user holds for `sid`; None for a well-known SID."""
+    if sid in sid_map:
+        return sid_map[sid]
+    if sid in ntacl.EVERYONE_SIDS:
+        return EVERYONE
+    if sid.startswith(ntacl.DOMAIN_PREFIX):
+        return f"sid:{sid}"
+    return None
+
+
+def _held_by_nobody(sid: str) -> bool:
+    return sid in ntacl.SERVICE_SIDS or sid.startswith(ntacl.SERVICE_PREFIXES)

@@ -7,10 +7,17 @@ file took its place, or a folder above it was swapped) is not read this run: it 
 with the reason, what the ledger and the index held for it stays as it was, and the next run
 tries it again. Nothing in the appliance's own data folder is indexed, even under a root that
 holds it.
+
+A root is a local path (a folder, a file, a mounted share) or an SMB share read over the
+protocol (`smb://server/share/folder`, `ingest.smb`); either gives the run a `Share`, which
+crawls and opens its files, and each file opened is a `SourceFile`, which says what the run
+needs to know of it. Everything else (the ledger, incremental runs, identical-content reuse,
+deletions and moves) is the same for both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -30,7 +37,7 @@ from ingest.context import (
     series_names,
     series_of,
 )
-from ingest.crawler import crawl, storable
+from ingest.crawler import CrawlResult, crawl, storable
 from ingest.document import ParsedDocument
 from ingest.errors import BadIngestRoot
 from ingest.ledger import FileRecord, Ledger, Status, erasure_note
@@ -45,6 +52,7 @@ from ingest.share_files import (
     OpenedFile,
     ShareOpener,
 )
+from ingest.smb import ShareLost, SmbShare, Spool, is_smb_url, parse_url
 from ingest.workers import ParseResult, ParserPool, ParseSource
 from retrieval.embedder import Embedder
 from retrieval.errors import IndexModelMismatch
@@ -122,12 +130,19 @@ class NoProgress:
 
 
 def check_roots(roots: Sequence[str]) -> list[str]:
-    """Absolute paths of the roots, as given (symlinks not resolved); each must exist."""
+    """Absolute paths of the roots, as given (symlinks not resolved); each must exist. An
+    `smb://` root is checked for its form only (the run connects to it), and written the way
+    the ledger stores it."""
     checked = []
     for root in roots:
+        if is_smb_url(root):
+            checked.append(parse_url(root).url)
+            continue
         absolute = os.path.abspath(root)
         if not os.path.exists(absolute):
-            raise BadIngestRoot(f"{root}: no such file or folder")
+            raise BadIngestRoot(
+                f"{root}: no such file or folder; give a folder or file that exists"
+            )
         if not (os.path.isdir(absolute) or os.path.isfile(absolute)):
             raise BadIngestRoot(f"{root}: not a regular file or folder")
         checked.append(absolute)
@@ -138,6 +153,111 @@ def sha256_of(fd: int) -> str:
     """The SHA-256 of the content of a file just opened (read from where its handle stands)."""
     with open(fd, "rb", buffering=0, closefd=False) as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+_SPOOLED_PER_WORKER = 8
+
+
+class SourceFile(Protocol):
+    """A file of an ingest root, opened once for the run: all the run knows of the file comes
+    from it. Closing it closes the file, and drops any copy of its content it fetched unless
+    `keep_content()` was called (the parsers then read that copy, and remove it)."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def mtime(self) -> float: ...
+
+    def readers(self) -> frozenset[str]:
+        """The file's ACL. Raises UnreadablePermissions, or OSError when the file cannot be
+        read this run."""
+        ...
+
+    def content_sha256(self) -> str:
+        """Raises OSError."""
+        ...
+
+    def parse_source(self, sha256: str) -> ParseSource: ...
+
+    def keep_content(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Share(Protocol):
+    """Where the files under one ingest root come from, for one run."""
+
+    @property
+    def root(self) -> str: ...
+
+    def crawl(self) -> CrawlResult: ...
+
+    def open(self, path: str) -> SourceFile:
+        """Raises FileNotFoundError (gone), InsideDataFolder, FileChanged, ShareLost, and
+        OSError (a PermissionError: who may read the file cannot be known)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class _LocalFile:
+    """A file opened under a local root (`ingest.share_files`)."""
+
+    opened: OpenedFile
+    access: ShareAccess
+    root: str
+
+    @property
+    def size(self) -> int:
+        return self.opened.file.st.st_size
+
+    @property
+    def mtime(self) -> float:
+        return self.opened.file.st.st_mtime
+
+    def readers(self) -> frozenset[str]:
+        return self.access.readers(self.opened)
+
+    def content_sha256(self) -> str:
+        return sha256_of(self.opened.file.fd)
+
+    def parse_source(self, sha256: str) -> ParseSource:
+        return ParseSource(self.opened.file.path, self.root, self.opened.file.identity, sha256)
+
+    def keep_content(self) -> None:
+        pass  # the parsers open the file themselves
+
+    def close(self) -> None:
+        self.opened.close()
+
+
+class _LocalShare:
+    """A local root: crawled by `ingest.crawler`, its files opened by `ShareOpener` and their
+    permissions read by `ShareAccess`."""
+
+    def __init__(
+        self, root: str, identities: dict[str, Identity], data_dir: Path, access: ShareAccess
+    ) -> None:
+        """`identities`: what the run's crawls saw, filled in before the first file opens."""
+        self.root = root
+        self._identities = identities
+        self._data_dir = data_dir
+        self._access = access
+        self._opener: ShareOpener | None = None
+
+    def crawl(self) -> CrawlResult:
+        return crawl(self.root)
+
+    def open(self, path: str) -> _LocalFile:
+        if self._opener is None:
+            self._opener = ShareOpener(self.root, self._identities, self._data_dir)
+        return _LocalFile(self._opener.open(path), self._access, self.root)
+
+    def close(self) -> None:
+        if self._opener is not None:
+            self._opener.close()
 
 
 @dataclass(frozen=True)
@@ -151,12 +271,7 @@ class ParseJob:
     doc_id: str
     acl: frozenset[str]
     previous: FileRecord | None
-    root: str
-    identity: Identity  # the device and inode whose permissions and content were checked
-
-    @property
-    def source(self) -> ParseSource:
-        return ParseSource(self.path, self.root, self.identity, self.sha256)
+    source: ParseSource  # the content whose permissions and hash were checked
 
 
 @dataclass(frozen=True)
@@ -250,6 +365,8 @@ class Ingestor:
         # Folders where a file was indexed, changed or removed this run: their files'
         # document contexts are brought up to date at the end of the run.
         self._touched: set[str] = set()
+        # Roots of shares lost during the run: why, and how many files were not read.
+        self._not_read: dict[str, tuple[str, int]] = {}
 
     def _check_index_model(self) -> None:
         """Refuses to add vectors of another model to the index; names the model of a new
@@ -274,23 +391,55 @@ class Ingestor:
         before and has not changed since stays failed unless `retry_failed`. `rebuild` first
         drops the whole index and the ledger, so every file is read again (after an upgrade
         that changes how passages are indexed)."""
-        progress = progress or NoProgress()
         started = time.monotonic()
-        report = IngestReport()
         absolute_roots = check_roots(roots)
+        # Folders' permissions are read once per run.
+        self._access = ShareAccess(self._settings.access.sid_map)
+        identities: dict[str, Identity] = {}  # path: the device and inode the crawl saw
+        spool = Spool(self._settings.run_dir)
+        shares: dict[str, Share] = {}
+        try:
+            for root in absolute_roots:  # an SMB share that cannot be used stops the run here
+                shares[root] = self._share(root, identities, spool)
+            report = self._sync(shares, identities, progress or NoProgress(), workers,
+                                retry_failed, rebuild)  # fmt: skip
+        finally:
+            for share in shares.values():
+                share.close()
+            spool.remove()
+        report.seconds = time.monotonic() - started
+        report.report_file = str(
+            save_run_report(self._settings.ingest_reports_dir, report.as_json(), absolute_roots)
+        )
+        return report
+
+    def _share(self, root: str, identities: dict[str, Identity], spool: Spool) -> Share:
+        if not is_smb_url(root):
+            return _LocalShare(root, identities, self._settings.data_dir, self._access)
+        share = SmbShare(root, self._settings.smb, self._settings.access.sid_map, spool)
+        share.connect()
+        return share
+
+    def _sync(
+        self,
+        shares: dict[str, Share],
+        identities: dict[str, Identity],
+        progress: Progress,
+        workers: int | None,
+        retry_failed: bool,
+        rebuild: bool,
+    ) -> IngestReport:
+        report = IngestReport()
         if rebuild:
             self._store.drop()
             self._ledger.clear()
         self._check_index_model()
         self._store.ensure_collection(self._embedder.dimension)
-        # Folders' permissions are read once per run.
-        self._access = ShareAccess(self._settings.access.sid_map)
         files: dict[str, str] = {}  # path: the outermost root it was found under
-        identities: dict[str, Identity] = {}  # path: the device and inode the crawl saw
         links_and_specials: list[str] = []
         protected: list[str] = []  # folders we could not list: what they held is kept
-        for root in absolute_roots:
-            crawled = crawl(root)
+        for root, share in shares.items():
+            crawled = share.crawl()
             identities.update(crawled.identities)
             for path in crawled.files:
                 if len(files.get(path, root)) >= len(root):
@@ -312,12 +461,15 @@ class Ingestor:
                        self._settings.ingest.worker_memory_mb, self._settings.run_dir),
             workers,
         )  # fmt: skip
-        openers: dict[str, ShareOpener] = {}
+        self._not_read = {}
         try:
             for path, root in files.items():
-                if root not in openers:
-                    openers[root] = ShareOpener(root, identities, self._settings.data_dir)
-                planned = self._plan(path, openers[root], report, seen, retry_failed)
+                if isinstance(shares[root], SmbShare):
+                    # Downloads run ahead of the parsers, but the spool holds only a few
+                    # files for each of them.
+                    while parsing.waiting >= _SPOOLED_PER_WORKER * workers:
+                        self._take(parsing.ready(wait=1.0), batch, report, progress)
+                planned = self._plan(path, shares[root], report, seen, retry_failed)
                 if isinstance(planned, ParseJob):
                     parsing.submit(planned)
                 elif isinstance(planned, _Ready):
@@ -325,17 +477,19 @@ class Ingestor:
                 else:
                     progress.advance(path, 0, 0)
                 self._take(parsing.ready(wait=0.0), batch, report, progress)
-            for opener in openers.values():
-                opener.close()
+            for share in shares.values():
+                share.close()
             parsing.done_submitting()
             while not parsing.finished:
                 self._take(parsing.ready(wait=1.0), batch, report, progress)
         finally:
-            for opener in openers.values():
-                opener.close()
             parsing.close()
         self._flush(batch, report, progress)
-        for root in absolute_roots:
+        for root, (reason, count) in self._not_read.items():
+            report.failed.append(Failure(root, f"{reason}; files not read this run: {count} "
+                                               "(the index keeps what it held for them); run "
+                                               "rag ingest again"))  # fmt: skip
+        for root in shares:
             for path in list(self._ledger.paths_under(root)):
                 if path not in seen and not path.startswith(tuple(protected)):
                     self._forget(path)
@@ -345,19 +499,15 @@ class Ingestor:
         if report.indexed or report.updated or report.deleted:
             self._store.optimize()
         progress.finish()
-        report.seconds = time.monotonic() - started
-        report.report_file = str(
-            save_run_report(self._settings.ingest_reports_dir, report.as_json(), absolute_roots)
-        )
         return report
 
     def _skip(self, path: str, reason: str, report: IngestReport) -> None:
         shown = storable(path)
-        try:
-            st = os.lstat(path)
-            size, mtime = st.st_size, st.st_mtime
-        except OSError:
-            size, mtime = 0, 0.0
+        size, mtime = 0, 0.0
+        if not is_smb_url(path):
+            with contextlib.suppress(OSError):
+                st = os.lstat(path)
+                size, mtime = st.st_size, st.st_mtime
         previous = self._ledger.get(shown)
         if previous is not None and previous.status != "skipped":
             self._store.delete_document(previous.doc_id)
@@ -370,7 +520,7 @@ class Ingestor:
     def _plan(
         self,
         path: str,
-        opener: ShareOpener,
+        share: Share,
         report: IngestReport,
         seen: set[str],
         retry_failed: bool,
@@ -390,7 +540,7 @@ class Ingestor:
             report.failed.append(Failure(shown, reason))
             return None
         try:
-            opened = opener.open(path)
+            opened = share.open(path)
         except FileNotFoundError:
             seen.discard(path)  # vanished during the run: it counts as deleted
             report.files_seen -= 1
@@ -401,33 +551,40 @@ class Ingestor:
         except FileChanged as exc:
             self._changed(path, str(exc), report)
             return None
+        except ShareLost as exc:
+            reason, count = self._not_read.get(share.root, (str(exc.strerror), 0))
+            self._not_read[share.root] = (reason, count + 1)
+            return None
         except OSError as exc:
             self._unopenable(path, exc, report)
             return None
-        with opened:
-            return self._plan_opened(path, opener, opened, report, retry_failed)
+        try:
+            planned = self._plan_opened(path, opened, report, retry_failed)
+            if isinstance(planned, ParseJob):
+                opened.keep_content()
+            return planned
+        finally:
+            opened.close()
 
     def _plan_opened(
-        self,
-        path: str,
-        opener: ShareOpener,
-        opened: OpenedFile,
-        report: IngestReport,
-        retry_failed: bool,
+        self, path: str, opened: SourceFile, report: IngestReport, retry_failed: bool
     ) -> ParseJob | _Ready | None:
-        st = opened.file.st
+        size, mtime = opened.size, opened.mtime
         doc_id = document_id(path)
         previous = self._ledger.get(path)
         if parser_for(Path(path)) is None:
             self._skip(path, f"unsupported file type {Path(path).suffix or '(none)'}", report)
             return None
-        if (erased := self._ledger.tombstone_at(path, st.st_size, st.st_mtime)) is not None:
+        if (erased := self._ledger.tombstone_at(path, size, mtime)) is not None:
             self._skip(path, erasure_note(erased, path), report)
             return None
         try:
-            acl = self._access.readers(opened)
+            acl = opened.readers()
         except UnreadablePermissions as exc:
-            self._fail_closed(path, st, previous, str(exc), report)
+            self._fail_closed(path, (size, mtime), previous, str(exc), report)
+            return None
+        except OSError as exc:
+            report.failed.append(Failure(path, f"cannot read: {exc.strerror}"))
             return None
         # A file indexed before document contexts existed is read again.
         indexed = previous is not None and previous.status == "indexed"
@@ -437,11 +594,11 @@ class Ingestor:
         retry = retry_failed or _retried_every_run(previous)
         settled = indexed or (previous is not None and previous.status == "failed"
                               and not retry)  # fmt: skip
-        if settled and previous and (previous.size, previous.mtime) == (st.st_size, st.st_mtime):
+        if settled and previous and (previous.size, previous.mtime) == (size, mtime):
             self._settle_unchanged(previous, acl, report)
             return None
         try:
-            sha = sha256_of(opened.file.fd)
+            sha = opened.content_sha256()
         except OSError as exc:
             report.failed.append(Failure(path, f"cannot read: {exc.strerror}"))
             return None
@@ -449,11 +606,10 @@ class Ingestor:
             self._skip(path, erasure_note(erased, path), report)  # erased here, or a copy
             return None
         if settled and previous and previous.sha256 == sha:
-            self._ledger.put(replace(previous, size=st.st_size, mtime=st.st_mtime))
+            self._ledger.put(replace(previous, size=size, mtime=mtime))
             self._settle_unchanged(previous, acl, report)
             return None
-        job = ParseJob(path, st.st_size, st.st_mtime, sha, doc_id, acl, previous,
-                       opener.root, opened.file.identity)  # fmt: skip
+        job = ParseJob(path, size, mtime, sha, doc_id, acl, previous, opened.parse_source(sha))
         return self._identical_indexed(job) or job
 
     def _identical_indexed(self, job: ParseJob) -> _Ready | None:
@@ -589,7 +745,7 @@ class Ingestor:
     def _fail_closed(
         self,
         path: str,
-        st: os.stat_result | None,
+        size_and_mtime: tuple[int, float] | None,
         previous: FileRecord | None,
         reason: str,
         report: IngestReport,
@@ -598,7 +754,7 @@ class Ingestor:
         if previous is not None and previous.status != "skipped":
             self._store.delete_document(previous.doc_id)
             self._touched.add(folder_of(path))
-        size, mtime = (st.st_size, st.st_mtime) if st else (0, 0.0)
+        size, mtime = size_and_mtime or (0, 0.0)
         self._ledger.put(FileRecord(path, size, mtime, None, document_id(path), frozenset(),
                                     "failed", reason))  # fmt: skip
         report.failed.append(Failure(path, reason))

@@ -10,7 +10,9 @@ A worker parses exactly the content whose permissions and hash the run checked
 same device and inode), copies it through that handle into a private file (0600, in a 0700
 folder of the pool's own) while hashing it, and parses the copy under the file's suffix; a
 file whose hash is no longer the one checked fails as `CHANGED`, and the next run reads it
-again. Each busy worker holds one copy at a time, removed once parsed, when its worker is
+again. A file fetched over SMB (`ingest.smb`) is already a private copy in the run's spool
+(`ParseSource.spooled`): the worker copies and checks that one instead, and removes it. Each
+busy worker holds one copy at a time, removed once parsed, when its worker is
 stopped, and with the pool's folder when the pool closes; the folders of pools whose process
 is gone are removed when the next pool starts.
 """
@@ -43,7 +45,7 @@ from settings import OcrSettings
 _POLL_SECONDS = 0.1
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _COPY_BLOCK = 1 << 20
-_POOL_FOLDER = re.compile(r"^parsing-(\d+)-")
+POOL_PREFIX = "parsing"
 
 CHANGED = f"{CHANGED_WHILE_READ}; run rag ingest again"
 
@@ -53,12 +55,14 @@ ParseResult = ParsedDocument | str  # the document, or why it could not be parse
 @dataclass(frozen=True)
 class ParseSource:
     """A file to parse as the run checked it: found at `path` under the ingest `root`, the
-    object with `identity` (device, inode), its content hashing to `sha256`."""
+    object with `identity` (device, inode), its content hashing to `sha256`; or, when
+    `spooled`, the private copy of it the run downloaded there (a file of an SMB share)."""
 
     path: str
     root: str
     identity: Identity
     sha256: str
+    spooled: str | None = None
 
 
 def parse_or_reason(path: str, ocr: OcrSettings) -> ParseResult:
@@ -73,12 +77,10 @@ def parse_or_reason(path: str, ocr: OcrSettings) -> ParseResult:
 def parse_checked(source: ParseSource, copy: str, ocr: OcrSettings) -> ParseResult:
     """The document in the file `source` names, parsed from a private copy at `copy` (a path
     with the file's suffix, in a private folder) of the very content the run checked; or why
-    not. The copy is gone on return."""
+    not. The copy is gone on return, and so is the spooled copy the source names."""
     try:
         try:
-            with ShareOpener(source.root, {source.path: source.identity}) as opener, \
-                    opener.open(source.path) as opened:  # fmt: skip
-                sha256 = _copy(opened.file.fd, copy)
+            sha256 = _copy_source(source, copy)
         except (FileChanged, FileNotFoundError):
             return CHANGED
         except OSError as exc:
@@ -88,8 +90,23 @@ def parse_checked(source: ParseSource, copy: str, ocr: OcrSettings) -> ParseResu
         result = parse_or_reason(copy, ocr)
         return result.replace(copy, source.path) if isinstance(result, str) else result
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(copy)
+        for leftover in (copy, source.spooled):
+            if leftover is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
+
+
+def _copy_source(source: ParseSource, copy: str) -> str:
+    """Copy the file the source names to `copy`; the SHA-256 of what was copied."""
+    if source.spooled is not None:
+        fd = os.open(source.spooled, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            return _copy(fd, copy)
+        finally:
+            os.close(fd)
+    with ShareOpener(source.root, {source.path: source.identity}) as opener, \
+            opener.open(source.path) as opened:  # fmt: skip
+        return _copy(opened.file.fd, copy)
 
 
 def _copy(fd: int, copy: str) -> str:
@@ -254,8 +271,8 @@ class ParserPool:
         if self._folder is None:
             parent = self._scratch or Path(tempfile.gettempdir())
             parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _remove_abandoned_folders(parent)
-            self._folder = tempfile.mkdtemp(prefix=f"parsing-{os.getpid()}-", dir=parent)
+            remove_abandoned_folders(parent, POOL_PREFIX)
+            self._folder = tempfile.mkdtemp(prefix=f"{POOL_PREFIX}-{os.getpid()}-", dir=parent)
         return self._folder
 
     def _done(self, worker: _Worker) -> None:
@@ -317,10 +334,12 @@ class ParserPool:
         self._workers.remove(worker)
 
 
-def _remove_abandoned_folders(parent: Path) -> None:
-    """Remove the private folders of pools whose process is gone (a run killed outright)."""
+def remove_abandoned_folders(parent: Path, prefix: str) -> None:
+    """Remove the private folders named `prefix-PID-…` (a pool's, a spool's) whose process is
+    gone (a run killed outright)."""
+    pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)-")
     for entry in parent.iterdir():
-        found = _POOL_FOLDER.match(entry.name)
+        found = pattern.match(entry.name)
         if found is None or not entry.is_dir() or entry.is_symlink():
             continue
         try:

@@ -35,7 +35,7 @@ def ingest(args: argparse.Namespace, settings: Settings) -> Result:
     try:
         check_roots(args.paths)
     except BadIngestRoot as exc:
-        raise UsageError(f"{exc}; give a folder or file that exists") from exc
+        raise UsageError(str(exc)) from exc
     progress: TerminalProgress | FileProgress | None = None
     if args.progress_file is not None:
         progress = FileProgress(args.progress_file)

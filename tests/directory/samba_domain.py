@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import ipaddress
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -106,9 +107,15 @@ class SambaDomain:
         self.slot = take_free_slot()
         self._provision()
         log = (self.folder / "samba.log").open("wb")
+        # `ip netns exec` runs samba in a mount namespace of its own: there, /run/samba (where
+        # smbd and winbindd find each other's sockets, whatever smb.conf says) is a folder of
+        # this domain's, so domains running side by side do not answer each other's sign-ins.
+        sockets = self.folder / "run"
+        sockets.mkdir(exist_ok=True)
+        samba = shlex.join(["samba", "-s", str(self.config), "-i", "--debug-stdout", "-d", "1"])
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", self.slot.namespace, "samba", "-s", str(self.config), "-i",
-             "--debug-stdout", "-d", "1"],
+            ["ip", "netns", "exec", self.slot.namespace, "sh", "-c",
+             f"mount --bind {shlex.quote(str(sockets))} /run/samba && exec {samba}"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         for port in (636, 445, 389):
@@ -142,13 +149,20 @@ class SambaDomain:
             self.slot = None
 
     def pause(self) -> None:
-        """Freeze the controller: it accepts nothing more and answers nothing (a hung server)."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGSTOP)
+        """Freeze the controller and its file server (smbd runs in a session of its own): they
+        accept nothing more and answer nothing (a hung server)."""
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
 
     def resume(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGCONT)
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def _processes(self) -> list[int]:
+        assert self.process is not None and self.slot is not None
+        return [int(pid) for pid in run(["ip", "netns", "pids", self.slot.namespace]).split()]
 
     # -- the directory -----------------------------------------------------------------------
 
@@ -207,6 +221,12 @@ class SambaDomain:
     def _provision(self) -> None:
         shutil.rmtree(self.folder / "dc", ignore_errors=True)
         self.share_path.mkdir(parents=True, exist_ok=True)
+        # smbd serves each account as its own uid: the folders down to the share (pytest
+        # makes its temporary folders 0700) must let every account through.
+        for folder in (self.share_path, *self.share_path.parents):
+            mode = folder.stat().st_mode
+            if not mode & 0o001:
+                folder.chmod(mode | 0o001)
         tls = make_certificates(self.folder / "tls", self.address)
         run(["samba-tool", "domain", "provision", f"--targetdir={self.folder / 'dc'}",
              f"--realm={REALM}", f"--domain={WORKGROUP}", "--server-role=dc",
