@@ -1,7 +1,8 @@
 """Who may read a file on a share: the principals put on every chunk of it.
 
 Principals: `user:NAME` (`uid:N` when the id has no name), `group:NAME` (`gid:N`), and
-`everyone`; from NT ACLs also `sid:S-1-…` for a SID nobody could name, which no user holds.
+`everyone`; from NT ACLs also `sid:S-1-…` for a domain SID the host cannot name, which only
+a directory user holding that SID matches (`appliance.directory`).
 Names come from the host's `pwd`/`grp` (SSSD or winbind on the appliance).
 
 What is read, for the file and for every folder from the ingest root down to the file's
@@ -83,13 +84,11 @@ from typing import NamedTuple
 from ingest import ntacl
 from ingest.errors import IngestError
 from ingest.share_files import Handle, Identity, OpenedFile, ShareOpener
-from retrieval.access import EVERYONE
+from retrieval.access import EVERYONE, denied
 from settings import Settings
 
 # Every failure reason this module gives starts so; the pipeline retries such files each run.
 UNREADABLE_PERMISSIONS = "permissions unreadable"
-# An ACL entry that refuses a principal: `deny:group:interns` (the search filters honour it).
-DENY_PREFIX = "deny:"
 
 POSIX_ACL_ATTRIBUTE = "system.posix_acl_access"
 # NTFS ACLs as SMB clients and servers expose them: cifs.ko, ntfs-3g, Samba's own store.
@@ -422,7 +421,7 @@ def descriptor_readers(descriptor: bytes, sid_map: Mapping[str, str]) -> frozens
     for sid in entries.denied:
         refused = _sid_principal(sid, sid_map)
         if refused is not None:
-            acl.add(DENY_PREFIX + refused)
+            acl.add(denied(refused))
         elif not _held_by_nobody(sid):
             return frozenset()  # a class whose members are unknown here: fail closed
     return frozenset(acl)
