@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ingest.errors import IngestError
 from ingest.pipeline import Ingestor, NoProgress, Progress
 from ingest.progress_file import FileProgress
 from ops.heartbeat import Heartbeat
@@ -57,11 +58,19 @@ def watch(
             reported: Progress | None = progress
             if heartbeat is not None:
                 reported = _BeatingProgress(progress or NoProgress(), heartbeat)
-            report = ingestor.run(roots, reported, workers=workers).as_json()
-            summary: dict[str, object] = dict(report)
-            summary["failed"] = len(report["failed"])  # type: ignore[arg-type]
-            summary["warnings"] = len(report["warnings"])  # type: ignore[arg-type]
-            print(json.dumps({"event": "ingest_pass", **summary}), file=sys.stderr, flush=True)
+            try:
+                report = ingestor.run(roots, reported, workers=workers).as_json()
+            except (IngestError, OSError) as error:
+                # A share that cannot be reached now (a file server restarting, a folder not
+                # mounted yet) is tried again at the next pass; the index keeps what it had.
+                failed = {"event": "ingest_pass_failed", "error": str(error)}
+                print(json.dumps(failed), file=sys.stderr, flush=True)
+            else:
+                summary: dict[str, object] = dict(report)
+                summary["failed"] = len(report["failed"])  # type: ignore[arg-type]
+                summary["warnings"] = len(report["warnings"])  # type: ignore[arg-type]
+                event = {"event": "ingest_pass", **summary}
+                print(json.dumps(event), file=sys.stderr, flush=True)
             if heartbeat is not None:
                 heartbeat.wait(max(interval, 1.0))
             else:

@@ -182,11 +182,21 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
+def folders_above(path: str) -> list[str]:
+    """The folders above a file's path, nearest first: `/srv/a/b.pdf` gives `/srv/a`, `/srv`
+    and `/`; a share read over SMB keeps its scheme, `smb://fs1/docs/a/b.pdf` giving
+    `smb://fs1/docs/a`, `smb://fs1/docs` and `smb://fs1`."""
+    scheme, separator, rest = path.partition("://")
+    if not separator:
+        return [str(folder) for folder in PurePosixPath(path).parents]
+    return [f"{scheme}://{folder}" for folder in PurePosixPath(rest).parents if str(folder) != "."]
+
+
 def chunk_payload(chunk: Chunk) -> dict[str, Any]:
     payload = chunk.model_dump(exclude={"id"})
     payload["acl"] = sorted(chunk.acl)
     # Derived, for filters only: the folders above the file, and its type.
-    payload["folders"] = [str(folder) for folder in PurePosixPath(chunk.path).parents]
+    payload["folders"] = folders_above(chunk.path)
     payload["file_type"] = chunk.file_type
     return payload
 

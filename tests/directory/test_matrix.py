@@ -344,3 +344,12 @@ def test_two_domain_users_sign_in_in_the_browser_and_each_sees_their_documents(
                 context.close()
     finally:
         ui_process(settings).stop()
+
+
+def test_a_folder_of_the_share_filters_a_search(setup: Setup) -> None:
+    from retrieval.store import SearchFilters
+
+    ann = setup.sign_in("mx-ann")
+    folder = SearchFilters(folder=setup.url("finance/"))
+    hits = setup.appliance.search(ann, "budget handbook canteen notes", k=10, filters=folder)
+    assert {hit.chunk.path for hit in hits} == {setup.url(DOCUMENTS[0].path)}

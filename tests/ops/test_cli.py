@@ -255,3 +255,35 @@ def test_watch_mode_picks_up_new_files_and_stops_on_ctrl_c(
     assert passes[0]["indexed"] == 1 and passes[-1]["indexed"] == 1
     assert process.returncode == 0
     assert json.loads(stdout) == {}
+
+
+def test_watch_mode_goes_on_when_a_share_cannot_be_reached(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    password = tmp_path / "smb-password"
+    password.write_text("secret\n")
+    password.chmod(0o600)
+    unreachable = f"smb://127.0.0.1:{free_port()}/docs"  # nothing listens there
+    process = subprocess.Popen(
+        [str(RAG), "ingest", unreachable, "--watch", "1", "--workers", "1", "--json"],
+        env={**env, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_SMB__USERNAME": "svc-rag",
+             "RAG_SMB__PASSWORD_FILE": str(password), "RAG_SMB__TIMEOUT_SECONDS": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert process.stderr is not None
+    events = []
+    try:
+        for line in process.stderr:
+            if '"ingest_pass' in line:
+                events.append(json.loads(line))
+            if len(events) == 2:
+                break
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert [event["event"] for event in events] == ["ingest_pass_failed"] * 2
+    assert unreachable in events[0]["error"]
+    assert process.returncode == 0
