@@ -214,10 +214,11 @@ class IngestSettings(_Section):
         description="Chunks embedded in one model call and written to the index in one "
         "transaction, across files. A batch is also written when it is 10 s old.",
     )
-    shares: list[Path] = Field(
+    shares: list[str] = Field(
         default_factory=list,
-        description="The file shares (mounted folders) an admin can start an ingestion run of "
-        "from the UI, as a JSON list: `RAG_INGEST__SHARES='[\"/mnt/share\"]'`.",
+        description="The file shares an admin can start an ingestion run of from the UI, as a "
+        "JSON list of mounted folders and `smb://server/share/path` URLs: "
+        "`RAG_INGEST__SHARES='[\"/mnt/share\", \"smb://fs1/docs\"]'`.",
     )
 
 

@@ -54,7 +54,7 @@ def _log_path() -> Path:
 
 
 def ingestion_panel(user: User) -> None:
-    shares = [str(share) for share in resources.settings().ingest.shares]
+    shares = resources.settings().ingest.shares
     st.subheader(t("start_ingestion"))
     if not shares:
         st.caption("RAG_INGEST__SHARES")

@@ -971,7 +971,7 @@ def test_the_env_template_values_are_valid_settings(monkeypatch: pytest.MonkeyPa
         if value:
             monkeypatch.setenv(name, value)
     settings = Settings()
-    assert settings.ingest.shares == [Path("/shares")]
+    assert settings.ingest.shares == ["/shares"]
     assert settings.access.group_map["finance-team"] == ["finance", "fin-ro"]
     assert settings.llm.base_url == "http://vllm:8000/v1"
 
