@@ -7,7 +7,8 @@ control u16, then u32 offsets of owner, group, SACL and DACL. `security.NTACL` h
 switch, a u32 pointer, then the descriptor itself (version 1) or a struct pointing to it
 (version 2: u32 pointer, 16-byte hash; 3: u32 pointer, u16 hash type, 64-byte hash;
 4: as 3, then a NUL-terminated UTF-8 description, an NTTIME aligned to 4, a 64-byte hash),
-the descriptor following, aligned to 4.
+the descriptor following, aligned to 4. NDR counts the descriptor's offsets from the start
+of the attribute, not from the descriptor (as read from the files Samba 4.17 writes).
 
 Which entries count, for one object:
 - only the DACL is read; no DACL (control lacks SE_DACL_PRESENT, or its offset is 0) lets
@@ -124,12 +125,13 @@ class Named:
 def read_descriptor(attribute: str, blob: bytes) -> SecurityDescriptor:
     """The descriptor an NT ACL attribute holds. Raises NtAclError."""
     if attribute == SAMBA_NTACL_ATTRIBUTE:
-        blob = unwrap_samba_ntacl(blob)
+        return parse_descriptor(blob, _samba_descriptor_start(blob))
     return parse_descriptor(blob)
 
 
-def unwrap_samba_ntacl(blob: bytes) -> bytes:
-    """The self-relative descriptor inside a `security.NTACL` value (versions 1 to 4)."""
+def _samba_descriptor_start(blob: bytes) -> int:
+    """Where the self-relative descriptor of a `security.NTACL` value starts (versions 1
+    to 4)."""
     if len(blob) < _NTACL_HEADER.size:
         raise NtAclError(f"the Samba NT ACL is truncated ({len(blob)} bytes)")
     version, level, pointer = _NTACL_HEADER.unpack_from(blob)
@@ -143,7 +145,7 @@ def unwrap_samba_ntacl(blob: bytes) -> bytes:
             start = _v4_start(blob)
     if not pointer:
         raise NtAclError("the Samba NT ACL holds no security descriptor")
-    return blob[start:]
+    return start
 
 
 def _v4_start(blob: bytes) -> int:
@@ -164,20 +166,21 @@ def _u32(blob: bytes, offset: int) -> int:
     return value
 
 
-def parse_descriptor(blob: bytes) -> SecurityDescriptor:
-    """A self-relative SECURITY_DESCRIPTOR's DACL. Raises NtAclError."""
-    if len(blob) < _DESCRIPTOR.size:
-        raise NtAclError(f"the security descriptor is truncated ({len(blob)} bytes)")
-    revision, _sbz1, control, _owner, _group, _sacl, dacl = _DESCRIPTOR.unpack_from(blob)
+def parse_descriptor(blob: bytes, start: int = 0) -> SecurityDescriptor:
+    """The DACL of the self-relative SECURITY_DESCRIPTOR at `start` in `blob`, whose offsets
+    count from the start of `blob`. Raises NtAclError."""
+    if len(blob) < start + _DESCRIPTOR.size:
+        raise NtAclError(f"the security descriptor is truncated ({len(blob) - start} bytes)")
+    revision, _sbz1, control, _owner, _group, _sacl, dacl = _DESCRIPTOR.unpack_from(blob, start)
     if revision != 1:
         raise NtAclError(f"the security descriptor has unknown revision {revision}")
     if not control & SE_DACL_PRESENT or dacl == 0:
         return SecurityDescriptor(dacl=None)
-    return SecurityDescriptor(dacl=_parse_acl(blob, dacl))
+    return SecurityDescriptor(dacl=_parse_acl(blob, dacl, start))
 
 
-def _parse_acl(blob: bytes, offset: int) -> tuple[Ace, ...]:
-    if offset < _DESCRIPTOR.size or offset + _ACL.size > len(blob):
+def _parse_acl(blob: bytes, offset: int, start: int) -> tuple[Ace, ...]:
+    if offset < start + _DESCRIPTOR.size or offset + _ACL.size > len(blob):
         raise NtAclError(f"the DACL offset {offset} lies outside the descriptor")
     revision, _sbz1, size, count, _sbz2 = _ACL.unpack_from(blob, offset)
     if revision not in (2, 4):

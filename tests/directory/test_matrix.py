@@ -353,3 +353,24 @@ def test_a_folder_of_the_share_filters_a_search(setup: Setup) -> None:
     folder = SearchFilters(folder=setup.url("finance/"))
     hits = setup.appliance.search(ann, "budget handbook canteen notes", k=10, filters=folder)
     assert {hit.chunk.path for hit in hits} == {setup.url(DOCUMENTS[0].path)}
+
+
+def test_the_acls_samba_keeps_on_disk_read_as_the_ones_set_over_smb(setup: Setup) -> None:
+    """What a file server running the appliance itself reads: Samba's `security.NTACL`."""
+    import os
+
+    from ingest import ntacl
+
+    administrator = f"{setup.domain.domain_sid}-500"
+    expected = {
+        "finance/budget.txt": ({administrator, setup.sids["MX-Finance"]}, set()),
+        "staff/handbook.txt": ({administrator, setup.sids["MX-Staff"]}, {setup.sids["MX-Interns"]}),
+        "hr/plan.txt": ({administrator, setup.sids["MX-HR"]}, set()),
+        "public/canteen.txt": ({administrator, "S-1-5-11"}, set()),
+        "private/ann-notes.txt": ({administrator, setup.sids["mx-ann"]}, set()),
+    }
+    for path, (allowed, denied) in expected.items():
+        stored = os.getxattr(setup.domain.share_path / "mx" / path, ntacl.SAMBA_NTACL_ATTRIBUTE)
+        descriptor = ntacl.read_descriptor(ntacl.SAMBA_NTACL_ATTRIBUTE, stored)
+        entries = ntacl.named(descriptor, ntacl.READ)
+        assert (set(entries.allowed or ()), set(entries.denied)) == (allowed, denied), path

@@ -100,19 +100,29 @@ def descriptor(*aces: bytes, dacl: object = None) -> bytes:
 
 
 def samba_ntacl(version: int, sd: bytes, description: bytes = b"posix_acl\0") -> bytes:
-    """Samba's `xattr_NTACL` (librpc/idl/xattr.idl) around `sd`, as NDR lays it out."""
+    """Samba's `xattr_NTACL` (librpc/idl/xattr.idl) around `sd`, as NDR lays it out: the
+    descriptor's offsets then count from the start of the attribute."""
     head = struct.pack("<HHI", version, version, 0x20000)
     if version == 1:
-        return head + sd
-    inner = struct.pack("<I", 0x20004)
-    if version == 2:
-        return head + inner + bytes(16) + sd
-    inner += struct.pack("<H", 1) + bytes(range(64))  # hash type SHA256, the hash
-    if version == 3:
-        return head + inner + b"\0\0" + sd
-    after = head + inner + description
-    after += bytes(-len(after) % 4) + struct.pack("<Q", 133000000000000000) + bytes(64)
-    return after + bytes(-len(after) % 4) + sd
+        before = head
+    else:
+        inner = struct.pack("<I", 0x20004)
+        if version == 2:
+            before = head + inner + bytes(16)
+        elif version == 3:
+            before = head + inner + struct.pack("<H", 1) + bytes(range(64)) + b"\0\0"
+        else:
+            before = head + inner + struct.pack("<H", 1) + bytes(range(64)) + description
+            before += bytes(-len(before) % 4) + struct.pack("<Q", 133000000000000000) + bytes(64)
+            before += bytes(-len(before) % 4)
+    return before + rebased(sd, len(before))
+
+
+def rebased(sd: bytes, by: int) -> bytes:
+    """`sd` with its owner, group, SACL and DACL offsets (those set) moved on by `by`."""
+    revision, sbz1, control, *offsets = struct.unpack_from("<BBHIIII", sd)
+    moved = [offset + by if offset else 0 for offset in offsets]
+    return struct.pack("<BBHIIII", revision, sbz1, control, *moved) + sd[20:]
 
 
 # --- the injected attribute read --------------------------------------------------------------

@@ -218,7 +218,8 @@ def test_an_nt_acl_overrides_the_mode_bits_and_a_malformed_one_makes_them_unread
     tmp_path: Path,
 ) -> None:
     path = make(tmp_path / "doc.txt", 0o644)
-    empty_dacl = struct.pack("<BBHIIII", 1, 0, 0x8004, 0, 0, 0, 20) + struct.pack(
+    # Samba's NDR counts the DACL's offset from the start of the attribute: 8 + 20.
+    empty_dacl = struct.pack("<BBHIIII", 1, 0, 0x8004, 0, 0, 0, 28) + struct.pack(
         "<BBHHH", 2, 0, 8, 0, 0
     )
     os.setxattr(path, "security.NTACL", struct.pack("<HHI", 1, 1, 0x20000) + empty_dacl)
