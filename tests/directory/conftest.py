@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+# The browser tests' real Chromium, for domain users signing in through the UI.
+from tests.browser.conftest import chromium, playwright  # noqa: F401
 from tests.directory.samba_domain import SambaDomain, samba_available
 
 
@@ -19,7 +21,3 @@ def samba_domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDoma
         yield domain
     finally:
         domain.stop()
-
-
-# The browser tests' real Chromium, for domain users signing in through the UI.
-from tests.browser.conftest import chromium, playwright  # noqa: E402, F401
