@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ops.processes import ManagedProcess, is_healthy
-from settings import OFFLINE_ENVIRONMENT, OPEN_TO_OTHERS, Settings
+from settings import OFFLINE_ENVIRONMENT, OPEN_TO_OTHERS, SecretFileError, Settings, read_secret
 
 # Host names that are internal by convention (RFC 6762, RFC 8375, and the usual private ones).
 LOCAL_NAME_SUFFIXES = (".local", ".internal", ".lan", ".corp", ".home.arpa")
@@ -147,7 +147,8 @@ def _urls_in(values: dict[str, Any], prefix: str) -> Iterator[tuple[str, str]]:
         if isinstance(value, dict):
             yield from _urls_in(value, variable + "__")
         elif isinstance(value, str) and "://" in value:
-            yield variable, value
+            for url in value.split():  # the directory's servers are a space-separated list
+                yield variable, url
 
 
 def check_egress(settings: Settings) -> dict[str, Any]:
@@ -304,6 +305,45 @@ def check_backup_key(settings: Settings) -> dict[str, Any]:
     return _check("backup_key", True, f"{path}: manifests are signed and checked")
 
 
+# -- the organisation's directory, single sign-on and file servers ----------------------------
+
+# A name no account has: looking it up proves the directory answers the service account.
+_PROBE_NAME = "rag-doctor-probe-no-such-user"
+
+
+def check_identity(settings: Settings) -> dict[str, Any]:
+    """The configured directory answers the service account, or the OpenID provider serves
+    its discovery document from the issuer."""
+    from appliance.errors import ApplianceError
+    from appliance.identity import build_identity
+
+    provider = settings.identity.provider
+    try:
+        identity = build_identity(settings)
+        if provider == "ldap":
+            identity.lookup(_PROBE_NAME)
+            detail = f"the directory answers the service account ({settings.identity.ldap.url})"
+        else:
+            from appliance.sso import OidcIdentity
+
+            assert isinstance(identity, OidcIdentity)
+            endpoint = identity.client.discovery()["authorization_endpoint"]
+            detail = f"the OpenID provider's discovery document names {endpoint}"
+    except (ApplianceError, SecretFileError, OSError) as exc:
+        return _check(f"identity_{provider}", False, str(exc))
+    return _check(f"identity_{provider}", True, detail)
+
+
+def check_smb_account(settings: Settings) -> dict[str, Any]:
+    """The account smb:// shares are read as has a password file it alone may read."""
+    try:
+        read_secret(settings.smb.password_file, "RAG_SMB__PASSWORD_FILE")
+    except SecretFileError as exc:
+        return _check("smb_account", False, str(exc))
+    account = f"{settings.smb.domain}\\{settings.smb.username}".lstrip("\\")
+    return _check("smb_account", True, f"{account}, password from {settings.smb.password_file}")
+
+
 # -- services -----------------------------------------------------------------------------------
 
 
@@ -410,6 +450,10 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
     ]
     if settings.backup.key_file is not None:
         checks.append(check_backup_key(settings))
+    if settings.identity.provider != "local":
+        checks.append(check_identity(settings))
+    if settings.smb.username:
+        checks.append(check_smb_account(settings))
     ui = check_ui(settings)
     if ui is not None:
         checks.append(ui)

@@ -374,3 +374,24 @@ def test_the_acls_samba_keeps_on_disk_read_as_the_ones_set_over_smb(setup: Setup
         descriptor = ntacl.read_descriptor(ntacl.SAMBA_NTACL_ATTRIBUTE, stored)
         entries = ntacl.named(descriptor, ntacl.READ)
         assert (set(entries.allowed or ()), set(entries.denied)) == (allowed, denied), path
+
+
+def test_the_doctor_checks_the_directory_and_the_share_account(
+    setup: Setup, tmp_path: Path
+) -> None:
+    from ops.health import check_identity, check_smb_account
+
+    identity = check_identity(setup.settings)
+    assert identity["ok"], identity
+    assert check_smb_account(setup.settings)["ok"]
+    wrong = write_secret(tmp_path, "wrong-password", "not-the-password")
+    ldap = setup.settings.identity.ldap.model_copy(update={"bind_password_file": wrong})
+    refused = setup.settings.model_copy(
+        update={"identity": setup.settings.identity.model_copy(update={"ldap": ldap})}
+    )
+    failed = check_identity(refused)
+    assert not failed["ok"] and "service account" in failed["detail"], failed
+    wrong.chmod(0o644)
+    smb = setup.settings.smb.model_copy(update={"password_file": wrong})
+    loose = check_smb_account(setup.settings.model_copy(update={"smb": smb}))
+    assert not loose["ok"] and "chmod 600" in loose["detail"]
