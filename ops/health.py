@@ -318,6 +318,11 @@ def check_identity(settings: Settings) -> dict[str, Any]:
     from appliance.identity import build_identity
 
     provider = settings.identity.provider
+    servers = settings.identity.ldap.url if provider == "ldap" else settings.identity.oidc.issuer
+    for url in servers.split():
+        local, why = url_locality(url)
+        if not local:
+            return _check(f"identity_{provider}", False, f"not contacted: {why}")
     try:
         identity = build_identity(settings)
         if provider == "ldap":

@@ -17,7 +17,7 @@ import pytest
 from ops.health import host_locality
 from settings import OFFLINE_ENVIRONMENT
 from tests.airgap.egress import STRACE_OPTIONS, judge_log
-from tests.conftest import RAG, free_port
+from tests.conftest import RAG, free_port, make_settings
 from tests.ops.test_cli import rag
 
 PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -228,3 +228,15 @@ def test_a_backup_key_other_accounts_can_read_fails_naming_the_command_that_clos
     key.chmod(0o400)
     _, after = doctor(env)
     assert by_name(after)["backup_key"]["ok"], by_name(after)["backup_key"]
+
+
+def test_the_directory_check_never_contacts_a_server_it_cannot_prove_inside(
+    tmp_path: Path,
+) -> None:
+    from ops.health import check_identity
+
+    ldap = {"url": "ldaps://10.1.2.3:636 ldaps://dc1.example.com:636"}
+    settings = make_settings(tmp_path, identity={"provider": "ldap", "ldap": ldap})
+    check = check_identity(settings)  # a connection would raise NetworkBlocked here
+    assert check["name"] == "identity_ldap" and not check["ok"]
+    assert check["detail"].startswith("not contacted: dc1.example.com cannot be proved local")
