@@ -300,10 +300,15 @@ class LdapIdentity:
         if self._token_groups:
             entries = self._search(service, account.dn, "(objectClass=*)", BASE, ["tokenGroups"])
             token_groups = entries[0][1].get("tokenGroups") if entries else None
-        if token_groups is None:
-            return self._groups_by_member_of(service, account.member_of)
+        if self._token_groups and not token_groups and account.sid is not None:
+            # Active Directory always lists the primary group: an empty list means the service
+            # account may not read it, and groups missed would miss their denies.
+            raise DirectoryUnavailable(
+                f"the directory gave the service account no tokenGroups for {account.name}: "
+                "grant it the right to read tokenGroups (Windows Authorization Access group)"
+            )
         if not token_groups:
-            return (), ()
+            return self._groups_by_member_of(service, account.member_of)
         query = "(|" + "".join(f"(objectSid={escape_bytes(sid)})" for sid in token_groups) + ")"
         names = set()
         for _, attributes in self._search(

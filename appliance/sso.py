@@ -366,16 +366,21 @@ class OidcIdentity:
             raise Unauthorized("unknown or already used sign-in state")
         if pending.expires_at <= self._clock():
             raise Unauthorized("the sign-in took longer than 10 minutes")
-        user = self.client.user_of(self.client.exchange(code, pending))
-        local = self._directory.find(user.name)
-        if local is not None and local.admin:
-            raise Unauthorized(f"{user.name} is a local admin's name: they sign in with the form")
+        user = self._not_a_local_admin(self.client.user_of(self.client.exchange(code, pending)))
         with self._lock:
             self._signed_in[user.name] = user
         return user
 
     def user_of_access_token(self, token: str) -> User:
-        return self.client.user_of(self.client.access_token_claims(token))
+        """The user the provider's access token stands for (Unauthorized: why not)."""
+        return self._not_a_local_admin(self.client.user_of(self.client.access_token_claims(token)))
+
+    def _not_a_local_admin(self, user: User) -> User:
+        """`user`, unless a local admin has their name: that name is the admin's alone."""
+        local = self._directory.find(user.name)
+        if local is not None and local.admin:
+            raise Unauthorized(f"{user.name} is a local admin's name: they sign in with the form")
+        return user
 
 
 def build_oidc_identity(settings: Settings, directory: UserDirectory) -> OidcIdentity:

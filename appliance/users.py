@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import InvalidUser, UnknownUser
-from retrieval.access import EVERYONE, Scope
+from retrieval.access import EVERYONE, SIDS_UNKNOWN, Scope
 from settings import Settings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -92,10 +92,8 @@ class User:
     @property
     def principals(self) -> frozenset[str]:
         groups = (*self.groups, *self.share_groups)
-        return frozenset({
-            f"user:{self.name}", EVERYONE, *(f"group:{g}" for g in groups),
-            *(f"sid:{sid}" for sid in self.sids),
-        })  # fmt: skip
+        sids = [f"sid:{sid}" for sid in self.sids] or [SIDS_UNKNOWN]
+        return frozenset({f"user:{self.name}", EVERYONE, *(f"group:{g}" for g in groups), *sids})
 
     @property
     def scope(self) -> Scope:

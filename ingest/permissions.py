@@ -84,7 +84,7 @@ from typing import NamedTuple
 from ingest import ntacl
 from ingest.errors import IngestError
 from ingest.share_files import Handle, Identity, OpenedFile, ShareOpener
-from retrieval.access import EVERYONE, denied
+from retrieval.access import EVERYONE, SIDS_UNKNOWN, denied
 from settings import Settings
 
 # Every failure reason this module gives starts so; the pipeline retries such files each run.
@@ -422,6 +422,9 @@ def descriptor_readers(descriptor: bytes, sid_map: Mapping[str, str]) -> frozens
         refused = _sid_principal(sid, sid_map)
         if refused is not None:
             acl.add(denied(refused))
+            if refused.startswith("sid:"):
+                # Users whose SIDs are unknown (local, single sign-on) may be the one refused.
+                acl.add(denied(SIDS_UNKNOWN))
         elif not _held_by_nobody(sid):
             return frozenset()  # a class whose members are unknown here: fail closed
     return frozenset(acl)

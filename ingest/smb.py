@@ -67,7 +67,7 @@ from ingest.crawler import CrawlResult
 from ingest.errors import BadIngestRoot
 from ingest.permissions import UnreadablePermissions, descriptor_readers
 from ingest.share_files import FileChanged
-from ingest.workers import ParseSource, remove_abandoned_folders
+from ingest.workers import ParseSource, private_folder_prefix, remove_abandoned_folders
 from settings import SecretFileError, SmbSettings, read_secret
 
 SCHEME = "smb://"
@@ -224,7 +224,7 @@ class Spool:
         if self._folder is None:
             self._parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             remove_abandoned_folders(self._parent, SPOOL_PREFIX)
-            self._folder = tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}-{os.getpid()}-",
+            self._folder = tempfile.mkdtemp(prefix=private_folder_prefix(SPOOL_PREFIX),
                                             dir=self._parent)  # fmt: skip
         return tempfile.mkstemp(suffix=suffix, dir=self._folder)
 

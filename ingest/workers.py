@@ -272,7 +272,7 @@ class ParserPool:
             parent = self._scratch or Path(tempfile.gettempdir())
             parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             remove_abandoned_folders(parent, POOL_PREFIX)
-            self._folder = tempfile.mkdtemp(prefix=f"{POOL_PREFIX}-{os.getpid()}-", dir=parent)
+            self._folder = tempfile.mkdtemp(prefix=private_folder_prefix(POOL_PREFIX), dir=parent)
         return self._folder
 
     def _done(self, worker: _Worker) -> None:
@@ -334,20 +334,42 @@ class ParserPool:
         self._workers.remove(worker)
 
 
+def private_folder_prefix(prefix: str) -> str:
+    """The start of the name of a private folder (a pool's, a spool's) of this process:
+    `prefix-PID.START-`, START being when the process started (in clock ticks since boot), so
+    that a later process with the same PID (a container's PID 1 after a restart) does not pass
+    for the one that made the folder."""
+    return f"{prefix}-{os.getpid()}.{_started(os.getpid())}-"
+
+
 def remove_abandoned_folders(parent: Path, prefix: str) -> None:
-    """Remove the private folders named `prefix-PID-…` (a pool's, a spool's) whose process is
-    gone (a run killed outright)."""
-    pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)-")
+    """Remove the private folders named by `private_folder_prefix` (or `prefix-PID-`, as
+    before) whose process is gone (a run killed outright)."""
+    pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)(?:\.(\d+))?-")
     for entry in parent.iterdir():
         found = pattern.match(entry.name)
         if found is None or not entry.is_dir() or entry.is_symlink():
             continue
+        pid = int(found[1])
         try:
-            os.kill(int(found[1]), 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             shutil.rmtree(entry, ignore_errors=True)
+            continue
         except PermissionError:
             continue  # a live process of another account
+        if found[2] is not None and found[2] != _started(pid):
+            shutil.rmtree(entry, ignore_errors=True)  # another process has that PID now
+
+
+def _started(pid: int) -> str:
+    """When the process started, in clock ticks since boot (/proc's `starttime`); "0" where
+    /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "0"
+    return stat.rsplit(")", 1)[-1].split()[19]
 
 
 def _children(pid: int) -> list[int]:

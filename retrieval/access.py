@@ -6,9 +6,11 @@ written `deny:` and the principal (`deny:group:interns`, `deny:everyone`). A sco
 principals sees an ACL that allows at least one of them and denies none of them: a deny
 entry wins over every allow, as NTFS decides when the order of its entries is ignored.
 Every user holds `everyone`, so `deny:everyone` hides a chunk from every scope but the
-operator's. An empty set of principals sees nothing. The host operator's unrestricted scope
-is a separate, explicit value that sees everything, so that "nobody" can never be mistaken
-for "everybody".
+operator's. A user whose security identifiers are not known (a local or single sign-on
+account) holds `SIDS_UNKNOWN` instead of `sid:` principals: an ACL that denies a domain SID
+also denies `SIDS_UNKNOWN`, since whether that deny names such a user cannot be told. An
+empty set of principals sees nothing. The host operator's unrestricted scope is a separate,
+explicit value that sees everything, so that "nobody" can never be mistaken for "everybody".
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 EVERYONE = "everyone"
 DENY_PREFIX = "deny:"
+SIDS_UNKNOWN = "sids:unknown"
 
 
 def denied(principal: str) -> str:

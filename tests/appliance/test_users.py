@@ -38,7 +38,13 @@ def test_a_user_signs_in_and_gets_its_principals(tmp_path: Path, quick_hashes: N
     users.add("alice", "s3cret-pass", ["finance", "staff"], admin=True)
     user = users.authenticate("alice", "s3cret-pass")
     assert user is not None and user.admin
-    assert user.principals == {"user:alice", "group:finance", "group:staff", "everyone"}
+    assert user.principals == {
+        "user:alice",
+        "group:finance",
+        "group:staff",
+        "everyone",
+        "sids:unknown",
+    }
     assert users.authenticate("alice", "wrong-pass") is None
     assert users.authenticate("mallory", "s3cret-pass") is None
 

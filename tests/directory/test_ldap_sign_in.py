@@ -569,3 +569,31 @@ def test_an_open_session_waits_while_the_directory_is_down_and_goes_on_after(
     assert len(at.chat_input) == 0 and at.session_state["user"].name == ERIKA
     at.run(timeout=60)
     assert len(at.chat_input) == 1 and not at.error
+
+
+def test_a_service_account_that_may_not_read_token_groups_fails_closed(
+    domain: SambaDomain,
+    service_password_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Active Directory always lists the primary group: an empty tokenGroups is a service
+    account without the right to read it (injected), and groups it would miss would miss
+    their denies too."""
+    appliance = Appliance(Parts(ldap_settings(tmp_path / "data", domain, service_password_file)))
+    identity = appliance.parts.identity
+    search = identity._search  # type: ignore[attr-defined]
+
+    def without_token_groups(
+        service: Any, base: str, query: str, scope: str, attributes: list[str]
+    ) -> list[tuple[str, Any]]:
+        found = search(service, base, query, scope, attributes)
+        if attributes == ["tokenGroups"]:
+            return [(dn, {"tokenGroups": []}) for dn, _ in found]
+        return found  # fmt: skip
+
+    monkeypatch.setattr(identity, "_search", without_token_groups)
+    assert appliance.sign_in(ERIKA, PASSWORD, OFFICE).outcome == "unavailable"
+    (failed,) = events(appliance, "login_failed")
+    assert "tokenGroups" in failed.detail["error"]
+    appliance.close()

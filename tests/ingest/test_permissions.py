@@ -370,7 +370,13 @@ def test_the_group_mapping_reaches_every_way_a_user_is_built(
 ) -> None:
     erin = directory.get("erin")
     assert erin.share_groups == (FIN,)
-    assert erin.principals == {"user:erin", "everyone", "group:finance-team", f"group:{FIN}"}
+    assert erin.principals == {
+        "user:erin",
+        "everyone",
+        "group:finance-team",
+        f"group:{FIN}",
+        "sids:unknown",
+    }
     signed_in = build_identity(settings).authenticate("erin", "a-long-password")
     assert signed_in is not None and f"group:{FIN}" in signed_in.principals
     assert f"group:{FIN}" not in UserDirectory(settings.users_path, {}).get("erin").principals
@@ -378,7 +384,7 @@ def test_the_group_mapping_reaches_every_way_a_user_is_built(
     from_environment = UserDirectory(settings.users_path).get("erin")
     assert from_environment.share_groups == (HR,)
     assert User("erin", ("finance-team",), False).principals == {
-        "user:erin", "everyone", "group:finance-team"
+        "user:erin", "everyone", "group:finance-team", "sids:unknown"
     }  # fmt: skip
 
 

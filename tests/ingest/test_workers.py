@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -219,3 +220,17 @@ def test_a_child_just_forked_does_not_count_its_parents_memory_twice() -> None:
     finally:
         workers._kill_tree(process.pid)
         process.wait()
+
+
+def test_a_folder_of_an_earlier_process_with_the_same_pid_is_abandoned(tmp_path: Path) -> None:
+    """A container's `rag ingest` is PID 1 after every restart: the PID alone cannot tell
+    the folder a killed run left from the running one's."""
+    from ingest.workers import private_folder_prefix, remove_abandoned_folders
+
+    ours = tmp_path / f"{private_folder_prefix('spool')}current"
+    earlier = tmp_path / f"spool-{os.getpid()}.1-left-by-the-process-before-a-restart"
+    for folder in (ours, earlier):
+        folder.mkdir()
+        (folder / "copy.pdf").write_bytes(b"%PDF- a share's file")
+    remove_abandoned_folders(tmp_path, "spool")
+    assert sorted(tmp_path.iterdir()) == [ours]

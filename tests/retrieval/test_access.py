@@ -36,3 +36,15 @@ def test_a_scope_may_read_an_acl_that_allows_one_of_its_principals_and_denies_no
 def test_the_operator_may_read_any_acl_even_one_denying_everyone() -> None:
     assert Scope.operator().may_read({denied(EVERYONE)})
     assert Scope.operator().may_read(set())
+
+
+def test_a_deny_of_a_domain_sid_hides_the_file_from_users_whose_sids_are_unknown() -> None:
+    from appliance.users import User
+
+    acl = {"everyone", "deny:sid:S-1-5-21-1-2-3-1150", "deny:sids:unknown"}
+    local = User("ivan", ("interns",), False)
+    directory_intern = User("ivan", ("Interns",), False, sids=("S-1-5-21-1-2-3-1150",))
+    directory_other = User("olga", ("Staff",), False, sids=("S-1-5-21-1-2-3-1104",))
+    assert not local.scope.may_read(acl)
+    assert not directory_intern.scope.may_read(acl)
+    assert directory_other.scope.may_read(acl)

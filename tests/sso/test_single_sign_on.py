@@ -171,6 +171,14 @@ def test_single_sign_on_refuses_the_name_of_a_local_admin(appliance: Appliance) 
     )
 
 
+def test_an_access_token_in_a_local_admins_name_is_refused(
+    appliance: Appliance, openid_provider: OpenIdProvider
+) -> None:
+    token = provider_access_token(openid_provider, BREAK_GLASS[0])
+    with pytest.raises(Unauthorized, match="local admin's name"):
+        appliance.authenticate(token, "api")
+
+
 class _DoctoredDiscovery(BaseHTTPRequestHandler):
     """An issuer whose discovery document puts its signing keys on another origin."""
 
