@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route
 
 from settings import PROJECT_ROOT, Settings
 from tests.conftest import SAMPLE_SHARE, free_port, make_settings
@@ -169,22 +169,6 @@ def browser_ui(
         yield BrowserUI(url, settings, reader, outsider, admin)
     finally:
         ui_process(settings).stop()
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="session")
-def chromium(playwright: Playwright) -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium is not installed: apt-get install chromium")
-    browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-    yield browser
-    browser.close()
 
 
 @dataclass

@@ -6,8 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-# The browser tests' real Chromium, for domain users signing in through the UI.
-from tests.browser.conftest import chromium, playwright  # noqa: F401
 from tests.directory.samba_domain import SambaDomain, samba_available
 
 

@@ -31,7 +31,6 @@ import httpx
 import pytest
 
 from settings import PROJECT_ROOT, Settings
-from tests.browser.conftest import chromium, playwright  # noqa: F401 (shared fixtures)
 from tests.conftest import free_port, make_settings
 
 PROVIDER_DIR = PROJECT_ROOT / "tests" / "sso" / "provider"
