@@ -249,19 +249,22 @@ class Appliance:
     def sign_in(self, name: str, password: str, address: str | None) -> SignInResult:
         return self.parts.sign_in_guard.sign_in(self.parts.identity, name, password, address)
 
-    def start_single_sign_on(self) -> str:
-        """The OpenID provider's URL that a browser signs in at; it comes back to
-        `identity.oidc.redirect_url` with a code and the state, for `finish_single_sign_on`
-        within 10 minutes. ProviderError when the provider can't be used."""
+    def start_single_sign_on(self) -> tuple[str, str]:
+        """The OpenID provider's URL that a browser signs in at, and the key that browser
+        must keep (a cookie); it comes back to `identity.oidc.redirect_url` with a code and
+        the state, for `finish_single_sign_on` within 10 minutes. ProviderError when the
+        provider can't be used."""
         return self._single_sign_on().start_sign_in()
 
-    def finish_single_sign_on(self, code: str, state: str, address: str | None) -> User:
+    def finish_single_sign_on(
+        self, code: str, state: str, address: str | None, browser_key: str
+    ) -> User:
         """The user the provider signed in, audited as `login` (`via`: oidc). Raises
         Unauthorized for an unknown, used or expired state or a token that does not validate,
         ProviderError when the provider can't be used; both audited as `login_failed` with
         the reason."""
         try:
-            user = self._single_sign_on().finish_sign_in(code, state)
+            user = self._single_sign_on().finish_sign_in(code, state, browser_key)
         except (Unauthorized, ProviderError) as exc:
             self.parts.audit.record(
                 "unknown", "login_failed", {"reason": str(exc), "address": address, "via": "oidc"}

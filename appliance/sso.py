@@ -12,8 +12,11 @@ admins still sign in.
 
 A sign-in: `OidcIdentity.start_sign_in` gives the provider's authorization URL (PKCE S256,
 `state`, `nonce`) and keeps what the answer must match (the pending sign-in) in this process
-for 10 minutes, for one use: the browser comes back in a new UI session. `finish_sign_in`
-takes the code and the state the browser came back with, exchanges the code for tokens (the
+for 10 minutes, for one use: the browser comes back in a new UI session. It also gives a
+browser key, which the UI keeps in a cookie of the browser that starts the sign-in; the
+pending sign-in holds only its hash. `finish_sign_in` takes the code, the state and the key
+the browser came back with (a sign-in started in another browser, as in a forged link that
+would sign the victim in as the forger, is refused), exchanges the code for tokens (the
 client secret from `identity.oidc.client_secret_file`, sent as HTTP basic authentication), and
 validates the ID token: signature (an asymmetric algorithm, a key of the issuer's), `iss`,
 `aud` holding the client id, `exp`, and the `nonce` of that sign-in.
@@ -30,6 +33,8 @@ may read.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import secrets
 import ssl
@@ -80,6 +85,7 @@ class PendingSignIn:
     nonce: str
     code_verifier: str
     expires_at: float
+    browser_key_hash: str = ""  # of the key the browser that started it keeps
 
 
 class OidcClient:
@@ -346,9 +352,12 @@ class OidcIdentity:
         with self._lock:
             return self._signed_in.get(name)
 
-    def start_sign_in(self) -> str:
-        """The provider's authorization URL for a new sign-in (kept pending, see the module)."""
+    def start_sign_in(self) -> tuple[str, str]:
+        """The provider's authorization URL for a new sign-in (kept pending, see the module),
+        and the key the browser that follows it must come back with."""
         url, pending = self.client.authorization_url()
+        browser_key = secrets.token_urlsafe(32)
+        pending = replace(pending, browser_key_hash=_hash(browser_key))
         now = self._clock()
         with self._lock:
             for state in [s for s, p in self._pending.items() if p.expires_at <= now]:
@@ -356,14 +365,22 @@ class OidcIdentity:
             while len(self._pending) >= _MAX_PENDING:
                 del self._pending[next(iter(self._pending))]
             self._pending[pending.state] = pending
-        return url
+        return url, browser_key
 
-    def finish_sign_in(self, code: str, state: str) -> User:
-        """The user the provider signed in (Unauthorized: why not). A state is good once."""
+    def finish_sign_in(self, code: str, state: str, browser_key: str) -> User:
+        """The user the provider signed in (Unauthorized: why not). A state is good once, and
+        only in the browser that started the sign-in."""
         with self._lock:
-            pending = self._pending.pop(state, None)
+            pending = self._pending.get(state)
+            # A browser without the key leaves the sign-in to the one that started it.
+            if pending is not None and hmac.compare_digest(
+                pending.browser_key_hash, _hash(browser_key)
+            ):
+                del self._pending[state]
         if pending is None:
             raise Unauthorized("unknown or already used sign-in state")
+        if not hmac.compare_digest(pending.browser_key_hash, _hash(browser_key)):
+            raise Unauthorized("the sign-in was started in another browser")
         if pending.expires_at <= self._clock():
             raise Unauthorized("the sign-in took longer than 10 minutes")
         user = self._not_a_local_admin(self.client.user_of(self.client.exchange(code, pending)))
@@ -381,6 +398,10 @@ class OidcIdentity:
         if local is not None and local.admin:
             raise Unauthorized(f"{user.name} is a local admin's name: they sign in with the form")
         return user
+
+
+def _hash(browser_key: str) -> str:
+    return hashlib.sha256(browser_key.encode()).hexdigest()
 
 
 def build_oidc_identity(settings: Settings, directory: UserDirectory) -> OidcIdentity:

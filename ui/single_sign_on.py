@@ -2,12 +2,14 @@
 button that takes the browser there, and the page load that brings it back.
 
 The provider sends the browser back to `identity.oidc.redirect_url` with `code` and `state`
-in the query, in a new session: the appliance finishes the sign-in it started (whichever
-session started it), the query is cleared, and the app shows."""
+in the query, in a new session: the appliance finishes the sign-in it started if the browser
+holds that sign-in's key (`BROWSER_KEY_COOKIE`, set with the button), the query is cleared,
+and the app shows."""
 
 from __future__ import annotations
 
 import html
+import json
 import time
 
 import streamlit as st
@@ -16,6 +18,10 @@ from appliance.errors import ProviderError, Unauthorized
 from appliance.sso import PENDING_SECONDS
 from ui import resources
 from ui.session import _client_address, begin_session, t
+
+# The browser that starts a sign-in keeps its key here; Lax, so it comes back with the
+# provider's redirect (a top-level navigation), and for the 10 minutes a sign-in may take.
+BROWSER_KEY_COOKIE = "rag-sso-key"
 
 _BUTTON_STYLE = (
     "display:inline-block;padding:0.5rem 1rem;border-radius:0.5rem;"
@@ -35,7 +41,10 @@ def finish_from_redirect() -> None:
         st.error(t("sso_failed"))
         return
     try:
-        user = resources.appliance().finish_single_sign_on(code, state, _client_address())
+        browser_key = st.context.cookies.get(BROWSER_KEY_COOKIE, "")
+        user = resources.appliance().finish_single_sign_on(
+            code, state, _client_address(), browser_key
+        )
     except (Unauthorized, ProviderError):
         st.error(t("sso_failed"))
         return
@@ -48,11 +57,20 @@ def sign_in_button() -> None:
     started_at = st.session_state.get("sso_started_at", 0.0)
     if time.time() - started_at > PENDING_SECONDS / 2 or "sso_url" not in st.session_state:
         try:
-            st.session_state.sso_url = resources.appliance().start_single_sign_on()
+            url, key = resources.appliance().start_single_sign_on()
         except ProviderError:
             st.warning(t("sso_unavailable"))
             return
+        st.session_state.sso_url, st.session_state.sso_key = url, key
         st.session_state.sso_started_at = time.time()
+    secure = (
+        "; Secure" if resources.settings().identity.oidc.redirect_url.startswith("https:") else ""
+    )
+    cookie = f"{BROWSER_KEY_COOKIE}={st.session_state.sso_key}; path=/; max-age={PENDING_SECONDS}"
+    st.html(
+        f"<script>document.cookie = {json.dumps(cookie + '; SameSite=Lax' + secure)};</script>",
+        unsafe_allow_javascript=True,
+    )
     url = html.escape(st.session_state.sso_url, quote=True)
     label = html.escape(t("sso_sign_in"))
     st.markdown(

@@ -65,8 +65,11 @@ def appliance(
 
 
 def single_sign_on(appliance: Appliance, login: str) -> User:
-    back = sign_in_at_provider(appliance.start_single_sign_on(), login)
-    return appliance.finish_single_sign_on(back.query["code"], back.query["state"], "127.0.0.1")
+    url, key = appliance.start_single_sign_on()
+    back = sign_in_at_provider(url, login)
+    return appliance.finish_single_sign_on(
+        back.query["code"], back.query["state"], "127.0.0.1", key
+    )
 
 
 def readable(appliance: Appliance, user: User) -> set[str]:
@@ -81,7 +84,8 @@ def last_event(appliance: Appliance, action: str) -> dict[str, Any]:
 
 
 def test_the_authorization_url_sends_pkce_state_and_nonce(appliance: Appliance) -> None:
-    url = appliance.start_single_sign_on()
+    url, key = appliance.start_single_sign_on()
+    assert len(key) >= 32 and key not in url  # the browser's key never travels to the provider
     query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     assert query["code_challenge_method"] == "S256"
     assert len(query["code_challenge"]) == 43  # base64url of SHA-256, no padding
@@ -118,11 +122,12 @@ def test_a_member_of_an_admin_group_is_an_admin(appliance: Appliance) -> None:
 
 
 def test_a_replayed_state_is_refused_and_audited(appliance: Appliance) -> None:
-    back = sign_in_at_provider(appliance.start_single_sign_on(), "erika")
+    url, key = appliance.start_single_sign_on()
+    back = sign_in_at_provider(url, "erika")
     code, state = back.query["code"], back.query["state"]
-    appliance.finish_single_sign_on(code, state, "127.0.0.1")
+    appliance.finish_single_sign_on(code, state, "127.0.0.1", key)
     with pytest.raises(Unauthorized, match="unknown or already used"):
-        appliance.finish_single_sign_on(code, state, "127.0.0.1")
+        appliance.finish_single_sign_on(code, state, "127.0.0.1", key)
     failed = last_event(appliance, "login_failed")
     assert failed["via"] == "oidc" and "already used" in failed["reason"]
 
@@ -132,11 +137,23 @@ def test_a_state_from_another_appliance_process_is_refused(
 ) -> None:
     other = Appliance(Parts(openid_provider.settings(sso_data)))
     try:
-        back = sign_in_at_provider(other.start_single_sign_on(), "erika")
+        url, key = other.start_single_sign_on()
+        back = sign_in_at_provider(url, "erika")
     finally:
         other.close()
     with pytest.raises(Unauthorized, match="unknown or already used"):
-        appliance.finish_single_sign_on(back.query["code"], back.query["state"], None)
+        appliance.finish_single_sign_on(back.query["code"], back.query["state"], None, key)
+
+
+def test_a_sign_in_finished_in_another_browser_is_refused(appliance: Appliance) -> None:
+    """A forged link: the forger signs in at the provider and sends the link back to the
+    appliance to someone else, whose browser lacks the key of the forger's sign-in."""
+    url, _ = appliance.start_single_sign_on()
+    back = sign_in_at_provider(url, "hanna")
+    with pytest.raises(Unauthorized, match="started in another browser"):
+        appliance.finish_single_sign_on(back.query["code"], back.query["state"], None, "")
+    failed = last_event(appliance, "login_failed")
+    assert "another browser" in failed["reason"]
 
 
 def test_a_sign_in_finished_after_ten_minutes_is_refused(
@@ -146,10 +163,11 @@ def test_a_sign_in_finished_after_ten_minutes_is_refused(
     now = [time.time()]
     client = OidcClient(settings.identity.oidc, {}, clock=lambda: now[0])
     identity = OidcIdentity(client, UserDirectory(settings.users_path, {}), clock=lambda: now[0])
-    back = sign_in_at_provider(identity.start_sign_in(), "erika")
+    url, key = identity.start_sign_in()
+    back = sign_in_at_provider(url, "erika")
     now[0] += 601
     with pytest.raises(Unauthorized, match="longer than 10 minutes"):
-        identity.finish_sign_in(back.query["code"], back.query["state"])
+        identity.finish_sign_in(back.query["code"], back.query["state"], key)
 
 
 def test_only_local_admins_sign_in_with_a_password_and_it_is_audited_as_break_glass(

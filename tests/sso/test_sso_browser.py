@@ -155,3 +155,24 @@ def test_coming_back_with_a_used_state_does_not_sign_in(
     expect(browser.get_by_text("Single sign-on did not complete")).to_be_visible(timeout=60_000)
     expect(sidebar.get_by_text("Signed in as hanna")).to_have_count(0)
     shots.take(browser, "replayed-state")
+
+
+def test_a_browser_without_the_sign_ins_key_is_not_signed_in(
+    page: tuple[Page, Screenshots], sso_ui: SsoUI
+) -> None:
+    """Login CSRF: a forger signs in at the provider and sends the link back to the appliance
+    to someone else, whose browser lacks the key the sign-in's own browser keeps. Here the
+    browser loses its key between the button and the provider's return."""
+    browser, shots = page
+    browser.goto(sso_ui.url)
+    button = browser.get_by_role("link", name=SSO_BUTTON)
+    expect(button).to_be_visible(timeout=60_000)
+    assert any(c["name"] == "rag-sso-key" for c in browser.context.cookies(sso_ui.url))
+    browser.context.clear_cookies()
+    button.click()
+    browser.locator('input[name="login"]').fill("hanna")
+    browser.locator('input[name="password"]').fill("any password")
+    browser.get_by_role("button", name="Sign-in").click()
+    expect(browser.get_by_text("Single sign-on did not complete")).to_be_visible(timeout=60_000)
+    expect(browser.get_by_text("Signed in as hanna")).to_have_count(0)
+    shots.take(browser, "no-key")
