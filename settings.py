@@ -218,7 +218,7 @@ class IngestSettings(_Section):
         default_factory=list,
         description="The file shares an admin can start an ingestion run of from the UI, as a "
         "JSON list of mounted folders and `smb://server/share/path` URLs: "
-        "`RAG_INGEST__SHARES='[\"/mnt/share\", \"smb://fs1/docs\"]'`.",
+        '`RAG_INGEST__SHARES=\'["/mnt/share", "smb://fs1/docs"]\'`.',
     )
 
 
