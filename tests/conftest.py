@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import shutil
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,3 +167,30 @@ def chromium() -> Iterator[Any]:
         browser = driver.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         yield browser
         browser.close()
+
+
+@contextlib.contextmanager
+def serving_api(env: dict[str, str]) -> Iterator[str]:
+    """`rag serve` run with `env` (which names RAG_API__PORT), until the block ends: its URL,
+    once it answers /healthz."""
+    import httpx
+
+    server = subprocess.Popen(
+        [str(RAG), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{env['RAG_API__PORT']}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "healthz", timeout=2, trust_env=False).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            assert time.monotonic() < deadline, "rag serve did not come up"
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import pytest
 from appliance.audit import AuditLog
 from ops.api.limits import RateLimiter
 from settings import Settings
-from tests.conftest import RAG, SAMPLE_SHARE, free_port, make_settings
+from tests.conftest import RAG, SAMPLE_SHARE, free_port, make_settings, serving_api
 
 pytestmark = [
     pytest.mark.integration,
@@ -86,26 +85,10 @@ def api(tmp_path_factory: pytest.TempPathFactory, llm_settings: Settings) -> Ite
         assert done.returncode == 0, done.stderr
     alice = rag_json(env, "tokens", "create", "alice", "--name", "sdk")["token"]
     bob = rag_json(env, "tokens", "create", "bob", "--expires-days", "30")["token"]
-    server = subprocess.Popen(
-        [str(RAG), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{env['RAG_API__PORT']}/"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "healthz", trust_env=False, timeout=2).is_success:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            assert time.monotonic() < deadline, "rag serve did not come up"
-            time.sleep(0.5)
-        settings = make_settings(root / "data")
-        yield Api(url, env, share, settings, alice, bob)
+        with serving_api(env) as url:
+            yield Api(url, env, share, make_settings(root / "data"), alice, bob)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         subprocess.run(["groupdel", FIN], capture_output=True)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from appliance.errors import DirectoryUnavailable, ProviderError, Unauthorized
 from appliance.root import Parts
 from appliance.sso import OidcClient, OidcIdentity
 from appliance.users import User, UserDirectory
-from tests.conftest import RAG, free_port, make_settings
+from tests.conftest import free_port, make_settings, serving_api
 from tests.sso.conftest import (
     ADMIN_GROUP,
     CLIENT_ID,
@@ -251,25 +250,8 @@ def api_url(openid_provider: OpenIdProvider, sso_data: Path, local_users: None) 
         "RAG_DATA_DIR": str(sso_data), "RAG_API__PORT": str(port),
         "RAG_API__REQUESTS_PER_MINUTE": "1000", **openid_provider.environment(),
     }  # fmt: skip
-    server = subprocess.Popen(
-        [str(RAG), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "healthz", timeout=2, trust_env=False).is_success:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            assert time.monotonic() < deadline, "rag serve did not come up"
-            time.sleep(0.5)
+    with serving_api(env) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def api_search(api_url: str, token: str) -> httpx.Response:
