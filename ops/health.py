@@ -316,6 +316,7 @@ def check_identity(settings: Settings) -> dict[str, Any]:
     its discovery document from the issuer."""
     from appliance.errors import ApplianceError
     from appliance.identity import build_identity
+    from appliance.users import build_user_directory
 
     provider = settings.identity.provider
     servers = settings.identity.ldap.url if provider == "ldap" else settings.identity.oidc.issuer
@@ -323,8 +324,9 @@ def check_identity(settings: Settings) -> dict[str, Any]:
         local, why = url_locality(url)
         if not local:
             return _check(f"identity_{provider}", False, f"not contacted: {why}")
+    directory = build_user_directory(settings)
     try:
-        identity = build_identity(settings)
+        identity = build_identity(settings, directory)
         if provider == "ldap":
             identity.lookup(_PROBE_NAME)
             detail = f"the directory answers the service account ({settings.identity.ldap.url})"
@@ -332,10 +334,15 @@ def check_identity(settings: Settings) -> dict[str, Any]:
             from appliance.sso import OidcIdentity
 
             assert isinstance(identity, OidcIdentity)
-            endpoint = identity.client.discovery()["authorization_endpoint"]
+            try:
+                endpoint = identity.client.discovery()["authorization_endpoint"]
+            finally:
+                identity.client.close()
             detail = f"the OpenID provider's discovery document names {endpoint}"
     except (ApplianceError, SecretFileError, OSError) as exc:
         return _check(f"identity_{provider}", False, str(exc))
+    finally:
+        directory.close()
     return _check(f"identity_{provider}", True, detail)
 
 
