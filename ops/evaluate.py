@@ -31,14 +31,17 @@ import math
 import shutil
 import time
 import unicodedata
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from llm.answer import Answer
+from llm.answer import Answer, PreparedQuestion
+from llm.client import Message
 from retrieval.access import Scope
 from retrieval.models import Hit
 
@@ -252,8 +255,19 @@ class Searcher(Protocol):
     def search(self, query: str, scope: Scope, k: int) -> list[Hit]: ...
 
 
+class Completer(Protocol):
+    def complete(self, messages: Sequence[Message]) -> str: ...
+
+
 class Responder(Protocol):
-    def answer(self, question: str, scope: Scope) -> Answer: ...
+    """The answerer in its three steps, so that the model's replies can be awaited together."""
+
+    @property
+    def chat(self) -> Completer: ...
+
+    def prepare(self, question: str, scope: Scope) -> PreparedQuestion: ...
+
+    def finish(self, prepared: PreparedQuestion, text: str) -> Answer: ...
 
 
 class Progress(Protocol):
@@ -270,18 +284,42 @@ def run(
     answerer: Responder | None,
     scope: Scope,
     progress: Progress | None = None,
+    parallel: int = 1,
 ) -> list[Outcome]:
-    """Each question to the retriever (top 10) and, unless `answerer` is None, to the answerer."""
-    outcomes = []
+    """Each question to the retriever (top 10) and, unless `answerer` is None, to the answerer,
+    with up to `parallel` questions awaiting the model at once (the server batches them); the
+    outcomes come in the questions' order and are the same as one question at a time."""
+    outcomes: list[Outcome] = []
+    waiting: deque[tuple[Golden, list[Hit], PreparedQuestion, Future[str] | None]] = deque()
+
+    def finish_oldest() -> None:
+        golden, hits, prepared, reply = waiting.popleft()
+        assert answerer is not None
+        answer = answerer.finish(prepared, reply.result() if reply else "")
+        outcomes.append(Outcome(golden, hits, answer))
+        if progress:
+            progress.advance()
+
     if progress:
         progress.start(len(questions))
     try:
-        for golden in questions:
-            hits = retriever.search(golden.question, scope, SEARCH_DEPTH)
-            answer = answerer.answer(golden.question, scope) if answerer else None
-            outcomes.append(Outcome(golden, hits, answer))
-            if progress:
-                progress.advance()
+        with ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
+            for golden in questions:
+                hits = retriever.search(golden.question, scope, SEARCH_DEPTH)
+                if answerer is None:
+                    outcomes.append(Outcome(golden, hits))
+                    if progress:
+                        progress.advance()
+                    continue
+                prepared = answerer.prepare(golden.question, scope)
+                reply = None
+                if prepared.messages is not None:
+                    reply = pool.submit(answerer.chat.complete, prepared.messages)
+                waiting.append((golden, hits, prepared, reply))
+                if len(waiting) >= max(parallel, 1):
+                    finish_oldest()
+            while waiting:
+                finish_oldest()
     finally:
         if progress:
             progress.finish()

@@ -19,6 +19,13 @@ from ops.cli.base import (
 from settings import Settings
 
 _MISSES_SHOWN = 20
+EVAL_PARALLEL = 4  # questions awaiting the model at once: the server answers them as a batch
+
+
+def positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {value!r}")
+    return int(value)
 
 
 def search(args: argparse.Namespace, settings: Settings) -> Result:
@@ -73,7 +80,7 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> Result:
     progress = EvalProgress(sys.stderr) if not args.json and sys.stderr.isatty() else None
     started = time.monotonic()
     try:
-        outcomes = run(questions, layer.parts.retriever, answerer, scope, progress)
+        outcomes = run(questions, layer.parts.retriever, answerer, scope, progress, args.parallel)
     except LLMUnavailable as exc:
         raise CommandFailed(f"{exc}; {hint}") from exc
     return score(outcomes, time.monotonic() - started)
@@ -105,4 +112,11 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
                    help="measure the search only; the LLM is not called")  # fmt: skip
     p.add_argument("--split", choices=("dev", "test"), default=None,
                    help="only the questions of this split (a line without one is dev)")  # fmt: skip
+    p.add_argument(
+        "--parallel",
+        type=positive,
+        default=EVAL_PARALLEL,
+        metavar="N",
+        help=f"questions sent to the model at once (default {EVAL_PARALLEL})",
+    )
     p.add_argument("--user", default=None, help="act as this user")

@@ -3,9 +3,9 @@ namespace with only loopback, under strace.
 
     python -m tests.airgap.egress_driver OUT SHARE
 
-Runs `rag doctor`, `rag ingest SHARE` (OCR included), `rag up` (LLM server, API and UI),
-`rag doctor` again, `rag users add`, `rag ask`, `rag tokens create`, then the API as a user's
-tools call it (the OpenAI SDK: models, a chat completion, a streamed one; `/v1/search`; the
+Runs `rag doctor`, `rag ingest SHARE` (OCR included), `rag search`, `rag up` (LLM server, API
+and UI), `rag doctor` again, `rag users add`, `rag ask`, `rag tokens create`, then the API as a
+user's tools call it (the OpenAI SDK: models, a chat completion, a streamed one; `/v1/search`; the
 MCP SDK's client: the tools list and a `search` call), then a headless Chromium that signs in
 and asks one question, then `rag down`. Each step's result goes to OUT/results.json; the test
 reads it and the strace log. Exit status 0 when every step ran.
@@ -28,6 +28,7 @@ from ops.health import missing_switches
 from settings import OFFLINE_ENVIRONMENT
 
 HARBOUR_QUESTION = "What is the approved budget of the Harbour Renovation Project?"
+HARBOUR_SEARCH = "approved budget of the Harbour Renovation Project"
 ACCOUNT = ("egress-reader", "egress-reader-password")
 
 
@@ -183,6 +184,7 @@ def run(out: Path, share: Path) -> dict[str, Any]:
     try:
         results["doctor_before"] = rag("doctor")
         results["ingest"] = rag("ingest", str(share))
+        results["search"] = rag("search", HARBOUR_SEARCH, "--k", "1")
         results["up"] = rag("up")
         results["service_switches"] = service_switches(data_dir)
         results["doctor_up"] = rag("doctor")

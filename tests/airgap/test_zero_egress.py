@@ -1,10 +1,10 @@
 """Proof of zero egress: every socket call of every process, on the whole path, stays local.
 
-The integration test runs `tests.airgap.egress_driver` (doctor, ingest with OCR, `rag up`,
-ask, the API through the OpenAI and MCP SDKs with a user's token, a signed-in question in
-headless Chromium, `rag down`) inside a network namespace with only loopback, under `strace
--f`, which follows every process and thread: `rag`, the parser workers and Tesseract, the
-vLLM server and its engine, the API server (`rag serve`, which `rag up` starts) and its
+The integration test first shows that nothing outside answers in its network namespace (only
+loopback), then runs `tests.airgap.egress_driver` there (doctor, ingest with OCR, search, `rag
+up`, ask, the API through the OpenAI and MCP SDKs with a user's token, a signed-in question in
+headless Chromium, `rag down`) under `strace -f`, which follows every process and thread:
+`rag`, the parser workers and Tesseract, the vLLM server and its engine, the API server (`rag serve`, which `rag up` starts) and its
 worker threads, the SDK clients, Streamlit, Playwright and every Chromium process. The log
 is then judged by `tests.airgap.egress` (the rules are in its docstring): any destination
 outside loopback, any DNS, any name lookup a daemon answers, fails the test, naming the
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -171,7 +172,26 @@ def _environment(tmp_path: Path, out: Path) -> dict[str, str]:
     return env
 
 
-DRIVER = 'ip link set lo up && exec "$PYTHON" -m tests.airgap.egress_driver "$OUT" "$SHARE"'
+# Before the trace starts, the namespace is shown to be cut off: nothing outside answers and no
+# name resolves (an attempt made under the trace would count as egress).
+ISOLATION_PROBE = """
+import errno, socket
+for host, port in (("1.1.1.1", 443), ("10.0.0.1", 80)):
+    with socket.socket() as s:
+        s.settimeout(3)
+        assert s.connect_ex((host, port)) == errno.ENETUNREACH, host
+try:
+    socket.getaddrinfo("pypi.org", 443)
+    raise SystemExit("DNS resolved inside the namespace")
+except socket.gaierror:
+    pass
+print("isolated")
+"""
+DRIVER = (
+    'ip link set lo up && "$PYTHON" -c "$ISOLATION_PROBE" > "$OUT/probe.txt" && '
+    f'exec strace {shlex.join(STRACE_OPTIONS)} -o "$LOG" '
+    '"$PYTHON" -m tests.airgap.egress_driver "$OUT" "$SHARE"'
+)
 
 
 @pytest.mark.integration
@@ -184,12 +204,19 @@ def test_the_whole_path_makes_no_attempt_to_reach_outside_this_machine(tmp_path:
     share = tmp_path / "share"
     shutil.copytree(SAMPLE_SHARE, share)
     log = tmp_path / "strace.log"
-    env = _environment(tmp_path, out) | {"SHARE": str(share)}
-    command = ["unshare", "--net", "--", "strace", *STRACE_OPTIONS, "-o", str(log),
-               "bash", "-c", DRIVER]  # fmt: skip
+    env = _environment(tmp_path, out) | {
+        "SHARE": str(share), "LOG": str(log), "ISOLATION_PROBE": ISOLATION_PROBE
+    }  # fmt: skip
     run = subprocess.run(
-        command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=2700
+        ["unshare", "--net", "--", "bash", "-c", DRIVER],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=2700,
     )
+    assert (out / "probe.txt").exists(), run.stderr[-3000:]
+    assert (out / "probe.txt").read_text().strip() == "isolated"
     results = json.loads((out / "results.json").read_text())
     print(f"\nstrace log: {log} ({log.stat().st_size // 1024} KiB)")
 
@@ -224,12 +251,14 @@ def test_the_whole_path_makes_no_attempt_to_reach_outside_this_machine(tmp_path:
     assert before["egress"]["ok"], before["egress"]
     ingest = results["ingest"]["json"]
     assert (ingest["indexed"], ingest["failed"]) == (6, []), results["ingest"]
+    memo = str(share / "finance" / "harbour-renovation-memo.png")
+    searched = results["search"]
+    assert searched["exit"] == 0 and searched["json"]["hits"][0]["path"] == memo, searched
     assert results["service_switches"] == {"llm-server": [], "api": [], "ui": []}
     doctor_up = results["doctor_up"]
     assert doctor_up["exit"] == 0 and doctor_up["json"]["ok"] is True, doctor_up
     assert {"llm_server", "ui"} <= {c["name"] for c in doctor_up["json"]["checks"]}
     answer = results["ask"]["json"]
-    memo = str(share / "finance" / "harbour-renovation-memo.png")
     assert answer["refused"] is False and "4,750,000" in answer["answer"], answer
     assert [c["path"] for c in answer["citations"]] == [memo]
     assert results["token"] == {"exit": 0, "user": "egress-reader"}
