@@ -3,13 +3,14 @@
 The integration test first shows that nothing outside answers in its network namespace (only
 loopback), then runs `tests.airgap.egress_driver` there (doctor, ingest with OCR, search, `rag
 up`, ask, the API through the OpenAI and MCP SDKs with a user's token, a signed-in question in
-headless Chromium, `rag down`) under `strace -f`, which follows every process and thread:
-`rag`, the parser workers and Tesseract, the vLLM server and its engine, the API server (`rag serve`, which `rag up` starts) and its
-worker threads, the SDK clients, Streamlit, Playwright and every Chromium process. The log
-is then judged by `tests.airgap.egress` (the rules are in its docstring): any destination
-outside loopback, any DNS, any name lookup a daemon answers, fails the test, naming the
-process. The namespace alone would make such attempts fail quietly; the trace is what shows
-they are never made, and the test checks that it saw the API server's own calls.
+headless Chromium, `rag down`) under `strace -f`, which follows every process and thread: `rag`,
+the parser workers and Tesseract, the vLLM server and its engine, the API server (`rag serve`,
+which `rag up` starts) and its worker threads, the SDK clients, Streamlit, Playwright and every
+Chromium process. The log is then judged by `tests.airgap.egress` (the rules are in its
+docstring): any destination outside loopback, any DNS, any name lookup a daemon answers, fails
+the test, naming the process. The namespace alone would make such attempts fail quietly; the
+trace is what shows they are never made, and the test checks that it saw the API server's own
+calls.
 
 The other tests here check the judge itself on log lines of each kind.
 """
