@@ -6,13 +6,19 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from llm.answer import Answer, Citation
+from appliance.root import Parts
+from llm.answer import Answer, Answerer, Citation, PreparedQuestion
+from llm.client import Message
 from ops.evaluate import (
+    Completer,
     EvalProgress,
     Golden,
     GoldenFileError,
@@ -21,11 +27,13 @@ from ops.evaluate import (
     format_report,
     load_golden,
     path_matches,
+    run,
     score,
 )
+from retrieval.access import Scope
 from retrieval.models import Chunk, Hit
 from settings import Settings
-from tests.conftest import free_port
+from tests.conftest import free_port, make_settings
 from tests.ops.test_cli import assert_one_line_error, rag, rag_json
 
 SHARE = "/srv/share"
@@ -548,3 +556,57 @@ def test_rag_eval_with_the_real_llm_server_reports_the_answer_figures(
     assert report["refused_answerable"] == round(refused / 3, 4)
     cited_wrong = sum(m["kind"] == "citation" for m in misses)
     assert report["cited_right"] == round((3 - refused - cited_wrong) / 3, 4)
+
+
+class ChatAtABarrier:
+    """The real chat model, whose questions each wait until `together` of them have arrived: a
+    run that sends fewer at once breaks the barrier (after a minute) instead of passing."""
+
+    def __init__(self, chat: Completer, together: int) -> None:
+        self._chat = chat
+        self._barrier = threading.Barrier(together, timeout=60)
+
+    def complete(self, messages: Sequence[Message]) -> str:
+        self._barrier.wait()
+        return self._chat.complete(messages)
+
+
+class AnswererWithChat:
+    """The real answerer, its model's replies asked through `chat`."""
+
+    def __init__(self, answerer: Answerer, chat: Completer) -> None:
+        self._answerer = answerer
+        self.chat = chat
+
+    def prepare(self, question: str, scope: Scope) -> PreparedQuestion:
+        return self._answerer.prepare(question, scope)
+
+    def finish(self, prepared: PreparedQuestion, text: str) -> Answer:
+        return self._answerer.finish(prepared, text)
+
+
+@pytest.mark.integration
+def test_an_evaluation_sends_questions_to_the_model_together_and_keeps_their_order(
+    ingested: Settings, llm_settings: Settings, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(ingested.data_dir, data)
+    parts = Parts(make_settings(data, llm={"port": llm_settings.llm.port}))
+    harbour = QUESTIONS[1]
+    path = write_golden(tmp_path, *(json.dumps({**harbour, "id": f"h{n}"}) for n in range(4)))
+    answerer = AnswererWithChat(parts.answerer, ChatAtABarrier(parts.answerer.chat, together=2))
+    try:
+        outcomes = run(load_golden(path), parts.retriever, answerer, Scope.operator(), parallel=2)
+    finally:
+        parts.close()
+    assert [outcome.golden.item.id for outcome in outcomes] == ["h0", "h1", "h2", "h3"]
+    for outcome in outcomes:
+        assert outcome.answer is not None and "4,750,000" in outcome.answer.text
+
+
+def test_rag_eval_with_a_parallel_of_zero_exits_2(cli_env: dict[str, str], tmp_path: Path) -> None:
+    path = write_golden(tmp_path, json.dumps(QUESTIONS[0]))
+    result = rag(cli_env, "eval", str(path), "--parallel", "0")
+    assert result.returncode == 2
+    assert_one_line_error(result)
+    assert "--parallel" in result.stderr and "at least 1" in result.stderr
