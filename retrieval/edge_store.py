@@ -421,7 +421,13 @@ class _SharedShard:
         return lock_file
 
     def _others_waiting(self) -> bool:
-        for entry in os.scandir(self._path):
+        """Whether another handle waits for the shard; also when the folder can no longer be
+        listed (its path was removed or renamed): the shard is then handed back, never kept."""
+        try:
+            entries = list(os.scandir(self._path))
+        except OSError:
+            return True
+        for entry in entries:
             if entry.name.startswith(_WAITING_PREFIX) and entry.name != self._marker:
                 if _process_alive(entry.name):
                     return True
@@ -429,20 +435,28 @@ class _SharedShard:
         return False
 
     def _start_closer(self) -> None:
-        if self._closer is None or not self._closer.is_alive():
+        # Under the mutex, as the closer clears `_closer` under it when it stops: a shard taken
+        # just after a closer decided to stop always gets one of its own.
+        if self._closer is None:
             self._closer = threading.Thread(target=self._close_when_idle, daemon=True)
             self._closer.start()
 
     def _close_when_idle(self) -> None:
-        while True:
-            time.sleep(min(0.1, self._linger))
+        try:
+            while True:
+                time.sleep(min(0.1, self._linger))
+                with self._mutex:
+                    if self._shard is None or self._done_lingering():
+                        self.release()
+                        self._closer = None
+                        return
+        except BaseException:
             with self._mutex:
-                if self._shard is None:
-                    return
-                idle = time.monotonic() - self._last_used
-                if idle >= self._linger or self._others_waiting():
-                    self.release()
-                    return
+                self._closer = None
+            raise
+
+    def _done_lingering(self) -> bool:
+        return time.monotonic() - self._last_used >= self._linger or self._others_waiting()
 
 
 def _config(dimension: int) -> qe.EdgeConfig:

@@ -600,6 +600,25 @@ class TestEdgeStore(StoreContract):
         assert len(holder.search(query(axis(1)), Scope.operator(), 5)) == 2
         holder.close()
 
+    def test_a_handle_whose_folder_path_is_gone_still_hands_the_index_over(
+        self, tmp_path: Path
+    ) -> None:
+        index = tmp_path / "index"
+        index.mkdir()
+        link = tmp_path / "link"
+        link.symlink_to(index)
+        holder = EdgeStore(link, SPARSE, linger_seconds=60)
+        holder.ensure_collection(DIM)
+        holder.upsert(make_chunks("/share/a.pdf", 2, {EVERYONE}), [axis(0), axis(1)])
+        assert holder.count() == 2  # open and lingering, reached through the link
+        link.unlink()  # as when the folder that held the link is cleaned up
+        other = subprocess.run(
+            [sys.executable, "-c", OTHER_PROCESS_COUNTS, str(index)],
+            capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+        )  # fmt: skip
+        assert other.returncode == 0, other.stderr
+        assert other.stdout.split() == ["2"]
+
     def test_searching_before_any_ingest_finds_nothing(self, tmp_path: Path) -> None:
         assert (
             EdgeStore(tmp_path / "none", SPARSE).search(query(axis(0)), Scope.operator(), 5) == []
