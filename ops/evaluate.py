@@ -288,7 +288,8 @@ def run(
 ) -> list[Outcome]:
     """Each question to the retriever (top 10) and, unless `answerer` is None, to the answerer,
     with up to `parallel` questions awaiting the model at once (the server batches them); the
-    outcomes come in the questions' order and are the same as one question at a time."""
+    outcomes come in the questions' order."""
+    parallel = max(parallel, 1)
     outcomes: list[Outcome] = []
     waiting: deque[tuple[Golden, list[Hit], PreparedQuestion, Future[str] | None]] = deque()
 
@@ -303,7 +304,7 @@ def run(
     if progress:
         progress.start(len(questions))
     try:
-        with ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
             for golden in questions:
                 hits = retriever.search(golden.question, scope, SEARCH_DEPTH)
                 if answerer is None:
@@ -316,7 +317,7 @@ def run(
                 if prepared.messages is not None:
                     reply = pool.submit(answerer.chat.complete, prepared.messages)
                 waiting.append((golden, hits, prepared, reply))
-                if len(waiting) >= max(parallel, 1):
+                if len(waiting) >= parallel:
                     finish_oldest()
             while waiting:
                 finish_oldest()
