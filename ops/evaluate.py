@@ -289,41 +289,56 @@ def run(
     """Each question to the retriever (top 10) and, unless `answerer` is None, to the answerer,
     with up to `parallel` questions awaiting the model at once (the server batches them); the
     outcomes come in the questions' order."""
-    parallel = max(parallel, 1)
+    if progress:
+        progress.start(len(questions))
+    try:
+        if answerer is None:
+            outcomes = []
+            for golden in questions:
+                outcomes.append(
+                    Outcome(golden, retriever.search(golden.question, scope, SEARCH_DEPTH))
+                )
+                if progress:
+                    progress.advance()
+            return outcomes
+        return _answer_all(questions, retriever, answerer, scope, progress, max(parallel, 1))
+    finally:
+        if progress:
+            progress.finish()
+
+
+def _answer_all(
+    questions: Sequence[Golden],
+    retriever: Searcher,
+    answerer: Responder,
+    scope: Scope,
+    progress: Progress | None,
+    parallel: int,
+) -> list[Outcome]:
+    """Each question searched and prepared in turn, its model reply awaited in a pool of
+    `parallel`, and finished in the questions' order once the pool is full."""
     outcomes: list[Outcome] = []
     waiting: deque[tuple[Golden, list[Hit], PreparedQuestion, Future[str] | None]] = deque()
 
     def finish_oldest() -> None:
         golden, hits, prepared, reply = waiting.popleft()
-        assert answerer is not None
         answer = answerer.finish(prepared, reply.result() if reply else "")
         outcomes.append(Outcome(golden, hits, answer))
         if progress:
             progress.advance()
 
-    if progress:
-        progress.start(len(questions))
-    try:
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            for golden in questions:
-                hits = retriever.search(golden.question, scope, SEARCH_DEPTH)
-                if answerer is None:
-                    outcomes.append(Outcome(golden, hits))
-                    if progress:
-                        progress.advance()
-                    continue
-                prepared = answerer.prepare(golden.question, scope)
-                reply = None
-                if prepared.messages is not None:
-                    reply = pool.submit(answerer.chat.complete, prepared.messages)
-                waiting.append((golden, hits, prepared, reply))
-                if len(waiting) >= parallel:
-                    finish_oldest()
-            while waiting:
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        for golden in questions:
+            hits = retriever.search(golden.question, scope, SEARCH_DEPTH)
+            prepared = answerer.prepare(golden.question, scope)
+            reply = None
+            if prepared.messages is not None:
+                reply = pool.submit(answerer.chat.complete, prepared.messages)
+            waiting.append((golden, hits, prepared, reply))
+            if len(waiting) >= parallel:
                 finish_oldest()
-    finally:
-        if progress:
-            progress.finish()
+        while waiting:
+            finish_oldest()
     return outcomes
 
 

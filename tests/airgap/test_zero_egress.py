@@ -216,8 +216,8 @@ def test_the_whole_path_makes_no_attempt_to_reach_outside_this_machine(tmp_path:
         text=True,
         timeout=2700,
     )
-    assert (out / "probe.txt").exists(), run.stderr[-3000:]
-    assert (out / "probe.txt").read_text().strip() == "isolated"
+    probe = out / "probe.txt"
+    assert probe.exists() and probe.read_text().strip() == "isolated", run.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     print(f"\nstrace log: {log} ({log.stat().st_size // 1024} KiB)")
 
